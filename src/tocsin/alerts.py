@@ -1,0 +1,38 @@
+"""From anomalies to alerts: which anomalies deserve a person's attention.
+
+An anomaly is a scored event over the threshold; an alert is what a person is
+asked to look at. Here every anomaly of severity ``warning`` or above opens an
+alert keyed by its event id, so a replayed batch reopens nothing twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ALERT_SEVERITIES = ("warning", "critical")
+
+
+def alerts_from_anomalies(anomalies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Alert rows for the anomalies that reach ``warning``, in the store's shape.
+
+    >>> alerts_from_anomalies([
+    ...     {"event_id": "e1", "entity": "c1", "event_time": 1.0, "score": 0.9999, "severity": "critical", "explanation": []},
+    ...     {"event_id": "e2", "entity": "c2", "event_time": 2.0, "score": 0.996, "severity": "info", "explanation": []},
+    ... ])[0]["alert_key"]
+    'e1'
+    """
+    return [
+        {
+            "alert_key": a["event_id"],
+            "entity": a["entity"],
+            "severity": a["severity"],
+            "status": "open",
+            "first_event_id": a["event_id"],
+            "event_time": a["event_time"],
+            "score": a["score"],
+            "count": 1,
+            "explanation": a["explanation"],
+        }
+        for a in anomalies
+        if a["severity"] in ALERT_SEVERITIES
+    ]

@@ -1,0 +1,109 @@
+"""Ordering invariant: sinks acknowledge, then (state, offset) is saved atomically, then the offset is committed.
+
+A checkpoint is a partition's state saved together with the offset it
+reflects. For each checkpoint at source offset X of a partition:
+
+1. **Sinks first.** Every sink has acknowledged every output of every event up
+   to and including X (the store's transaction committed, the Kafka producer
+   flushed, the webhook answered).
+2. **Then state and position, together.** ``(state at X, X)`` is written to the
+   checkpoint store in one atomic step: a reader sees the old pair or the new
+   pair, never a mix. This pair is the source of truth for where a partition
+   resumes.
+3. **Only then the broker.** X may be committed to Kafka. That commit is
+   advisory (lag dashboards, tooling); a worker resumes from the offset saved
+   *with* its state, never from the broker's.
+
+A crash at any point replays from the last checkpoint: state and offset go back
+to a consistent pair, the events after it are processed again, and the outputs
+they produce again are absorbed by idempotent sinks (every output is keyed by
+event id, alert key or source position and written "insert, on conflict do
+nothing"; see :mod:`tocsin.store.tables`).
+
+What breaks if the order is violated:
+
+- **State ahead of outputs** (step 2 before step 1 finished): a crash after the
+  state was saved but before the sink acknowledged resumes *after* events whose
+  anomalies and alerts were never delivered. Nothing replays them: **alerts are
+  lost**, silently.
+- **Offset ahead of state** (a position saved or trusted separately from the
+  state it belongs to, e.g. resuming from the broker's committed offset while
+  the state is older, or the reverse): events between the two positions are
+  either folded into per-key state **twice** (counts, rates and baselines
+  inflated, so false alerts) or **never** (baselines miss them, so anomalies
+  slip under the threshold). Keeping offset and state in one atomic write is
+  what makes this impossible.
+- **A non-atomic write** (state file overwritten in place): a crash mid-write
+  leaves a truncated checkpoint and no good one; the partition must start over.
+  :class:`~tocsin.checkpoint.local.LocalCheckpointStore` writes a temp file,
+  fsyncs, renames over the old one and keeps the previous checkpoint as a
+  fallback.
+
+The time budget matters as much as the order: a checkpoint must finish within
+the broker's rebalance/poll deadline, or the partition moves to another worker
+while this one still writes (Quix Streams #1067, #1146, #1114). Checkpoint
+interval and sink flush sizes are chosen so a checkpoint takes well under that.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: version of the on-disk checkpoint layout; bump on incompatible changes
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint although one was written (all copies unreadable)."""
+
+
+@dataclass
+class Checkpoint:
+    """One partition's state at ``offset``: the events up to and including
+    ``offset`` are folded into ``state``; resume by reading from ``offset + 1``."""
+
+    partition: str
+    offset: int
+    #: flat state (see :func:`tocsin.checkpoint.state.flatten_state`)
+    state: dict[str, np.ndarray]
+    #: small JSON-serializable facts about the checkpoint (model version, spec hash…)
+    meta: dict[str, Any] = field(default_factory=dict)
+    #: epoch seconds when it was saved
+    created_at: float = 0.0
+
+
+class CheckpointStore(ABC):
+    """Where (state, offset) pairs live: local files now, Redis/PostgreSQL later.
+
+    ``save`` must be atomic per partition: after a crash, ``load`` returns
+    either the previous checkpoint or the new one, whole.
+    """
+
+    @abstractmethod
+    def save(
+        self,
+        partition: str,
+        state: dict[str, np.ndarray],
+        offset: int,
+        meta: dict[str, Any] | None = None,
+    ) -> Checkpoint:
+        """Atomically replace ``partition``'s checkpoint with (``state``, ``offset``).
+
+        Call only after every sink acknowledged the outputs up to ``offset``.
+        """
+
+    @abstractmethod
+    def load(self, partition: str) -> Checkpoint | None:
+        """The latest good checkpoint of ``partition``, or None if none was ever saved."""
+
+    @abstractmethod
+    def partitions(self) -> list[str]:
+        """Names of the partitions that have a checkpoint, sorted."""
+
+    @abstractmethod
+    def delete(self, partition: str) -> None:
+        """Forget ``partition``'s checkpoints (a no-op if there are none)."""

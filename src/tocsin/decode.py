@@ -1,0 +1,347 @@
+"""Decoding and validation: raw records in, one columnar batch and dead letters out.
+
+Three inputs share one set of rules: JSON lines (bytes), Python dicts (the HTTP
+API) and Arrow tables (CSV/Parquet replay). A record that cannot be trusted —
+undecodable, missing its id/key/time, a wrong type, NaN/inf, an empty key,
+oversize — becomes a :class:`DeadLetter` carrying the raw bytes, the reason and
+its source position; the rest of the batch goes on.
+
+JSON is decoded by msgspec into a Struct type generated from the spec, the
+whole batch in one call; only when that fails is it decoded line by line to find
+the bad records, so the common case pays no per-record call overhead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from tocsin.batch import EventBatch
+from tocsin.spec import SchemaSpec
+
+RAW_FIELD = "_raw"
+"""Name of the ``EventBatch.extra`` column holding each record's raw bytes (for the store and dead letters)."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record that was not processed, with why and where it came from."""
+
+    source: str
+    position: int
+    reason: str
+    raw: bytes
+
+    def as_row(self) -> dict[str, Any]:
+        return {"source": self.source, "position": self.position, "reason": self.reason, "raw": self.raw}
+
+
+_Scalar = str | int
+_Number = float | int
+
+
+def _event_struct(schema: SchemaSpec) -> type:
+    time_type: Any = str if schema.time_format == "iso8601" else _Number
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
+        (schema.id_field, _Scalar),
+        (schema.key_field, _Scalar),
+        (schema.time_field, time_type),
+    ]
+    fields += [(name, _Number) for name in schema.numeric]
+    fields += [(name, _Scalar) for name in schema.categorical]
+    if schema.label_field:
+        fields.append((schema.label_field, int | float | bool | None, None))
+    # Struct field names must be identifiers; rename and map back with `rename`.
+    safe = {name: f"f{i}" for i, (name, *_rest) in enumerate(fields)}
+    renamed = [(safe[f[0]], *f[1:]) for f in fields]
+    struct = msgspec.defstruct(
+        "Event", renamed, rename={v: k for k, v in safe.items()}, forbid_unknown_fields=False
+    )
+    struct.__tocsin_names__ = safe  # type: ignore[attr-defined]
+    return struct
+
+
+def _parse_iso(value: str) -> float:
+    stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.timezone.utc)
+    return stamp.timestamp()
+
+
+class Decoder:
+    """Turns raw records into an :class:`EventBatch` plus dead letters, per the schema.
+
+    >>> from tocsin.spec import SchemaSpec
+    >>> decoder = Decoder(SchemaSpec(key_field="card", numeric=["amount"]), source="demo")
+    >>> batch, dead = decoder.decode_lines([
+    ...     b'{"id": "a", "card": "c1", "ts": 1.5, "amount": 12.5}',
+    ...     b'{"id": "b", "card": "c1", "ts": 2.0}',
+    ... ])
+    >>> batch.numeric["amount"].tolist(), [d.reason for d in dead]
+    ([12.5], ['Object missing required field `amount`'])
+    """
+
+    def __init__(self, schema: SchemaSpec, source: str = "input") -> None:
+        self.schema = schema
+        self.source = source
+        self._struct = _event_struct(schema)
+        self._names: dict[str, str] = self._struct.__tocsin_names__  # type: ignore[attr-defined]
+        self._batch_decoder = msgspec.json.Decoder(list[self._struct])
+        self._one_decoder = msgspec.json.Decoder(self._struct)
+        self._time_scale = 0.001 if schema.time_format == "epoch_ms" else 1.0
+
+    # --- inputs -------------------------------------------------------------
+
+    def decode_lines(
+        self, lines: list[bytes], positions: np.ndarray | None = None
+    ) -> tuple[EventBatch, list[DeadLetter]]:
+        """JSON objects, one per element of ``lines`` (bytes, no trailing newline needed)."""
+        positions = _positions(positions, len(lines))
+        dead: list[DeadLetter] = []
+        limit = self.schema.max_event_bytes
+        if any(len(line) > limit for line in lines):
+            keep = []
+            for i, line in enumerate(lines):
+                if len(line) > limit:
+                    dead.append(self._dead(positions[i], f"record is {len(line)} bytes, over the {limit}-byte limit", line))
+                else:
+                    keep.append(i)
+            lines = [lines[i] for i in keep]
+            positions = positions[keep]
+        try:
+            records = self._batch_decoder.decode(b"[" + b",".join(lines) + b"]") if lines else []
+            if len(records) != len(lines):  # an empty line, or one holding two objects: find it
+                raise msgspec.DecodeError("record count mismatch")
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            records, good = [], []
+            for i, line in enumerate(lines):
+                try:
+                    records.append(self._one_decoder.decode(line))
+                    good.append(i)
+                except (msgspec.DecodeError, msgspec.ValidationError) as error:
+                    dead.append(self._dead(positions[i], _reason(error), line))
+            lines = [lines[i] for i in good]
+            positions = positions[good]
+        batch, more_dead = self._columns(records, lines, positions)
+        return batch, _in_position_order(dead + more_dead)
+
+    def decode_records(
+        self, records: list[dict[str, Any]], positions: np.ndarray | None = None
+    ) -> tuple[EventBatch, list[DeadLetter]]:
+        """Python dicts (already parsed JSON, e.g. an HTTP request body)."""
+        positions = _positions(positions, len(records))
+        encode = msgspec.json.encode
+        lines = []
+        dead: list[DeadLetter] = []
+        keep = []
+        for i, record in enumerate(records):
+            try:
+                lines.append(encode(record))
+                keep.append(i)
+            except (TypeError, ValueError, OverflowError) as error:
+                dead.append(self._dead(positions[i], f"record is not JSON-serialisable: {error}", repr(record).encode()))
+        # NaN/inf serialise as null in msgspec: check them on the dicts so the reason is exact.
+        for j, i in enumerate(keep):
+            record = records[i]
+            for name in self.schema.numeric:
+                value = record.get(name)
+                if isinstance(value, float) and not math.isfinite(value):
+                    lines[j] = b""
+                    dead.append(self._dead(positions[i], f"field `{name}` is {value}, expected a finite number", repr(record).encode()))
+                    break
+        good = [j for j, line in enumerate(lines) if line]
+        batch, more_dead = self.decode_lines([lines[j] for j in good], positions[[keep[j] for j in good]])
+        return batch, _in_position_order(dead + more_dead)
+
+    def decode_table(self, table: Any, positions: np.ndarray | None = None) -> tuple[EventBatch, list[DeadLetter]]:
+        """A pyarrow Table (CSV/Parquet replay), validated with vectorised checks."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        n = table.num_rows
+        positions = _positions(positions, n)
+        bad = np.zeros(n, dtype=bool)
+        reasons = np.empty(n, dtype=object)
+
+        def flag(mask: np.ndarray, reason: str) -> None:
+            new = mask & ~bad
+            reasons[new] = reason
+            bad[:] |= mask
+
+        def column(name: str) -> Any:
+            if name not in table.column_names:
+                flag(np.ones(n, dtype=bool), f"missing required field `{name}` (no such column)")
+                return None
+            return table.column(name)
+
+        def as_text(name: str) -> np.ndarray:
+            col = column(name)
+            if col is None:
+                return np.full(n, "", dtype=object)
+            flag(np.asarray(col.is_null(), dtype=bool), f"missing required field `{name}`")
+            text = pc.cast(col, pa.string()) if not pa.types.is_string(col.type) else col
+            values = np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
+            return values
+
+        def as_float(name: str) -> np.ndarray:
+            col = column(name)
+            if col is None:
+                return np.zeros(n)
+            flag(np.asarray(col.is_null(), dtype=bool), f"missing required field `{name}`")
+            if pa.types.is_timestamp(col.type):
+                values = pc.cast(col, pa.timestamp("us")).cast(pa.int64()).to_numpy(zero_copy_only=False) / 1e6
+                return np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+            try:
+                values = np.asarray(pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.float64)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                values = np.array([_to_float(v) for v in col.to_pylist()], dtype=np.float64)
+                flag(np.isnan(values) & ~np.asarray(col.is_null(), dtype=bool), f"field `{name}` is not a number")
+            flag(~np.isfinite(values) & ~bad, f"field `{name}` is NaN or infinite, expected a finite number")
+            return values
+
+        schema = self.schema
+        ids = as_text(schema.id_field)
+        keys = as_text(schema.key_field)
+        if schema.time_format == "iso8601" and schema.time_field in table.column_names and not pa.types.is_timestamp(table.column(schema.time_field).type):
+            raw_times = table.column(schema.time_field).to_pylist()
+            times = np.array([_iso_or_nan(v) for v in raw_times], dtype=np.float64)
+            flag(~np.isfinite(times), f"field `{schema.time_field}` is not an ISO-8601 time")
+        else:
+            times = as_float(schema.time_field) * (1.0 if column_is_timestamp(table, schema.time_field) else self._time_scale)
+        numeric = {name: as_float(name) for name in schema.numeric}
+        categorical = {name: as_text(name) for name in schema.categorical}
+        labels = None
+        if schema.label_field and schema.label_field in table.column_names:
+            labels = np.nan_to_num(
+                np.asarray(pc.cast(table.column(schema.label_field), pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.float64)
+            ).astype(np.int8)
+        flag(np.array([not k for k in keys], dtype=bool), f"field `{schema.key_field}` is empty")
+        flag(np.array([not k for k in ids], dtype=bool), f"field `{schema.id_field}` is empty")
+
+        dead = []
+        bad_rows = np.flatnonzero(bad)
+        if len(bad_rows):
+            rows = table.take(pa.array(bad_rows)).to_pylist()
+            for row_index, row in zip(bad_rows, rows):
+                dead.append(self._dead(positions[row_index], str(reasons[row_index]), msgspec.json.encode(row, enc_hook=str)))
+        good = ~bad
+        batch = EventBatch(
+            ids=ids[good],
+            keys=keys[good],
+            times=times[good],
+            numeric={k: v[good] for k, v in numeric.items()},
+            categorical={k: v[good] for k, v in categorical.items()},
+            positions=positions[good],
+            labels=None if labels is None else labels[good],
+        )
+        return batch, dead
+
+    # --- internals ----------------------------------------------------------
+
+    def _columns(
+        self, records: list[Any], lines: list[bytes], positions: np.ndarray
+    ) -> tuple[EventBatch, list[DeadLetter]]:
+        schema, names, n = self.schema, self._names, len(records)
+
+        def values(field: str) -> list[Any]:
+            return list(map(attrgetter(names[field]), records))
+
+        def text(field: str) -> np.ndarray:
+            raw = values(field)
+            out = np.empty(n, dtype=object)
+            out[:] = raw
+            if not all(type(v) is str for v in raw):
+                out[:] = [v if type(v) is str else str(v) for v in raw]
+            return out
+
+        ids = text(schema.id_field)
+        keys = text(schema.key_field)
+        if schema.time_format == "iso8601":
+            times = np.array([_iso_or_nan(v) for v in values(schema.time_field)], dtype=np.float64)
+        else:
+            times = np.fromiter(values(schema.time_field), dtype=np.float64, count=n) * self._time_scale
+        numeric = {name: np.fromiter(values(name), dtype=np.float64, count=n) for name in schema.numeric}
+        categorical = {name: text(name) for name in schema.categorical}
+        labels = None
+        if schema.label_field:
+            labels = np.array([1 if v else 0 for v in values(schema.label_field)], dtype=np.int8)
+
+        bad = np.zeros(n, dtype=bool)
+        reasons: dict[int, str] = {}
+
+        def flag(mask: np.ndarray, reason: str) -> None:
+            for i in np.flatnonzero(mask & ~bad):
+                reasons[int(i)] = reason
+            bad[:] |= mask
+
+        flag(~np.isfinite(times), f"field `{schema.time_field}` is not a valid time")
+        for name, column in numeric.items():
+            flag(~np.isfinite(column), f"field `{name}` is NaN or infinite, expected a finite number")
+        flag(np.fromiter((not k for k in keys), dtype=bool, count=n), f"field `{schema.key_field}` is empty")
+        flag(np.fromiter((not k for k in ids), dtype=bool, count=n), f"field `{schema.id_field}` is empty")
+
+        raw = np.empty(n, dtype=object)
+        raw[:] = lines
+        dead = [self._dead(positions[i], reason, lines[i]) for i, reason in reasons.items()]
+        batch = EventBatch(
+            ids=ids, keys=keys, times=times, numeric=numeric, categorical=categorical,
+            positions=positions, labels=labels, extra={RAW_FIELD: raw},
+        )
+        if bad.any():
+            batch = batch.take(~bad)
+        return batch, dead
+
+    def _dead(self, position: int, reason: str, raw: bytes) -> DeadLetter:
+        return DeadLetter(source=self.source, position=int(position), reason=reason, raw=bytes(raw))
+
+
+def column_is_timestamp(table: Any, name: str) -> bool:
+    import pyarrow as pa
+
+    return name in table.column_names and pa.types.is_timestamp(table.column(name).type)
+
+
+def _positions(positions: np.ndarray | None, n: int) -> np.ndarray:
+    if positions is None:
+        return np.arange(n, dtype=np.int64)
+    positions = np.asarray(positions, dtype=np.int64)
+    if len(positions) != n:
+        raise ValueError(f"{len(positions)} positions for {n} records")
+    return positions
+
+
+_AT_FIELD = re.compile(r"^(?P<message>.*) - at `\$\.(?P<field>[^`]+)`$")
+
+
+def _reason(error: Exception) -> str:
+    """msgspec's message, reworded to name the field first: "field `amount`: expected a number, got `str`"."""
+    text = str(error).removesuffix(" - at `$`").replace("`int | float`", "a number").replace("`str | int`", "text or an integer")
+    match = _AT_FIELD.match(text)
+    if match:
+        return f"field `{match['field']}`: {match['message'][0].lower()}{match['message'][1:]}"
+    return text
+
+
+def _in_position_order(dead: list[DeadLetter]) -> list[DeadLetter]:
+    return sorted(dead, key=lambda d: d.position)
+
+
+def _iso_or_nan(value: Any) -> float:
+    try:
+        return _parse_iso(value) if isinstance(value, str) else float("nan")
+    except ValueError:
+        return float("nan")
+
+
+def _to_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")

@@ -1,0 +1,291 @@
+"""The Pipeline: decode → features → score → calibrate → threshold → explanations.
+
+One object, used unchanged by the streaming runner, the HTTP service and the
+backtester, so training, backtests and live scoring run the same code (no
+train/serve skew). It is a pure function of its state and the batch: all state
+(feature state, fitted detector, calibration reference, threshold) is exported
+by :meth:`Pipeline.state_dict` for checkpoints.
+
+Until ``detector.warmup_events`` events have been seen the detector is not
+fitted: those events update feature state and become its training rows, and
+they are returned unscored (``score`` NaN, never anomalous). Afterwards the
+detector is refitted every ``detector.refit_every`` events on the last
+``detector.train_window`` feature rows (see :mod:`tocsin.engine.training`), and
+calibration restarts from the new model's scores of those rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from tocsin.batch import EventBatch
+from tocsin.decode import RAW_FIELD, Decoder, DeadLetter
+from tocsin.detectors import DETECTORS
+from tocsin.detectors.calibration import ScoreCalibrator
+from tocsin.detectors.thresholds import SEVERITIES, assign_severity, build_threshold
+from tocsin.engine.training import TrainingWindow
+from tocsin.features.featureset import FeatureFrame, FeatureSet
+from tocsin.sources.base import SourceBatch
+from tocsin.spec import PipelineSpec, SpecError
+
+TOP_CONTRIBUTIONS = 3
+
+
+@dataclass
+class ScoredBatch:
+    """A batch with its decisions. Rows are the valid events, in arrival order."""
+
+    events: EventBatch
+    features: FeatureFrame | None
+    raw_score: np.ndarray
+    score: np.ndarray
+    is_anomaly: np.ndarray
+    severity: np.ndarray
+    explanations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    scored: np.ndarray | None = None
+    seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    @property
+    def score_100(self) -> np.ndarray:
+        """The calibrated score on the 0–100 scale people read."""
+        return np.round(self.score * 100.0, 2)
+
+    @property
+    def anomaly_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.is_anomaly)
+
+    def severity_name(self, row: int) -> str | None:
+        code = int(self.severity[row])
+        return SEVERITIES[code] if code >= 0 else None
+
+    def event_fields(self, row: int) -> dict[str, Any]:
+        """The event as it arrived (all fields, unknown ones included) where the raw record is kept."""
+        raw = self.events.extra.get(RAW_FIELD)
+        if raw is not None:
+            try:
+                return msgspec.json.decode(raw[row])
+            except msgspec.DecodeError:
+                pass
+        events = self.events
+        fields: dict[str, Any] = {"id": events.ids[row], "key": events.keys[row], "time": float(events.times[row])}
+        fields.update({k: float(v[row]) for k, v in events.numeric.items()})
+        fields.update({k: str(v[row]) for k, v in events.categorical.items()})
+        fields.update({k: _plain(v[row]) for k, v in events.extra.items() if k != RAW_FIELD})
+        return fields
+
+    def anomaly_records(self, detector: str) -> list[dict[str, Any]]:
+        """One store row per anomaly, keyed by event id (idempotent on replay)."""
+        events, records = self.events, []
+        for row in self.anomaly_rows.tolist():
+            records.append(
+                {
+                    "event_id": str(events.ids[row]),
+                    "entity": str(events.keys[row]),
+                    "event_time": float(events.times[row]),
+                    "score": float(self.score[row]),
+                    "score_100": float(self.score_100[row]),
+                    "raw_score": float(self.raw_score[row]),
+                    "severity": self.severity_name(row),
+                    "detector": detector,
+                    "explanation": self.explanations.get(row, []),
+                    "fields": self.event_fields(row),
+                    "label": None if events.labels is None else int(events.labels[row]),
+                }
+            )
+        return records
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class Pipeline:
+    """Scores batches of events according to a :class:`PipelineSpec`."""
+
+    def __init__(self, spec: PipelineSpec) -> None:
+        self.spec = spec
+        self.features = FeatureSet.from_spec(spec)
+        names = self.features.names
+        wanted = spec.detector.features or names
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            raise SpecError(
+                f"invalid pipeline spec: detector.features names {unknown}, which no feature produces; "
+                f"choose from {names}"
+            )
+        self.feature_names: list[str] = list(wanted)
+        self._columns = np.array([names.index(n) for n in wanted], dtype=np.int64)
+        detector_cls = DETECTORS[spec.detector.kind]
+        try:
+            self.detector = detector_cls(**spec.detector.params)
+        except TypeError as error:
+            raise SpecError(f"invalid pipeline spec: detector.params: {error}") from None
+        self.calibrator = ScoreCalibrator(window=spec.calibration.window, tail_quantile=spec.calibration.tail_quantile)
+        self.threshold = build_threshold(spec.threshold)
+        self._decoders: dict[str, Decoder] = {}
+        self.training = TrainingWindow(spec.detector.train_window, len(self.feature_names))
+        self._since_fit = 0
+        self.fits = 0
+        self.events_seen = 0
+
+    # --- inputs -------------------------------------------------------------
+
+    def decode(self, raw: SourceBatch, source: str) -> tuple[EventBatch, list[DeadLetter]]:
+        """A source's raw records as a validated batch plus dead letters."""
+        if raw.events is not None:
+            return raw.events, []
+        decoder = self._decoders.get(source)
+        if decoder is None:
+            decoder = self._decoders[source] = Decoder(self.spec.event_schema, source=source)
+        if raw.lines is not None:
+            return decoder.decode_lines(raw.lines, raw.positions)
+        if raw.table is not None:
+            return decoder.decode_table(raw.table, raw.positions)
+        return EventBatch.empty(self.spec.event_schema.numeric, self.spec.event_schema.categorical), []
+
+    def process_raw(self, raw: SourceBatch, source: str) -> ScoredBatch:
+        started = time.perf_counter()
+        events, dead = self.decode(raw, source)
+        scored = self.process(events)
+        scored.dead_letters = dead
+        scored.seconds = time.perf_counter() - started
+        return scored
+
+    def process_records(self, records: list[dict[str, Any]], source: str = "api") -> ScoredBatch:
+        """Score Python dicts (the HTTP path)."""
+        started = time.perf_counter()
+        decoder = self._decoders.get(source) or self._decoders.setdefault(source, Decoder(self.spec.event_schema, source=source))
+        events, dead = decoder.decode_records(records)
+        scored = self.process(events)
+        scored.dead_letters = dead
+        scored.seconds = time.perf_counter() - started
+        return scored
+
+    # --- the work -----------------------------------------------------------
+
+    @property
+    def is_warm(self) -> bool:
+        return self.detector.is_fitted
+
+    def process(self, events: EventBatch) -> ScoredBatch:
+        """Features for every event (updating state), then scores and decisions for the scored part."""
+        started = time.perf_counter()
+        n = len(events)
+        frame = self.features.transform_update(events) if n else None
+        raw = np.full(n, np.nan)
+        score = np.full(n, np.nan)
+        is_anomaly = np.zeros(n, dtype=bool)
+        severity = np.full(n, -1, dtype=np.int8)
+        scored = np.zeros(n, dtype=bool)
+        explanations: dict[int, list[dict[str, Any]]] = {}
+        self.events_seen += n
+        if n:
+            X = frame.X[:, self._columns] if len(self._columns) != frame.X.shape[1] else frame.X
+            start = 0
+            if not self.is_warm:
+                start = min(n, max(0, self.spec.detector.warmup_events - len(self.training)))
+                self.training.extend(X[:start])
+                if len(self.training) >= self.spec.detector.warmup_events:
+                    self._refit()
+            if start < n and self.is_warm:
+                rows = slice(start, n)
+                raw[rows] = self.detector.score_samples(np.ascontiguousarray(X[rows]))
+                score[rows] = self.calibrator.transform(raw[rows])
+                self.calibrator.update(raw[rows])
+                is_anomaly[rows] = self.threshold.decide(score[rows])
+                scored[rows] = True
+                flagged = np.flatnonzero(is_anomaly)
+                if len(flagged):
+                    severity[flagged] = assign_severity(score[flagged], self.spec.severity.warning, self.spec.severity.critical)
+                    explanations = self._explain(X, frame, flagged)
+                self.training.extend(X[rows])
+                self._since_fit += n - start
+                refit_every = self.spec.detector.refit_every
+                if refit_every is not None and self._since_fit >= refit_every:
+                    self._refit()
+        return ScoredBatch(
+            events=events, features=frame, raw_score=raw, score=score, is_anomaly=is_anomaly,
+            severity=severity, explanations=explanations, scored=scored,
+            seconds=time.perf_counter() - started,
+        )
+
+    def fit(self, X: np.ndarray) -> None:
+        """Fit the detector on feature rows and calibrate against its scores of those rows."""
+        X = np.ascontiguousarray(X)
+        self.detector.fit(X)
+        self.calibrator = ScoreCalibrator(window=self.spec.calibration.window, tail_quantile=self.spec.calibration.tail_quantile)
+        self.calibrator.update(self.detector.score_samples(X))
+        self._since_fit = 0
+        self.fits += 1
+
+    def _refit(self) -> None:
+        self.fit(self.training.rows())
+
+    def _explain(self, X: np.ndarray, frame: FeatureFrame, rows: np.ndarray) -> dict[int, list[dict[str, Any]]]:
+        contributions = self.detector.explain(np.ascontiguousarray(X[rows]))
+        out: dict[int, list[dict[str, Any]]] = {}
+        for i, row in enumerate(rows.tolist()):
+            order = np.argsort(-contributions[i], kind="stable")[:TOP_CONTRIBUTIONS]
+            items = []
+            for j in order.tolist():
+                if contributions[i, j] <= 0:
+                    break
+                name = self.feature_names[j]
+                items.append(
+                    {
+                        "feature": name,
+                        "value": float(X[row, j]),
+                        "contribution": round(float(contributions[i, j]), 4),
+                        "text": frame.describe(name, row),
+                    }
+                )
+            out[row] = items
+        return out
+
+    # --- state --------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """All state as flat named arrays: what a checkpoint saves."""
+        state: dict[str, np.ndarray] = {}
+        for prefix, part in (("features", self.features), ("calibrator", self.calibrator), ("threshold", self.threshold)):
+            state.update({f"{prefix}/{k}": v for k, v in part.state_dict().items()})
+        if self.detector.is_fitted:
+            state.update({f"detector/{k}": v for k, v in self.detector.state_dict().items()})
+        state.update({f"training/{k}": v for k, v in self.training.state_dict().items()})
+        meta = {"events_seen": self.events_seen, "since_fit": self._since_fit, "fits": self.fits, "spec_name": self.spec.name,
+                "features": self.feature_names, "detector": self.spec.detector.kind}
+        state["pipeline/meta"] = np.array(json.dumps(meta))
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        meta = json.loads(str(state["pipeline/meta"]))
+        if meta["features"] != self.feature_names or meta["detector"] != self.spec.detector.kind:
+            raise ValueError(
+                "the checkpoint was written by a pipeline with other features or another detector; "
+                "delete the checkpoint directory (checkpoint.dir) to start fresh"
+            )
+
+        def part(prefix: str) -> dict[str, np.ndarray]:
+            cut = len(prefix) + 1
+            return {k[cut:]: v for k, v in state.items() if k.startswith(prefix + "/")}
+
+        self.features.load_state_dict(part("features"))
+        self.calibrator.load_state_dict(part("calibrator"))
+        self.threshold.load_state_dict(part("threshold"))
+        detector_state = part("detector")
+        if detector_state:
+            self.detector.load_state_dict(detector_state)
+        self.training.load_state_dict(part("training"))
+        self._since_fit = int(meta["since_fit"])
+        self.fits = int(meta["fits"])
+        self.events_seen = int(meta["events_seen"])

@@ -1,0 +1,353 @@
+"""Compiled per-event kernels behind the feature operators, and the growth of their state arrays.
+
+Every kernel is one sequential loop over a batch's rows in arrival order. For
+row ``i`` with key id ``k`` it reads the state of ``k`` (built by strictly
+earlier rows, in this batch or earlier ones), writes the row's features, then
+folds the row into the state of ``k``. State lives in dense arrays indexed by
+key id and is mutated in place, so cutting a stream into batches differently
+gives bit-identical results.
+
+Time rule shared by all kernels: a late event (time before its key's last seen
+time) is treated as happening at the key's last time, so decays never run
+backwards (``dt = max(0, t - last)``), recency is 0, window queues stay sorted
+by time, and ``last = max(last, t)``. A key with no history has
+``last = -inf``.
+
+Speed: with many keys a batch's state rows are cold (other operators and
+the key interning evict them between calls) and each event would wait for
+its rows one after another, since a kernel iteration is too long for the CPU
+to run several ahead. So each kernel first *touches* the rows of the batch's
+keys in a tight loop of independent loads, where the cache misses overlap,
+and then runs the real loop on a warm cache (about 2x faster on 100k keys).
+The touch pass has no effect on results.
+
+The Python side (the operators) must grow the arrays before a call: per-key
+arrays to ``max(key id) + 1`` rows, the window node pool to room for one node
+per row, the novelty hash table to a load of at most 1/2 after the batch.
+Kernels never allocate or check bounds.
+
+Compiled with ``cache=True``: the first call in a fresh environment compiles
+(a few seconds); later processes load the machine code from ``__pycache__``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+LN2 = math.log(2.0)
+NO_NODE = -1
+EMPTY_SLOT = -1
+
+
+def grow(array: np.ndarray, size: int, fill) -> np.ndarray:
+    """``array`` with at least ``size`` rows (axis 0), new rows set to ``fill``
+    (a scalar, or one value per column).
+
+    Capacity at least doubles on growth so that growing one key at a time
+    costs amortised O(1) per key.
+
+    >>> grow(np.zeros(2), 3, -1.0).tolist()
+    [0.0, 0.0, -1.0, -1.0]
+    """
+    capacity = array.shape[0]
+    if size <= capacity:
+        return array
+    new_capacity = max(size, 2 * capacity, 16 if capacity == 0 else 0)
+    grown = np.full((new_capacity, *array.shape[1:]), fill, dtype=array.dtype)
+    grown[:capacity] = array
+    return grown
+
+
+# --- sliding windows ------------------------------------------------------------
+#
+# Per-key state is packed in rows so that an event touches few cache lines:
+# with ``n`` windows, ``key_ints[k] = [tail, start_0..start_n-1, count_0..count_n-1]``
+# and ``key_floats[k] = [last_time, sum_0..sum_n-1]``. With many keys the batch's
+# keys are cold in cache, and one line per row instead of one per array is
+# most of the cost.
+
+TAIL = 0
+LAST = 0
+
+
+@njit(cache=True, inline="always")
+def _touch_rows(key_ids, rows):
+    """Load the first and last element of each key's row (see "Speed" above)."""
+    last = rows.shape[1] - 1
+    total = rows[0, 0] - rows[0, 0]
+    for i in range(key_ids.shape[0]):
+        k = key_ids[i]
+        total += rows[k, 0] + rows[k, last]
+    return total
+
+
+@njit(cache=True, inline="always")
+def _touch(key_ids, values):
+    total = values[0] - values[0]
+    for i in range(key_ids.shape[0]):
+        total += values[key_ids[i]]
+    return total
+
+
+@njit(cache=True)
+def window_update(
+    key_ids, times, values, windows, order,
+    key_ints, key_floats,
+    node_time, node_value, node_next, pool,
+    out_count, out_sum,
+):  # fmt: skip
+    """Exact sliding-window counts and sums over one linked FIFO queue per key.
+
+    One node per event (time, value) in a pool shared by all keys; the start
+    of window ``w`` is the oldest node of the key still inside it, and the
+    count and sum cover the nodes from there to the tail. Windows are advanced
+    in ``order`` (largest last): nodes leaving the largest window leave every
+    window and go back to the free list ``pool[0]``; ``pool[1]`` is the first
+    never-used node.
+    """
+    n_windows = windows.shape[0]
+    largest = order[n_windows - 1]
+    warm = _touch_rows(key_ids, key_floats)
+    for i in range(key_ids.shape[0]):
+        for w in range(n_windows):
+            node = key_ints[key_ids[i], 1 + w]
+            if node != NO_NODE:
+                warm += node_time[node] + node_value[node] + node_next[node]
+    for i in range(key_ids.shape[0]):
+        k = key_ids[i]
+        ints = key_ints[k]
+        floats = key_floats[k]
+        t = times[i]
+        if t < floats[LAST]:
+            t = floats[LAST]
+        else:
+            floats[LAST] = t
+        x = values[i]
+        for j in range(n_windows):
+            w = order[j]
+            cutoff = t - windows[w]
+            node = ints[1 + w]
+            count = ints[1 + n_windows + w]
+            total = floats[1 + w]
+            while node != NO_NODE and node_time[node] <= cutoff:
+                count -= 1
+                total -= node_value[node]
+                following = node_next[node]
+                if w == largest:
+                    node_next[node] = pool[0]
+                    pool[0] = node
+                node = following
+            if count == 0:
+                total = 0.0  # no drift left over from adding and removing
+            ints[1 + w] = node
+            ints[1 + n_windows + w] = count
+            floats[1 + w] = total
+            out_count[i, w] = count
+            out_sum[i, w] = total
+        if ints[1 + largest] == NO_NODE:
+            ints[TAIL] = NO_NODE
+        node = pool[0]
+        if node != NO_NODE:
+            pool[0] = node_next[node]
+        else:
+            node = pool[1]
+            pool[1] += 1
+        node_time[node] = t
+        node_value[node] = x
+        node_next[node] = NO_NODE
+        if ints[TAIL] != NO_NODE:
+            node_next[ints[TAIL]] = node
+        ints[TAIL] = node
+        for w in range(n_windows):
+            if ints[1 + w] == NO_NODE:
+                ints[1 + w] = node
+            ints[1 + n_windows + w] += 1
+            floats[1 + w] += x
+    return warm
+
+
+# --- decayed mean and variance ------------------------------------------------
+#
+# ``state[k] = [last_time, weight, mean, m2]``
+
+WEIGHT = 1
+MEAN = 2
+M2 = 3
+
+
+@njit(cache=True)
+def decayed_stats_update(
+    key_ids, times, values, half_life, state,
+    out_zscore, out_ratio, out_mean, out_std, out_weight,
+):  # fmt: skip
+    """Exponentially decayed weight, mean and variance (weighted West update).
+
+    With ``a = 2**(-dt / half_life)``: ``W' = aW + 1``, ``M' = M + (x - M) / W'``,
+    ``S' = aS + (x - M)(x - M')``; the variance is ``S / W`` (the decay cancels).
+    A key whose decayed weight is 0 (no history, or underflow) restarts at
+    the event.
+    """
+    warm = _touch_rows(key_ids, state)
+    for i in range(key_ids.shape[0]):
+        row = state[key_ids[i]]
+        t = times[i]
+        dt = 0.0
+        if t > row[LAST]:
+            dt = t - row[LAST]
+            row[LAST] = t
+        x = values[i]
+        w = row[WEIGHT]
+        a = 0.0
+        prior = 0.0
+        if w > 0.0:
+            a = 2.0 ** (-dt / half_life)
+            prior = a * w
+        if prior > 0.0:
+            m = row[MEAN]
+            variance = row[M2] / w
+            std = math.sqrt(variance) if variance > 0.0 else 0.0
+        else:
+            m = 0.0
+            std = 0.0
+        out_mean[i] = m
+        out_std[i] = std
+        out_weight[i] = prior
+        if prior >= 2.0:
+            scale = max(std, 0.1 * abs(m), 1e-9)
+            out_zscore[i] = (x - m) / scale
+        else:
+            out_zscore[i] = 0.0
+        if prior >= 1.0 and abs(m) > 1e-12:
+            out_ratio[i] = x / m
+        else:
+            out_ratio[i] = 1.0
+        if prior > 0.0:
+            w_new = prior + 1.0
+            m_new = m + (x - m) / w_new
+            row[M2] = a * row[M2] + (x - m) * (x - m_new)
+            row[WEIGHT] = w_new
+            row[MEAN] = m_new
+        else:
+            row[WEIGHT] = 1.0
+            row[MEAN] = x
+            row[M2] = 0.0
+    return warm
+
+
+# --- recency and velocity -------------------------------------------------------
+
+
+@njit(cache=True)
+def recency_update(key_ids, times, cap, last_time, out_seconds):
+    """Seconds since the key's previous event, ``cap`` for a first event, at most ``cap``."""
+    warm = _touch(key_ids, last_time)
+    for i in range(key_ids.shape[0]):
+        k = key_ids[i]
+        t = times[i]
+        last = last_time[k]
+        if last == -np.inf:
+            out_seconds[i] = cap
+        else:
+            out_seconds[i] = min(max(t - last, 0.0), cap)
+        if t > last:
+            last_time[k] = t
+    return warm
+
+
+# ``state[k] = [last_time, decayed_count]``
+COUNT = 1
+
+
+@njit(cache=True)
+def velocity_update(key_ids, times, half_life, state, out_per_min):
+    """Decayed event count ``C' = aC + 1``; the feature is the prior ``aC`` as events/minute."""
+    per_min = LN2 / half_life * 60.0
+    warm = _touch_rows(key_ids, state)
+    for i in range(key_ids.shape[0]):
+        row = state[key_ids[i]]
+        t = times[i]
+        dt = 0.0
+        if t > row[LAST]:
+            dt = t - row[LAST]
+            row[LAST] = t
+        c = row[COUNT]
+        prior = 0.0
+        if c > 0.0:
+            prior = 2.0 ** (-dt / half_life) * c
+        out_per_min[i] = prior * per_min
+        row[COUNT] = prior + 1.0
+    return warm
+
+
+# --- novelty: (key, value) occurrence counts in an open-addressing table ---------
+#
+# ``table[slot] = [code, count]`` with ``code = key_id << 32 | value_id`` (``-1``
+# = empty): code and count share a cache line, so a probe costs one miss.
+
+CODE = 0
+HITS = 1
+
+
+@njit(cache=True, inline="always")
+def _home(code, mask):
+    """The first slot probed for ``code`` (splitmix64 finaliser)."""
+    z = np.uint64(code)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return np.int64(z & np.uint64(mask))
+
+
+@njit(cache=True, inline="always")
+def _slot(table, code, mask):
+    """The slot holding ``code``, or the empty slot where it belongs (linear probing)."""
+    slot = _home(code, mask)
+    while True:
+        stored = table[slot, CODE]
+        if stored == code or stored == EMPTY_SLOT:
+            return slot
+        slot = (slot + 1) & mask
+
+
+@njit(cache=True)
+def novelty_update(key_ids, value_ids, table, distinct, used, out_novel, out_seen, out_distinct):
+    """Prior count of (key, value) and the key's prior number of distinct values.
+
+    ``table`` has a power-of-two number of rows; ``used[0]`` counts occupied slots.
+    """
+    mask = table.shape[0] - 1
+    warm = _touch(key_ids, distinct)
+    for i in range(key_ids.shape[0]):
+        warm += table[_home((key_ids[i] << 32) | value_ids[i], mask), CODE]
+    for i in range(key_ids.shape[0]):
+        k = key_ids[i]
+        code = (k << 32) | value_ids[i]
+        slot = _slot(table, code, mask)
+        out_distinct[i] = distinct[k]
+        if table[slot, CODE] == EMPTY_SLOT:
+            table[slot, CODE] = code
+            table[slot, HITS] = 0
+            used[0] += 1
+            distinct[k] += 1
+            out_novel[i] = 1.0
+            out_seen[i] = 0.0
+        else:
+            out_novel[i] = 0.0
+            out_seen[i] = table[slot, HITS]
+        table[slot, HITS] += 1
+    return warm
+
+
+@njit(cache=True)
+def novelty_rehash(old_table, new_table):
+    """Move every occupied slot of the old table into the (empty) new one."""
+    mask = new_table.shape[0] - 1
+    for i in range(old_table.shape[0]):
+        code = old_table[i, CODE]
+        if code != EMPTY_SLOT:
+            slot = _slot(new_table, code, mask)
+            new_table[slot, CODE] = code
+            new_table[slot, HITS] = old_table[i, HITS]

@@ -1,0 +1,167 @@
+"""The results store's schema, as SQLAlchemy Core tables.
+
+The same tables serve SQLite (the default, one file next to the pipeline) and
+PostgreSQL (shared by several workers), so only portable types are used:
+``Float(53)`` is a double on both, JSON is TEXT on SQLite and ``jsonb`` on
+PostgreSQL, and ``BigInteger`` surrogate keys become ``INTEGER PRIMARY KEY``
+(the rowid) on SQLite so they autoincrement there too.
+
+Every output table has a natural unique key that a replay reproduces exactly
+(``(pipeline, event_id)`` for per-event rows, ``(pipeline, alert_key)`` for
+alerts, ``(pipeline, source, position)`` for dead letters). Writers insert with
+"on conflict do nothing" on that key, which is what makes replaying from the
+last checkpoint produce no duplicates (see ``tocsin.checkpoint.base``).
+
+Times (``event_time``, ``created_at``, ``updated_at``) are float epoch
+seconds, like the batch's ``times`` column, so they compare without time zone
+conversions on either database.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+SEVERITIES = ("info", "warning", "critical")
+ALERT_STATUSES = ("open", "acknowledged", "resolved")
+FEEDBACK_LABELS = ("true_positive", "false_positive")
+
+# Named constraints keep Alembic-style migrations and error messages readable.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Double = Float(53)
+# JSONB on PostgreSQL so explanations and fields can be indexed and queried later.
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+anomalies = Table(
+    "anomalies",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("entity", String(255), nullable=False),
+    Column("event_time", Double, nullable=False),
+    Column("score", Double, nullable=False, comment="calibrated anomaly score in [0, 1]"),
+    Column("score_100", Double, nullable=False, comment="score on a 0-100 scale, for people"),
+    Column("raw_score", Double, nullable=True, comment="the detector's uncalibrated score"),
+    Column("severity", String(16), nullable=False),
+    Column("detector", String(128), nullable=False),
+    Column("explanation", Json, nullable=False, default=list, comment="[{feature, contribution, text}]"),
+    Column("fields", Json, nullable=False, default=dict, comment="the event's fields"),
+    Column("label", Integer, nullable=True, comment="ground truth or feedback: 1 anomaly, 0 normal"),
+    Column("created_at", Double, nullable=False, default=_now),
+    UniqueConstraint("pipeline", "event_id"),
+    CheckConstraint(_one_of("severity", SEVERITIES), name="severity"),
+    Index(None, "pipeline", "event_time"),
+    Index(None, "pipeline", "entity"),
+    Index(None, "pipeline", "severity"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("alert_key", String(255), nullable=False, comment="dedup/grouping key; idempotency key"),
+    Column("entity", String(255), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("status", String(16), nullable=False, default="open"),
+    Column("first_event_id", String(255), nullable=False),
+    Column("event_time", Double, nullable=False),
+    Column("score", Double, nullable=False),
+    Column("count", Integer, nullable=False, default=1),
+    Column("explanation", Json, nullable=False, default=list),
+    Column("created_at", Double, nullable=False, default=_now),
+    Column("updated_at", Double, nullable=False, default=_now),
+    UniqueConstraint("pipeline", "alert_key"),
+    CheckConstraint(_one_of("severity", SEVERITIES), name="severity"),
+    CheckConstraint(_one_of("status", ALERT_STATUSES), name="status"),
+    Index(None, "pipeline", "event_time"),
+    Index(None, "pipeline", "status"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("source", String(255), nullable=False, comment="source and partition, e.g. 'kafka:tx/3'"),
+    Column("position", BigInteger, nullable=False, comment="offset/line within the source"),
+    Column("reason", Text, nullable=False),
+    Column("raw", LargeBinary, nullable=True),
+    Column("created_at", Double, nullable=False, default=_now),
+    UniqueConstraint("pipeline", "source", "position"),
+)
+
+scored_events = Table(
+    "scored_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("entity", String(255), nullable=False),
+    Column("event_time", Double, nullable=False),
+    Column("score", Double, nullable=False),
+    Column("is_anomaly", Boolean(create_constraint=False), nullable=False),
+    UniqueConstraint("pipeline", "event_id"),
+    Index(None, "pipeline", "event_time"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("label", String(16), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("created_at", Double, nullable=False, default=_now),
+    CheckConstraint(_one_of("label", FEEDBACK_LABELS), name="label"),
+    Index(None, "pipeline", "event_id"),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in metadata.sorted_tables}
+
+#: the natural key each table is idempotent on (None: every write is a new row)
+CONFLICT_KEYS: dict[str, tuple[str, ...] | None] = {
+    "anomalies": ("pipeline", "event_id"),
+    "alerts": ("pipeline", "alert_key"),
+    "dead_letters": ("pipeline", "source", "position"),
+    "scored_events": ("pipeline", "event_id"),
+    "feedback": None,
+}

@@ -1,0 +1,189 @@
+"""Plain-Python reference implementations of the feature operators, one event at a time.
+
+Written from the semantics in the operator docstrings, with dicts and deques
+and no shared code with the kernels, so the property tests compare two
+independent readings of the same rules. Slow on purpose: clarity over speed.
+
+An event is a dict with ``key``, ``time`` and the schema's fields. Every
+operator follows the same time rule: a late event (earlier than its key's last
+time) counts as happening at the key's last time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict, deque
+
+
+def duration_name(seconds: float) -> str:
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def key_of(event: dict, by: str) -> str:
+    if by == "entity":
+        return event["key"]
+    if by == "global":
+        return "*"
+    return event[by]
+
+
+def prefix_of(by: str) -> str:
+    return "" if by == "entity" else f"{by}."
+
+
+class RefWindow:
+    def __init__(self, windows, field=None, by="entity"):
+        self.windows, self.field, self.by = list(windows), field, by
+        p = prefix_of(by)
+        self.names = []
+        for w in self.windows:
+            self.names.append(f"{p}count_{duration_name(w)}")
+            if field:
+                self.names.append(f"{p}{field}_sum_{duration_name(w)}")
+        self.events = defaultdict(deque)  # key -> (effective time, value)
+        self.last = {}
+
+    def step(self, event):
+        key = key_of(event, self.by)
+        t = max(event["time"], self.last.get(key, -math.inf))
+        self.last[key] = t
+        x = event[self.field] if self.field else 0.0
+        prior = self.events[key]
+        out = []
+        for w in self.windows:
+            inside = [v for (time, v) in prior if time > t - w]
+            out.append(float(len(inside)))
+            if self.field:
+                out.append(math.fsum(inside))
+        while prior and prior[0][0] <= t - max(self.windows):
+            prior.popleft()
+        prior.append((t, x))
+        return out
+
+
+class RefDecayed:
+    def __init__(self, field, half_life, outputs=("zscore", "ratio"), by="entity"):
+        self.field, self.half_life, self.outputs, self.by = field, half_life, list(outputs), by
+        h = duration_name(half_life)
+        self.names = [f"{prefix_of(by)}{field}_{o}_{h}" for o in self.outputs]
+        self.state = {}  # key -> (last time, W, M, S)
+
+    def step(self, event):
+        key = key_of(event, self.by)
+        x = event[self.field]
+        last, W, M, S = self.state.get(key, (event["time"], 0.0, 0.0, 0.0))
+        t = max(last, event["time"])
+        a = 2.0 ** (-(t - last) / self.half_life)
+        prior_weight = a * W
+        if prior_weight > 0:
+            mean = M
+            std = math.sqrt(max(S / W, 0.0))  # var = S/W: the decay cancels
+        else:
+            mean = std = 0.0
+        values = {
+            "zscore": (x - mean) / max(std, 0.1 * abs(mean), 1e-9) if prior_weight >= 2 else 0.0,
+            "ratio": x / mean if prior_weight >= 1 and abs(mean) > 1e-12 else 1.0,
+            "mean": mean,
+            "std": std,
+        }
+        if prior_weight > 0:
+            W1 = prior_weight + 1.0
+            M1 = M + (x - M) / W1
+            S1 = a * S + (x - M) * (x - M1)
+        else:
+            W1, M1, S1 = 1.0, x, 0.0
+        self.state[key] = (t, W1, M1, S1)
+        return [values[o] for o in self.outputs]
+
+
+class RefRecency:
+    def __init__(self, cap, by="entity"):
+        self.cap, self.by = cap, by
+        self.names = [f"{prefix_of(by)}seconds_since_last"]
+        self.last = {}
+
+    def step(self, event):
+        key = key_of(event, self.by)
+        t = event["time"]
+        if key in self.last:
+            out = min(max(t - self.last[key], 0.0), self.cap)
+            self.last[key] = max(self.last[key], t)
+        else:
+            out = self.cap
+            self.last[key] = t
+        return [out]
+
+
+class RefVelocity:
+    def __init__(self, half_life, by="entity"):
+        self.half_life, self.by = half_life, by
+        self.names = [f"{prefix_of(by)}velocity_per_min_{duration_name(half_life)}"]
+        self.state = {}  # key -> (last time, decayed count)
+
+    def step(self, event):
+        key = key_of(event, self.by)
+        last, count = self.state.get(key, (event["time"], 0.0))
+        t = max(last, event["time"])
+        prior = count * 2.0 ** (-(t - last) / self.half_life)
+        self.state[key] = (t, prior + 1.0)
+        return [prior * math.log(2.0) / self.half_life * 60.0]
+
+
+class RefNovelty:
+    def __init__(self, field, by="entity"):
+        self.field, self.by = field, by
+        p = prefix_of(by)
+        self.names = [f"{p}{field}_novel", f"{p}{field}_seen_count", f"{p}{field}_distinct", f"{p}{field}_share"]
+        self.counts = defaultdict(int)
+        self.totals = defaultdict(int)
+        self.values = defaultdict(set)
+
+    def step(self, event):
+        key = key_of(event, self.by)
+        value = event[self.field]
+        seen = self.counts[(key, value)]
+        total = self.totals[key]
+        share = seen / total if total else 0.0
+        out = [1.0 if seen == 0 else 0.0, float(seen), float(len(self.values[key])), share]
+        self.counts[(key, value)] += 1
+        self.totals[key] += 1
+        self.values[key].add(value)
+        return out
+
+
+class RefValue:
+    def __init__(self, field, log=False):
+        self.field, self.log = field, log
+        self.names = [f"log_{field}" if log else field]
+
+    def step(self, event):
+        x = event[self.field]
+        return [math.copysign(math.log1p(abs(x)), x) if self.log else x]
+
+
+def from_feature_spec(feature) -> object:
+    """The reference operator for one parsed feature spec."""
+    by = getattr(feature, "by", None) or "entity"
+    if feature.kind == "window":
+        return RefWindow(feature.windows, feature.field, by)
+    if feature.kind == "decayed_stats":
+        return RefDecayed(feature.field, feature.half_life, feature.outputs, by)
+    if feature.kind == "recency":
+        return RefRecency(feature.cap, by)
+    if feature.kind == "velocity":
+        return RefVelocity(feature.half_life, by)
+    if feature.kind == "novelty":
+        return RefNovelty(feature.field, by)
+    if feature.kind == "value":
+        return RefValue(feature.field, feature.log)
+    raise ValueError(feature.kind)
+
+
+def run(operators, events) -> tuple[list[str], list[list[float]]]:
+    """Feature names and one row per event, operators side by side."""
+    names = [name for op in operators for name in op.names]
+    rows = [[value for op in operators for value in op.step(event)] for event in events]
+    return names, rows

@@ -1,0 +1,41 @@
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tocsin.features.keys import KeyIndex
+
+words = st.one_of(st.sampled_from(["", "a", "b", "ab", "ba", "card_1", "é", "日本", "\ud800", "a\x00"]), st.text(max_size=6))
+
+
+@settings(max_examples=150, deadline=None)
+@given(batches=st.lists(st.lists(words, max_size=30), max_size=6))
+def test_ids_match_a_dict_in_order_of_first_sight(batches):
+    index, expected = KeyIndex(), {}
+    for batch in batches:
+        got = index.ids(np.array(batch, dtype=object))
+        assert got.dtype == np.int64
+        assert got.tolist() == [expected.setdefault(v, len(expected)) for v in batch]
+    assert index.values() == list(expected) and len(index) == len(expected)
+    for value, i in expected.items():
+        assert index.lookup(value) == i
+    assert index.lookup("never-interned-key") is None
+
+
+def test_grows_past_many_keys_and_round_trips():
+    index = KeyIndex()
+    keys = np.array([f"k{i}" for i in range(5000)], dtype=object)
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        chunk = keys[rng.integers(5000, size=3000)]
+        index.ids(chunk)
+    restored = KeyIndex()
+    restored.load_state_dict(index.state_dict())
+    assert restored.values() == index.values()
+    probe = keys[rng.integers(5000, size=1000)]
+    assert restored.ids(probe).tolist() == index.ids(probe).tolist()
+
+
+def test_non_strings_are_interned_by_their_text():
+    index = KeyIndex()
+    assert index.ids(np.array([1, "1", 2.5], dtype=object)).tolist() == [0, 0, 1]
+    assert index.values() == ["1", "2.5"]

@@ -1,0 +1,109 @@
+"""The pipeline spec: the reference spec loads, and mistakes name the field and the fix."""
+
+import pytest
+import yaml
+
+from tocsin.spec import SpecError, format_duration, load_spec, parse_duration, parse_spec
+
+REFERENCE = "examples/transactions.yaml"
+
+
+def reference_dict():
+    with open(REFERENCE) as handle:
+        return yaml.safe_load(handle)
+
+
+def test_reference_spec_loads():
+    spec = load_spec(REFERENCE)
+    assert spec.name == "transactions"
+    assert spec.event_schema.key_field == "card_id"
+    assert spec.features[0].windows == [60.0, 3600.0]
+    assert spec.runner.max_wait == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("1h", 3600), ("7d", 604800), (5, 5), ("250ms", 0.25)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["abc", "-1m", 0, True, "1y"])
+def test_bad_durations_are_rejected(bad):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(bad)
+
+
+def test_format_duration():
+    assert [format_duration(s) for s in (60, 3600, 86400, 90, 0.5)] == ["1m", "1h", "1d", "90s", "0.5s"]
+
+
+def expect_error(data, *fragments):
+    with pytest.raises(SpecError) as info:
+        parse_spec(data, "test.yaml")
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+def test_error_names_path_and_expectation():
+    data = reference_dict()
+    data["features"][1]["half_life"] = "soon"
+    expect_error(data, "features.1.decayed_stats.half_life", "expected a duration such as 30s")
+
+
+def test_unknown_field_is_named():
+    data = reference_dict()
+    data["runner"]["batch_sise"] = 10
+    expect_error(data, "runner.batch_sise", "unknown field")
+
+
+def test_missing_required_field():
+    data = reference_dict()
+    del data["schema"]["key_field"]
+    expect_error(data, "schema.key_field", "Field required")
+
+
+def test_feature_on_undeclared_field_names_the_fix():
+    data = reference_dict()
+    data["features"][0]["field"] = "amt"
+    expect_error(data, "features.0.field", "'amt' is not a declared numeric field", "schema.numeric")
+
+
+def test_feature_by_must_be_categorical():
+    data = reference_dict()
+    data["features"][2]["by"] = "amount"
+    expect_error(data, "features.2.by", "not a categorical field")
+
+
+def test_field_declared_twice():
+    data = reference_dict()
+    data["schema"]["categorical"].append("amount")
+    expect_error(data, "declared twice")
+
+
+def test_unknown_feature_kind():
+    data = reference_dict()
+    data["features"][0]["kind"] = "histogram"
+    expect_error(data, "features.0", "kind")
+
+
+def test_severity_order():
+    data = reference_dict()
+    data["severity"] = {"warning": 0.999, "critical": 0.99}
+    expect_error(data, "severity", "critical")
+
+
+def test_yaml_syntax_error(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(path)
+
+
+def test_relative_file_source_resolves_against_spec_dir(tmp_path):
+    (tmp_path / "events.jsonl").write_text("")
+    data = reference_dict()
+    data["source"] = {"kind": "file", "path": "events.jsonl"}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert load_spec(path).source.path == (tmp_path / "events.jsonl").resolve()
