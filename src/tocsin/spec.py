@@ -166,7 +166,7 @@ FeatureSpec = Annotated[
 
 
 class DetectorSpec(_Model):
-    kind: Literal["isolation_forest", "robust_zscore"] = "isolation_forest"
+    kind: str = Field("isolation_forest", description="a detector name from `tocsin.detectors.DETECTORS`")
     params: dict[str, Any] = Field(default_factory=dict, description="passed to the detector's constructor")
     features: list[str] | None = Field(None, description="feature names to score on; all features when omitted")
     warmup_events: int = Field(20_000, ge=100, description="events whose features train the detector before scoring starts")

@@ -108,3 +108,10 @@ def test_records_with_bad_rows_go_to_dead_letters(small_spec):
     scored = pipeline.process_records([good, {**good, "tx_id": "t2", "amount": "lots"}])
     assert scored.events.ids.tolist() == ["t1"]
     assert len(scored.dead_letters) == 1 and "amount" in scored.dead_letters[0].reason
+
+
+def test_unknown_detector_kind_names_the_choices(tmp_path):
+    data = small_spec_dict(tmp_path)
+    data["detector"]["kind"] = "crystal_ball"
+    with pytest.raises(SpecError, match="detector.kind 'crystal_ball'.*isolation_forest"):
+        Pipeline(parse_spec(data))

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from tocsin.spec import PipelineSpec, SpecError, load_spec
 
+from tocsin.cli.bench import bench_app
+from tocsin.cli.common import console, write_json
+
 app = typer.Typer(help="tocsin: real-time anomaly detection over event streams.", no_args_is_help=True, add_completion=False)
-bench_app = typer.Typer(help="Benchmarks: each prints its figures and writes them with --json FILE.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
-console = Console()
 
 REFERENCE_SPEC = Path(__file__).resolve().parent.parent / "specs" / "transactions.yaml"
 
@@ -29,13 +28,6 @@ def _load(spec_path: Path) -> PipelineSpec:
     except SpecError as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(2) from None
-
-
-def _write_json(path: Optional[Path], data: dict[str, Any]) -> None:
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2, default=str) + "\n")
-        console.print(f"wrote {path}")
 
 
 def _summary_table(summary: dict[str, Any], title: str) -> Table:
@@ -110,7 +102,7 @@ def demo(
     runner = Runner(spec, source, store=Store(spec.store.url))
     summary = _run_live(runner, "tocsin demo — card transactions")
     console.print(_summary_table(summary, "demo summary"))
-    _write_json(json_out, summary)
+    write_json(json_out, summary)
 
 
 @app.command()
@@ -137,7 +129,7 @@ def run(
         runner.checkpoints.delete(runner.partition)
     summary = _run_live(runner, f"tocsin run — {spec.name}")
     console.print(_summary_table(summary, f"{spec.name} summary"))
-    _write_json(json_out, summary)
+    write_json(json_out, summary)
 
 
 @app.command()
@@ -161,7 +153,7 @@ def backtest(
         task = progress.add_task(f"replaying {data.name}", total=count_records(data))
         report = run_backtest(spec, data, label_column, progress=lambda n: progress.advance(task, n))
     console.print(_summary_table(report, f"backtest of {spec.name} on {data.name}"))
-    _write_json(json_out, report)
+    write_json(json_out, report)
 
 
 @app.command()
@@ -186,21 +178,6 @@ def simulate(
     out.parent.mkdir(parents=True, exist_ok=True)
     write_events(batch, out, "jsonl" if fmt == "json" else fmt)
     console.print(f"wrote {len(batch):,} events ({int(batch.labels.sum()):,} fraud) to {out}")
-
-
-@bench_app.command("throughput")
-def bench_throughput(
-    events: int = typer.Option(1_000_000, help="events in the pre-generated JSON lines"),
-    users: int = typer.Option(100_000, help="simulated cards"),
-    batch_size: int = typer.Option(5_000, help="micro-batch size"),
-    baseline_events: int = typer.Option(20_000, help="events each baseline runs on (extrapolated to events/s)"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="write the figures to this file"),
-) -> None:
-    """The reference pipeline in one process vs a per-event microservice loop and River's HalfSpaceTrees."""
-    from tocsin.bench.throughput import run_throughput_bench
-
-    result = run_throughput_bench(events=events, users=users, batch_size=batch_size, baseline_events=baseline_events, console=console)
-    _write_json(json_out, result)
 
 
 def main() -> None:  # pragma: no cover - console entry point

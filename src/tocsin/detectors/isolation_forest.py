@@ -109,6 +109,8 @@ class IsolationForest(Detector):
     "Isolation-based anomaly detection". *ACM TKDD* 6(1).
     """
 
+    kind = "isolation_forest"
+
     def __init__(
         self,
         n_estimators: int = 100,

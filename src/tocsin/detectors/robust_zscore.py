@@ -77,6 +77,8 @@ class RobustZScore(Detector):
     Iglewicz, B. and Hoaglin, D. (1993). *How to Detect and Handle Outliers*.
     """
 
+    kind = "robust_zscore"
+
     def __init__(self, min_scale: float = 1e-9) -> None:
         self.min_scale = min_scale
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from tocsin.batch import EventBatch
 from tocsin.decode import RAW_FIELD, Decoder, DeadLetter
-from tocsin.detectors import DETECTORS
+from tocsin.detectors import DETECTORS, UNAVAILABLE
 from tocsin.detectors.calibration import ScoreCalibrator
 from tocsin.detectors.thresholds import SEVERITIES, assign_severity, build_threshold
 from tocsin.engine.training import TrainingWindow
@@ -125,7 +125,13 @@ class Pipeline:
             )
         self.feature_names: list[str] = list(wanted)
         self._columns = np.array([names.index(n) for n in wanted], dtype=np.int64)
-        detector_cls = DETECTORS[spec.detector.kind]
+        detector_cls = DETECTORS.get(spec.detector.kind)
+        if detector_cls is None:
+            raise SpecError(
+                f"invalid pipeline spec: detector.kind {spec.detector.kind!r} is not a detector; "
+                f"choose from {sorted(DETECTORS)}"
+                + (f" (not installed: {sorted(UNAVAILABLE)})" if UNAVAILABLE else "")
+            )
         try:
             self.detector = detector_cls(**spec.detector.params)
         except TypeError as error:
