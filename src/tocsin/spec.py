@@ -188,6 +188,9 @@ class DetectorSpec(_Model):
 class CalibrationSpec(_Model):
     window: int = Field(50_000, ge=100, description="recent raw scores the calibrated score is ranked against")
     tail_quantile: float = Field(0.98, gt=0.5, lt=1.0, description="above this quantile the tail is extrapolated")
+    update_every: int = Field(
+        1_000, ge=1, description="scored events between calibration/threshold updates; fixed counts keep results independent of batch cuts"
+    )
 
 
 class ThresholdSpec(_Model):

@@ -11,6 +11,8 @@ def small_spec_dict(tmp_path, **source):
         data = yaml.safe_load(handle)
     data["source"].update({"users": 300, "warmup_days": 0.5, "fraud_rate": 0.01, **source})
     data["detector"]["warmup_events"] = 2_000
+    data["detector"]["refit_every"] = 3_000
+    data["detector"]["train_window"] = 5_000
     data["detector"]["params"]["n_estimators"] = 50
     data["calibration"]["window"] = 5_000
     data["runner"]["batch_size"] = 1_000

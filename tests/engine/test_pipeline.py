@@ -115,3 +115,18 @@ def test_unknown_detector_kind_names_the_choices(tmp_path):
     data["detector"]["kind"] = "crystal_ball"
     with pytest.raises(SpecError, match="detector.kind 'crystal_ball'.*isolation_forest"):
         Pipeline(parse_spec(data))
+
+
+def test_decisions_do_not_depend_on_batch_cuts(small_spec):
+    """Calibration, threshold and refits move at fixed event counts, so any cutting gives the same result."""
+    events = stream(small_spec, 12_000)
+    expected = Pipeline(small_spec)
+    reference = expected.process(events)
+    rng = np.random.default_rng(5)
+    cuts = np.sort(rng.choice(np.arange(1, len(events)), size=40, replace=False))
+    pipeline = Pipeline(small_spec)
+    parts = [pipeline.process(events.take(slice(a, b))) for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(events)])]
+    np.testing.assert_array_equal(np.concatenate([p.raw_score for p in parts]), reference.raw_score)
+    np.testing.assert_array_equal(np.concatenate([p.score for p in parts]), reference.score)
+    np.testing.assert_array_equal(np.concatenate([p.is_anomaly for p in parts]), reference.is_anomaly)
+    assert pipeline.fits == expected.fits >= 2

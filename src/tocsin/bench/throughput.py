@@ -311,6 +311,7 @@ def run_throughput_bench(
     result: dict[str, Any] = {
         "benchmark": "throughput",
         "spec": spec.name,
+        "detector": {**spec.detector.model_dump(mode="json"), "features": list(pipeline.feature_names)},
         "events": events,
         "users": users,
         "batch_size": batch_size,

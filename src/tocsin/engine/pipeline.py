@@ -141,6 +141,9 @@ class Pipeline:
         self._decoders: dict[str, Decoder] = {}
         self.training = TrainingWindow(spec.detector.train_window, len(self.feature_names))
         self._since_fit = 0
+        self._scored_total = 0
+        self._pending_raw: list[np.ndarray] = []  # scores of the current segment, folded in at its end
+        self._pending_score: list[np.ndarray] = []
         self.fits = 0
         self.events_seen = 0
 
@@ -204,26 +207,44 @@ class Pipeline:
                 if len(self.training) >= self.spec.detector.warmup_events:
                     self._refit()
             if start < n and self.is_warm:
-                rows = slice(start, n)
-                raw[rows] = self.detector.score_samples(np.ascontiguousarray(X[rows]))
-                score[rows] = self.calibrator.transform(raw[rows])
-                self.calibrator.update(raw[rows])
-                is_anomaly[rows] = self.threshold.decide(score[rows])
-                scored[rows] = True
-                flagged = np.flatnonzero(is_anomaly)
-                if len(flagged):
-                    severity[flagged] = assign_severity(score[flagged], self.spec.severity.warning, self.spec.severity.critical)
-                    explanations = self._explain(X, frame, flagged)
-                self.training.extend(X[rows])
-                self._since_fit += n - start
-                refit_every = self.spec.detector.refit_every
-                if refit_every is not None and self._since_fit >= refit_every:
-                    self._refit()
+                self._score(X, frame, start, raw, score, is_anomaly, severity, explanations)
+                scored[start:] = True
         return ScoredBatch(
             events=events, features=frame, raw_score=raw, score=score, is_anomaly=is_anomaly,
             severity=severity, explanations=explanations, scored=scored,
             seconds=time.perf_counter() - started,
         )
+
+    def _score(self, X, frame, start, raw, score, is_anomaly, severity, explanations) -> None:
+        """Score rows ``start:`` in segments that end where the scored-event count crosses a
+        multiple of ``calibration.update_every``; calibration, threshold and refits change only
+        at those ends, so the decisions do not depend on how the stream was cut into batches."""
+        step = self.spec.calibration.update_every
+        refit_every = self.spec.detector.refit_every
+        pos, n = start, len(X)
+        while pos < n:
+            end = min(n, pos + step - self._scored_total % step)
+            rows = slice(pos, end)
+            segment = np.ascontiguousarray(X[rows])
+            raw[rows] = self.detector.score_samples(segment)
+            score[rows] = self.calibrator.transform(raw[rows])
+            is_anomaly[rows] = score[rows] >= self.threshold.current
+            flagged = np.flatnonzero(is_anomaly[rows]) + pos
+            if len(flagged):
+                severity[flagged] = assign_severity(score[flagged], self.spec.severity.warning, self.spec.severity.critical)
+                explanations.update(self._explain(X, frame, flagged))
+            self.training.extend(segment)
+            self._pending_raw.append(raw[rows].copy())
+            self._pending_score.append(score[rows].copy())
+            self._scored_total += end - pos
+            self._since_fit += end - pos
+            if self._scored_total % step == 0:  # a segment boundary: the shared state moves on
+                self.calibrator.update(np.concatenate(self._pending_raw))
+                self.threshold.decide(np.concatenate(self._pending_score))
+                self._pending_raw, self._pending_score = [], []
+                if refit_every is not None and self._since_fit >= refit_every:
+                    self._refit()
+            pos = end
 
     def fit(self, X: np.ndarray) -> None:
         """Fit the detector on feature rows and calibrate against its scores of those rows."""
@@ -268,7 +289,9 @@ class Pipeline:
         if self.detector.is_fitted:
             state.update({f"detector/{k}": v for k, v in self.detector.state_dict().items()})
         state.update({f"training/{k}": v for k, v in self.training.state_dict().items()})
-        meta = {"events_seen": self.events_seen, "since_fit": self._since_fit, "fits": self.fits, "spec_name": self.spec.name,
+        state["pending/raw"] = np.concatenate(self._pending_raw) if self._pending_raw else np.empty(0)
+        state["pending/score"] = np.concatenate(self._pending_score) if self._pending_score else np.empty(0)
+        meta = {"events_seen": self.events_seen, "since_fit": self._since_fit, "scored_total": self._scored_total, "fits": self.fits, "spec_name": self.spec.name,
                 "features": self.feature_names, "detector": self.spec.detector.kind}
         state["pipeline/meta"] = np.array(json.dumps(meta))
         return state
@@ -293,5 +316,8 @@ class Pipeline:
             self.detector.load_state_dict(detector_state)
         self.training.load_state_dict(part("training"))
         self._since_fit = int(meta["since_fit"])
+        self._scored_total = int(meta["scored_total"])
+        self._pending_raw = [state["pending/raw"]] if len(state["pending/raw"]) else []
+        self._pending_score = [state["pending/score"]] if len(state["pending/score"]) else []
         self.fits = int(meta["fits"])
         self.events_seen = int(meta["events_seen"])
