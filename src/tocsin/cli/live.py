@@ -35,8 +35,6 @@ class LiveView:
             self.warm = True
         events = scored.events
         for row in scored.anomaly_rows.tolist():
-            if scored.severity[row] < 1:
-                continue
             self.alerts.appendleft(
                 {
                     "time": float(events.times[row]),
@@ -88,4 +86,4 @@ class LiveView:
             label = {None: "", 1: "[green]fraud[/]", 0: "[dim]legit[/]"}[alert["truth"]]
             alerts.add_row(when, alert["entity"], f"{alert['score']:.2f}",
                            f"[{SEVERITY_STYLE[alert['severity']]}]{alert['severity']}[/]", alert["why"], label)
-        return Panel(Group(head, Text(""), Text("latest alerts", style="bold"), alerts), title=self.title)
+        return Panel(Group(head, Text(""), Text("latest anomalies", style="bold"), alerts), title=self.title)

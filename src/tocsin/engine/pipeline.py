@@ -262,21 +262,26 @@ class Pipeline:
         contributions = self.detector.explain(np.ascontiguousarray(X[rows]))
         out: dict[int, list[dict[str, Any]]] = {}
         for i, row in enumerate(rows.tolist()):
-            order = np.argsort(-contributions[i], kind="stable")[:TOP_CONTRIBUTIONS]
-            items = []
+            order = np.argsort(-contributions[i], kind="stable")[: TOP_CONTRIBUTIONS + 2]
+            items: list[dict[str, Any]] = []
             for j in order.tolist():
                 if contributions[i, j] <= 0:
                     break
                 name = self.feature_names[j]
+                text = frame.describe(name, row)
+                same = next((item for item in items if item["text"] == text), None)
+                if same is not None:  # e.g. the z-score and the ratio of one field say one thing
+                    same["contribution"] = round(same["contribution"] + float(contributions[i, j]), 4)
+                    continue
                 items.append(
                     {
                         "feature": name,
                         "value": float(X[row, j]),
                         "contribution": round(float(contributions[i, j]), 4),
-                        "text": frame.describe(name, row),
+                        "text": text,
                     }
                 )
-            out[row] = items
+            out[row] = items[:TOP_CONTRIBUTIONS]
         return out
 
     # --- state --------------------------------------------------------------

@@ -128,8 +128,10 @@ class DecayedStats(FeatureOperator):
             return f"{self.field} {x}, first seen for {self.this}"
         mean = float(output.context[self._column["mean"]][row])
         std = float(output.context[self._column["std"]][row])
-        low, high = format_number(mean - 2 * std), format_number(mean + 2 * std)
-        return f"{self.field} {x} vs {self.possessive} usual {low}–{high}"
+        low = mean - 2 * std
+        if low < 0 <= mean and float(batch.numeric[self.field][row]) >= 0:
+            low = 0.0  # a non-negative quantity (an amount): a negative "usual" bound reads as nonsense
+        return f"{self.field} {x} vs {self.possessive} usual {format_number(low)}–{format_number(mean + 2 * std)}"
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {name: self._state[:, j].copy() for j, name in enumerate(_STATE_COLUMNS)}

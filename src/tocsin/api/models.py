@@ -1,0 +1,226 @@
+"""The HTTP API's request and response bodies: the single source of its OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_BATCH_EVENTS = 10_000
+
+Severity = Literal["info", "warning", "critical"]
+AlertStatus = Literal["open", "acknowledged", "resolved"]
+FeedbackLabel = Literal["true_positive", "false_positive"]
+RoleName = Literal["viewer", "analyst", "admin"]
+
+_EXAMPLE_EVENT = {
+    "tx_id": "tx-1", "card_id": "card0000042", "ts": 1767225600.0, "amount": 42.5,
+    "merchant_id": "m00017", "merchant_category": "grocery", "city": "city_03", "channel": "pos",
+}
+
+Event = dict[str, Any]
+"""One event: an object with the fields the pipeline's schema declares (see ``GET /v1/pipelines``);
+unknown fields are kept but not scored. Events are validated one by one: a bad one is returned as a
+dead letter with its reason, the others are still scored."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EventsIn(_Model):
+    """Give exactly one of ``event`` (one event) or ``events`` (1 to 10,000 events)."""
+
+    event: Event | None = Field(None, description="one event")
+    events: list[Event] | None = Field(None, min_length=1, max_length=MAX_BATCH_EVENTS, description="a batch of events, scored in order")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"event": _EXAMPLE_EVENT}, {"events": [_EXAMPLE_EVENT]}]})
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EventsIn:
+        if (self.event is None) == (self.events is None):
+            raise ValueError("give exactly one of `event` or `events`")
+        return self
+
+    def records(self) -> list[Event]:
+        return [self.event] if self.event is not None else list(self.events or [])
+
+
+class Contribution(BaseModel):
+    feature: str
+    value: float | None = None
+    contribution: float
+    text: str
+
+
+class ScoreResult(BaseModel):
+    """The decision for one event, in request order."""
+
+    index: int = Field(description="position of the event in the request")
+    id: str | None = Field(None, description="the event's id field")
+    entity: str | None = Field(None, description="the event's key field")
+    status: Literal["scored", "warming_up", "dead_letter"] = Field(
+        description="scored; warming_up: the detector is still learning from its first events, so score is null and "
+        "is_anomaly false; dead_letter: the event failed validation (see reason)"
+    )
+    score: float | None = Field(None, ge=0, le=1, description="calibrated anomaly score in [0, 1]")
+    score_100: float | None = Field(None, ge=0, le=100, description="the same score on a 0-100 scale")
+    is_anomaly: bool = False
+    severity: Severity | None = None
+    explanation: list[Contribution] = Field(default_factory=list, description="top feature contributions, anomalies only")
+    reason: str | None = Field(None, description="why a dead letter was rejected")
+
+
+class ScoreResponse(BaseModel):
+    pipeline: str
+    model_status: Literal["warm", "warming_up"]
+    model_version: int = Field(description="number of detector fits so far (0 while warming up)")
+    scored: int
+    dead_letters: int
+    results: list[ScoreResult]
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    ids: list[str | None] = Field(description="each event's id field, in request order (null when missing)")
+    queue_depth: int
+
+
+class Anomaly(BaseModel):
+    id: int
+    event_id: str
+    entity: str
+    event_time: float
+    score: float
+    score_100: float
+    raw_score: float | None = None
+    severity: Severity
+    detector: str
+    explanation: list[dict[str, Any]]
+    fields: dict[str, Any] = Field(description="the event as received; sensitive fields masked for viewers")
+    label: int | None = Field(None, description="1 true positive, 0 false positive (feedback or ground truth)")
+    created_at: float
+
+
+class AnomalyPage(BaseModel):
+    items: list[Anomaly]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null on the last page")
+
+
+class Alert(BaseModel):
+    id: int
+    alert_key: str
+    entity: str
+    severity: Severity
+    status: AlertStatus
+    first_event_id: str
+    event_time: float
+    score: float
+    count: int
+    explanation: list[dict[str, Any]]
+    created_at: float
+    updated_at: float
+
+
+class AlertPage(BaseModel):
+    items: list[Alert]
+    next_cursor: str | None = None
+
+
+class FeedbackIn(_Model):
+    event_id: str = Field(min_length=1, max_length=255, description="the anomaly's event id")
+    label: FeedbackLabel
+    note: str | None = Field(None, max_length=2_000)
+
+
+class FeedbackOut(BaseModel):
+    event_id: str
+    label: FeedbackLabel
+    note: str | None = None
+
+
+class RecentEvent(BaseModel):
+    event_id: str
+    event_time: float
+    score: float | None
+    score_100: float | None
+    is_anomaly: bool
+    severity: Severity | None
+    values: dict[str, Any] = Field(description="the event's declared numeric and categorical fields")
+
+
+class Entity(BaseModel):
+    key: str
+    state: dict[str, float] = Field(description="current per-entity feature state, as of its last event")
+    recent_events: list[RecentEvent] = Field(description="this service's most recent events of the entity, oldest first")
+    anomalies: list[Anomaly] = Field(description="stored anomalies of the entity, newest first")
+
+
+class PipelineInfo(BaseModel):
+    name: str
+    detector: str
+    model_status: Literal["warm", "warming_up"]
+    model_version: int
+    events_seen: int
+    warmup_events: int
+    features: list[str]
+    event_schema: dict[str, Any]
+    threshold: dict[str, Any]
+    severity: dict[str, Any]
+    sensitive_fields: list[str]
+
+
+class ComponentHealth(BaseModel):
+    status: Literal["ok", "warming_up", "not_configured", "down"]
+    detail: str = ""
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    components: dict[str, ComponentHealth]
+
+
+class SeriesPoint(BaseModel):
+    t: float = Field(description="epoch second")
+    events: int
+    anomalies: int
+
+
+class Stats(BaseModel):
+    pipeline: str
+    events: int
+    events_per_s: float = Field(description="over the last 10 seconds")
+    anomalies: int
+    anomaly_rate: float = Field(description="anomalies / scored events since start")
+    anomalies_by_severity: dict[str, int]
+    alerts_by_severity: dict[str, int]
+    alerts_by_status: dict[str, int]
+    dead_letters: int
+    queue_depth: int
+    model_status: Literal["warm", "warming_up"]
+    series: list[SeriesPoint] = Field(description="events and anomalies per second, last 5 minutes")
+
+
+class KeyCreate(_Model):
+    role: RoleName
+    name: str = Field("", max_length=200)
+
+
+class KeyInfo(BaseModel):
+    id: str
+    role: RoleName
+    name: str
+    created_at: float
+
+
+class KeyCreated(KeyInfo):
+    key: str = Field(description="the secret key; shown once, only its hash is stored")
+
+
+class ModelInfo(BaseModel):
+    detector: str
+    status: Literal["warm", "warming_up"]
+    version: int
+    training_rows: int
+    params: dict[str, Any]
+    features: list[str]

@@ -1,0 +1,1 @@
+"""One router per resource; each route calls the Service and does no work of its own."""

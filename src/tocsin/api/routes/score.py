@@ -1,0 +1,29 @@
+"""``POST /v1/score``: score events now, through the pipeline (state updated)."""
+
+from fastapi import APIRouter, Depends
+
+from tocsin.api.auth import analyst
+from tocsin.api.deps import WRITE, get_service, validation_error
+from tocsin.api.models import EventsIn, ScoreResponse
+from tocsin.api.service import Service
+
+router = APIRouter(prefix="/v1", tags=["scoring"])
+
+
+@router.post("/score", response_model=ScoreResponse, responses=WRITE, dependencies=[Depends(analyst)])
+def score(body: EventsIn, service: Service = Depends(get_service)) -> dict:
+    """Score one event (`event`) or up to 10,000 (`events`) synchronously, in order.
+
+    Each event comes back with its calibrated score (0-1 and 0-100), `is_anomaly`, severity and
+    explanation. Invalid events come back as `status="dead_letter"` with the reason while the others
+    are scored; the answer is 422 only when every event is invalid. While the detector is warming up
+    (its first `detector.warmup_events` events) events are learned from but not scored:
+    `status="warming_up"`, `score=null`, `is_anomaly=false`. Anomalies are stored (see `GET /v1/anomalies`).
+    """
+    records = body.records()
+    result = service.score(records)
+    if result["dead_letters"] == len(records):
+        first = result["results"][0]
+        loc = ["body", "event"] if body.event is not None else ["body", "events", 0]
+        raise validation_error(loc, f"every event is invalid; the first: {first['reason']}", "dead_letter")
+    return result
