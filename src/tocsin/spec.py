@@ -135,10 +135,19 @@ class RecencyFeature(_FeatureBase):
 
 
 class VelocityFeature(_FeatureBase):
-    """Time-decayed event rate of the key, in events per minute."""
+    """Time-decayed event rate of the key, in events per minute (and, with ``baseline``, relative to its usual rate)."""
 
     kind: Literal["velocity"]
     half_life: Duration = 600.0
+    baseline: Duration | None = Field(
+        None, description="also output the rate relative to the key's own rate over this longer half-life (a burst ratio)"
+    )
+
+    @model_validator(mode="after")
+    def _baseline_longer(self) -> VelocityFeature:
+        if self.baseline is not None and self.baseline <= self.half_life:
+            raise ValueError(f"baseline ({self.baseline:g}s) must be longer than half_life ({self.half_life:g}s)")
+        return self
 
 
 class NoveltyFeature(_FeatureBase):
@@ -171,8 +180,12 @@ class DetectorSpec(_Model):
     features: list[str] | None = Field(None, description="feature names to score on; all features when omitted")
     warmup_events: int = Field(20_000, ge=100, description="events whose features train the detector before scoring starts")
     refit_every: int | None = Field(
-        50_000, ge=100, description="events between refits on the most recent train_window events; null fits once"
+        50_000, ge=100, description="events from the first fit to the first refit on the most recent train_window events; null fits once"
     )
+    refit_growth: float = Field(
+        2.0, ge=1.0, description="each interval between refits is this many times the one before (state matures early, so refit early)"
+    )
+    refit_max_every: int = Field(1_000_000, ge=100, description="the interval between refits stops growing here")
     train_window: int = Field(50_000, ge=100, description="most recent events a (re)fit learns from")
 
     @model_validator(mode="after")

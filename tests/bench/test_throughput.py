@@ -25,7 +25,7 @@ def test_result_has_the_documented_keys_and_is_json(result: dict) -> None:
         assert key in result, key
     for key in ("microservice_events_per_s", "river_hst_events_per_s", "sample_events"):
         assert key in result["baselines"], key
-    assert set(result["ratios"]) == {"vs_microservice", "vs_river_hst"}
+    assert set(result["ratios"]) == {"vs_microservice", "vs_river_hst", "vs_microservice_cpu", "vs_river_hst_cpu"}
     assert result["machine"]["cpu_count"] >= 1 and result["machine"]["python"]
     assert any("sample" in note for note in result["notes"]) and any("warm-up" in note for note in result["notes"])
     assert json.loads(json.dumps(result)) == result
@@ -45,7 +45,7 @@ def test_counts_are_the_events_fed_after_warm_up(result: dict) -> None:
 
 
 def test_figures_are_positive_and_consistent(result: dict) -> None:
-    assert result["events_per_s"] > 0 and result["seconds"] > 0
+    assert result["events_per_s"] > 0 and result["seconds"] > 0 and result["events_per_cpu_s"] > 0
     assert result["events_per_s"] == pytest.approx(result["measured_events"] / result["seconds"], rel=1e-3)
     assert 0 < result["p50_batch_ms"] <= result["p99_batch_ms"] <= result["max_batch_ms"]
     assert 0 < result["p50_batch_ms_without_refit"] <= result["p99_batch_ms_without_refit"] <= result["max_batch_ms"]
@@ -55,7 +55,7 @@ def test_figures_are_positive_and_consistent(result: dict) -> None:
     assert 0 < result["store"]["events_per_s_with_store"] <= result["events_per_s"]
     for name in ("microservice", "river_hst"):
         baseline = result["baselines"][name]
-        assert baseline["events_per_s"] > 0
+        assert baseline["events_per_s"] > 0 and baseline["events_per_cpu_s"] > 0
         assert 0 < baseline["p50_event_ms"] <= baseline["p99_event_ms"]
         assert result["baselines"][f"{name}_events_per_s"] == baseline["events_per_s"]
     assert result["ratios"]["vs_microservice"] == pytest.approx(

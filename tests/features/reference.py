@@ -118,18 +118,27 @@ class RefRecency:
 
 
 class RefVelocity:
-    def __init__(self, half_life, by="entity"):
-        self.half_life, self.by = half_life, by
+    def __init__(self, half_life, by="entity", baseline=None):
+        self.half_life, self.by, self.baseline = half_life, by, baseline
         self.names = [f"{prefix_of(by)}velocity_per_min_{duration_name(half_life)}"]
-        self.state = {}  # key -> (last time, decayed count)
+        if baseline is not None:
+            self.names.append(f"{prefix_of(by)}velocity_ratio_{duration_name(half_life)}_{duration_name(baseline)}")
+        self.state = {}  # key -> (last time, decayed count, baseline decayed count)
 
     def step(self, event):
         key = key_of(event, self.by)
-        last, count = self.state.get(key, (event["time"], 0.0))
+        last, count, slow = self.state.get(key, (event["time"], 0.0, 0.0))
         t = max(last, event["time"])
         prior = count * 2.0 ** (-(t - last) / self.half_life)
-        self.state[key] = (t, prior + 1.0)
-        return [prior * math.log(2.0) / self.half_life * 60.0]
+        rate = prior * math.log(2.0) / self.half_life * 60.0
+        out = [rate]
+        if self.baseline is not None:
+            slow_prior = slow * 2.0 ** (-(t - last) / self.baseline)
+            slow_rate = slow_prior * math.log(2.0) / self.baseline * 60.0
+            out.append(rate / max(slow_rate, math.log(2.0) / self.baseline * 60.0))
+            slow = slow_prior + 1.0
+        self.state[key] = (t, prior + 1.0, slow)
+        return out
 
 
 class RefNovelty:
@@ -174,7 +183,7 @@ def from_feature_spec(feature) -> object:
     if feature.kind == "recency":
         return RefRecency(feature.cap, by)
     if feature.kind == "velocity":
-        return RefVelocity(feature.half_life, by)
+        return RefVelocity(feature.half_life, by, feature.baseline)
     if feature.kind == "novelty":
         return RefNovelty(feature.field, by)
     if feature.kind == "value":

@@ -33,6 +33,7 @@ MIXED = [
     {"kind": "recency", "by": "merchant_id"},
     {"kind": "velocity", "half_life": "1m"},
     {"kind": "velocity", "half_life": "1m", "by": "global"},
+    {"kind": "velocity", "half_life": "1m", "baseline": "1h", "by": "merchant_id"},
     {"kind": "novelty", "field": "merchant_id"},
     {"kind": "novelty", "field": "city", "by": "merchant_id"},
     {"kind": "value", "field": "amount"},

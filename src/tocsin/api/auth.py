@@ -240,7 +240,7 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     api_key: str | None = Depends(_api_key_header),
     bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
@@ -258,7 +258,7 @@ def current_principal(
 def require(role: Role):
     """A dependency that admits callers whose role is at least ``role`` (403 otherwise)."""
 
-    def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+    async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
         if not principal.can(role):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN, detail=f"this needs the {role.name} role; your credentials carry {principal.role.name}"

@@ -14,7 +14,7 @@ class ErrorOut(BaseModel):
     detail: str
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 

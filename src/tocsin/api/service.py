@@ -392,6 +392,13 @@ class Service:
             self._wakeup.notify()
             return self._queued_events
 
+    def accept(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Queue ``records`` (see :meth:`enqueue`) and say which ids were accepted."""
+        id_field = self.spec.event_schema.id_field
+        depth = self.enqueue(records)
+        ids = [None if r.get(id_field) is None else str(r.get(id_field)) for r in records]
+        return {"accepted": len(records), "ids": ids, "queue_depth": depth}
+
     def _take(self, max_events: int, max_wait: float) -> list[_Chunk]:
         with self._wakeup:
             if not self._queue:

@@ -137,7 +137,7 @@ class FeatureSet:
             elif feature.kind == "recency":
                 operators.append(Recency(feature.cap, by=by, this=this, possessive=possessive))
             elif feature.kind == "velocity":
-                operators.append(Velocity(feature.half_life, by=by, this=this))
+                operators.append(Velocity(feature.half_life, by=by, this=this, baseline=feature.baseline))
             elif feature.kind == "novelty":
                 operators.append(Novelty(feature.field, by=by, this=this))
             else:  # pragma: no cover - the spec's discriminator admits no other kind

@@ -64,14 +64,19 @@ def read_partition(
         last = start - 1
         deadline = time.monotonic() + timeout
         quiet_since = time.monotonic()
+        reached: float | None = None  # when the watermark (a lower bound of the end) was reached
         while time.monotonic() < deadline:
             batch = [m for m in consumer.consume(10_000, 0.1) if m.error() is None]
+            now = time.monotonic()
             if batch:
                 records.extend(batch)
                 last = batch[-1].offset()
-                quiet_since = time.monotonic()
-            elif last >= high - 1 and time.monotonic() - quiet_since >= quiet:
-                return records
+                quiet_since = now
+            if last >= high - 1:
+                reached = reached or now
+                # quiet, or busy with other writers' records: what landed before the call is read
+                if now - quiet_since >= quiet or now - reached >= 2 * quiet:
+                    return records
         raise TimeoutError(f"reading {topic}/{partition} from {start} did not finish within {timeout} s")
     finally:
         consumer.close()

@@ -1,0 +1,486 @@
+"""The Kafka worker: one pipeline per assigned partition, checkpoints, backpressure.
+
+Ordering invariant, per partition (see :mod:`tocsin.checkpoint.base`)
+--------------------------------------------------------------------
+1. the store and the producer acknowledged every output of the events up to
+   offset X (a batch is retried, consumption paused, until they do);
+2. (state at X, X) is saved atomically in the checkpoint store, with the
+   output-topic offsets below which no later record can land;
+3. X + 1 is committed to Kafka: advisory, for lag tools; the position a
+   partition resumes from is always the checkpoint's, so state and position
+   never disagree.
+
+Break 1→2 and a crash loses outputs (the state moved past events whose
+alerts never landed); skip 2 and a crash replays, which the idempotent sinks
+absorb. That is why every failure path here ends in "replay from the last
+checkpoint": the store ignores rows whose key it has, and the output topics are
+read back on takeover so replayed alerts are not produced twice
+(:mod:`tocsin.kafka.sinks`).
+
+Rebalance: on assignment a partition's checkpoint is loaded into a fresh
+:class:`Pipeline` and the consumer seeks to the offset after it; on revocation
+the partition is checkpointed before it is released (the loop is synchronous,
+so at that moment every consumed batch has been acknowledged); a *lost*
+partition (the group evicted us) is dropped without a checkpoint, since its
+new owner may already have written a newer one.
+
+Backpressure: when the store, the producer or the checkpoint store fails, the
+worker pauses its partitions (so the client stops fetching), retries the same
+write with exponential back-off and resumes when it succeeds; health reports
+the component as down meanwhile. It does not poll during the retry (a poll
+could deliver a revocation while a batch is not acknowledged); the group keeps
+it as long as ``max_poll_interval_ms``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import numpy as np
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from tocsin.alerts import alerts_from_anomalies
+from tocsin.checkpoint.base import CheckpointStore
+from tocsin.engine.pipeline import Pipeline, ScoredBatch
+from tocsin.engine.runner import RunStats
+from tocsin.kafka.config import KafkaSource, StreamSettings, open_checkpoint_store
+from tocsin.kafka.consumer import PartitionBatch, consumer_config, split_by_partition
+from tocsin.kafka.sinks import (
+    OFFSET_HEADER,
+    PARTITION_HEADER,
+    REASON_HEADER,
+    SOURCE_HEADER,
+    SOURCE_TS_HEADER,
+    KafkaProducerHandle,
+    TopicSink,
+)
+from tocsin.spec import PipelineSpec
+from tocsin.store.sql import Store, store_url
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_encode = msgspec.json.Encoder(enc_hook=lambda v: v.item() if isinstance(v, np.generic) else str(v)).encode
+
+
+@dataclass
+class PartitionState:
+    """What a worker holds for one owned partition."""
+
+    partition: int
+    name: str
+    pipeline: Pipeline
+    #: last offset folded into the pipeline's state (-1: none)
+    offset: int = -1
+    checkpointed: int = -1
+    #: per output topic: an offset below which no record of a later batch can land
+    sink_floor: dict[str, int] = field(default_factory=dict)
+    #: per output topic: keys already published past the checkpoint, not to send again
+    published: dict[str, set[bytes]] = field(default_factory=dict)
+    #: the replay suppression ends after this input offset
+    replay_until: int = -1
+
+
+@dataclass
+class ComponentHealth:
+    ok: bool = True
+    error: str | None = None
+    since: float | None = None
+    failures: int = 0
+
+
+class Health:
+    """The worker's health: ``ok`` or ``degraded`` with the component that is down."""
+
+    COMPONENTS = ("kafka", "store", "checkpoint", "cache")
+
+    def __init__(self, path: Path | None = None, worker: str = "") -> None:
+        self.path = path
+        self.worker = worker
+        self.components = {name: ComponentHealth() for name in self.COMPONENTS}
+        self.paused = False
+        self.partitions: list[int] = []
+        self.events = 0
+        self._written = 0.0
+
+    def down(self, component: str, error: BaseException | str) -> None:
+        state = self.components[component]
+        if state.ok:
+            log.warning("%s is down: %s; pausing and retrying", component, error)
+            state.ok, state.since = False, time.time()
+        state.error, state.failures = str(error)[:500], state.failures + 1
+        self.write(force=True)
+
+    def up(self, component: str) -> None:
+        state = self.components[component]
+        if not state.ok:
+            log.warning("%s is back after %.1f s", component, time.time() - (state.since or time.time()))
+            self.components[component] = ComponentHealth()
+            self.write(force=True)
+
+    @property
+    def status(self) -> str:
+        return "ok" if all(c.ok for c in self.components.values()) else "degraded"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "worker": self.worker,
+            "pid": os.getpid(),
+            "paused": self.paused,
+            "degraded": [name for name, c in self.components.items() if not c.ok],
+            "components": {name: {"ok": c.ok, "error": c.error, "since": c.since, "failures": c.failures}
+                           for name, c in self.components.items()},
+            "partitions": list(self.partitions),
+            "events": self.events,
+            "updated_at": time.time(),
+        }
+
+    def write(self, force: bool = False) -> None:
+        """Write the health JSON atomically (at most twice a second unless forced)."""
+        if self.path is None or (not force and time.monotonic() - self._written < 0.5):
+            return
+        self._written = time.monotonic()
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.as_dict()))
+        os.replace(tmp, self.path)
+
+
+class KafkaWorker:
+    """Consumes ``source.topic`` in group ``source.group`` and scores each owned partition with its own pipeline."""
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        source: KafkaSource,
+        settings: StreamSettings | None = None,
+        *,
+        store: Store | None = None,
+        checkpoints: CheckpointStore | None = None,
+        worker_id: str = "0",
+        idle_exit: float | None = None,
+        consumer_overrides: dict[str, Any] | None = None,
+        on_batch: Callable[[ScoredBatch, RunStats], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.source = source.with_env()
+        self.settings = (settings or StreamSettings()).with_env()
+        self.worker_id = worker_id
+        self.idle_exit = idle_exit
+        self.on_batch = on_batch
+        self.store = store if store is not None else Store(store_url(spec.store.url))
+        if checkpoints is None:
+            checkpoints = open_checkpoint_store(self.settings.checkpoint_url or str(spec.checkpoint.dir), spec.name)
+        self.checkpoints = checkpoints
+        self.cache = None
+        if self.settings.cache_url:
+            from tocsin.cache.redis import EntityCache
+
+            self.cache = EntityCache(self.settings.cache_url)
+        self.health = Health(self.settings.health_path, worker=worker_id)
+        self.stats = RunStats()
+        self.states: dict[int, PartitionState] = {}
+        self._stop = threading.Event()
+        self._last_checkpoint = time.monotonic()
+        client = self.source.client_config()
+        self.producer = KafkaProducerHandle(client, **{"client.id": f"tocsin-{spec.name}-{worker_id}"})
+        self.sinks: dict[str, TopicSink] = {}
+        for kind, topic in (("alerts", self.source.alerts_topic), ("dlq", self.source.dlq_topic), ("scored", self.source.scored_topic)):
+            if topic:
+                self.sinks[kind] = TopicSink(self.producer, topic)
+        self.consumer = Consumer(consumer_config(self.source, **{"client.id": f"tocsin-{spec.name}-{worker_id}", **(consumer_overrides or {})}))
+
+    # --- control ----------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Finish the current batch, checkpoint every partition and leave the group."""
+        self._stop.set()
+
+    def partition_name(self, partition: int) -> str:
+        return f"{self.source.topic}/{partition}"
+
+    # --- retry ------------------------------------------------------------------
+
+    def _retry(self, component: str, action: Callable[[], T]) -> T:
+        """``action()`` until it succeeds, pausing consumption while it fails (nothing is dropped)."""
+        delay = self.settings.retry_initial
+        paused = False
+        while True:
+            try:
+                result = action()
+            except Exception as error:  # noqa: BLE001 - any failure of a sink means "retry"
+                self.health.down(component, error)
+                if not paused and self.states:
+                    self._pause(True)
+                    paused = True
+                if self._stop.is_set() and component == "cache":
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max)
+                continue
+            self.health.up(component)
+            if paused:
+                self._pause(False)
+            return result
+
+    def _pause(self, pause: bool) -> None:
+        partitions = [TopicPartition(self.source.topic, p) for p in self.states]
+        try:
+            (self.consumer.pause if pause else self.consumer.resume)(partitions)
+        except KafkaException as error:  # partitions revoked meanwhile
+            log.debug("pause/resume: %s", error)
+        self.health.paused = pause
+
+    # --- assignment -------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            state = self._restore(tp.partition)
+            self.states[tp.partition] = state
+            tp.offset = state.offset + 1 if state.offset >= 0 else OFFSET_BEGINNING
+        self.health.partitions = sorted(self.states)
+        log.info("worker %s assigned %s", self.worker_id, [(tp.partition, tp.offset) for tp in partitions])
+        consumer.assign(partitions)
+
+    def _restore(self, partition: int) -> PartitionState:
+        name = self.partition_name(partition)
+        pipeline = Pipeline(self.spec)
+        state = PartitionState(partition, name, pipeline)
+        checkpoint = self._retry("checkpoint", lambda: self.checkpoints.load(name))
+        if checkpoint is not None:
+            pipeline.load_state_dict(checkpoint.state)
+            state.offset = state.checkpointed = checkpoint.offset
+            state.sink_floor = {k: int(v) for k, v in checkpoint.meta.get("sink_floor", {}).items()}
+        for kind, sink in self.sinks.items():
+            if kind == "scored":
+                continue
+            start = state.sink_floor.get(sink.topic, 0)
+            keys, highest = self._retry("kafka", lambda: sink.published_keys(partition, start))
+            if keys:
+                state.published[sink.topic] = keys
+                state.replay_until = max(state.replay_until, highest)
+        log.info("partition %s: resumed at offset %d; %d output record(s) already published past it",
+                 name, state.offset + 1, sum(len(k) for k in state.published.values()))
+        return state
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = [tp.partition for tp in partitions if tp.partition in self.states]
+        self._checkpoint(revoked)
+        for p in revoked:
+            del self.states[p]
+        self.health.partitions = sorted(self.states)
+        log.info("worker %s revoked %s", self.worker_id, revoked)
+        consumer.unassign()
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.states.pop(tp.partition, None)
+        self.health.partitions = sorted(self.states)
+        log.warning("worker %s lost %s without a checkpoint (evicted from the group)", self.worker_id,
+                    [tp.partition for tp in partitions])
+        consumer.unassign()
+
+    # --- the loop ---------------------------------------------------------------
+
+    def run(self) -> RunStats:
+        """Consume until :meth:`stop` (or ``idle_exit`` seconds without records); returns the stats."""
+        self.consumer.subscribe([self.source.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+        batch_size, max_wait = self.source.fetch_max_messages, self.spec.runner.max_wait
+        idle_since = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                messages = self.consumer.consume(num_messages=batch_size, timeout=max_wait)
+                parts = split_by_partition(messages) if messages else []
+                parts = [part for part in parts if part.partition in self.states]
+                if parts:
+                    self._process(parts)
+                    idle_since = time.monotonic()
+                elif self.idle_exit is not None and time.monotonic() - idle_since >= self.idle_exit:
+                    break
+                dirty = any(s.offset != s.checkpointed for s in self.states.values())
+                if dirty and (not parts or time.monotonic() - self._last_checkpoint >= self.spec.checkpoint.interval):
+                    self._checkpoint(list(self.states))
+                self.health.write()
+        finally:
+            self._checkpoint(list(self.states))
+            self.stats.finished = time.monotonic()
+            self.consumer.close()  # leaves the group: the revocation callback finds nothing left to save
+            self.producer.close()
+            self.health.write(force=True)
+        return self.stats
+
+    def _process(self, parts: list[PartitionBatch]) -> None:
+        anomalies_all: list[dict[str, Any]] = []
+        alerts_all: list[dict[str, Any]] = []
+        dead_all: list[dict[str, Any]] = []
+        scored_rows: list[dict[str, Any]] = []
+        processed: list[tuple[PartitionState, ScoredBatch]] = []
+        for part in parts:
+            state = self.states[part.partition]
+            fresh = part.batch.positions > state.offset
+            if not fresh.all():  # a re-delivery after a seek: never fold an event in twice
+                if not fresh.any():
+                    continue
+                keep = np.flatnonzero(fresh)
+                part = PartitionBatch(part.partition, type(part.batch)(
+                    positions=part.batch.positions[keep], next_position=part.batch.next_position,
+                    lines=[part.batch.lines[i] for i in keep.tolist()]), [part.messages[i] for i in keep.tolist()])
+            scored = state.pipeline.process_raw(part.batch, f"kafka:{state.name}")
+            anomalies = scored.anomaly_records(self.spec.detector.kind)
+            alerts = alerts_from_anomalies(anomalies)
+            dead = [d.as_row() for d in scored.dead_letters]
+            anomalies_all += anomalies
+            alerts_all += alerts
+            dead_all += dead
+            if self.spec.store.scored_events:
+                scored_rows += _scored_rows(scored)
+            self._send(state, part, scored, anomalies, alerts, dead)
+            state.offset = int(part.batch.positions[-1])
+            if state.offset > state.replay_until and state.published:
+                state.published = {}
+            processed.append((state, scored))
+        if not processed:
+            return
+        if anomalies_all or dead_all or scored_rows:
+            self._retry("store", lambda: self.store.write_batch(
+                self.spec.name, anomalies=anomalies_all, alerts=alerts_all, dead_letters=dead_all, scored_events=scored_rows))
+        if self.sinks:
+            self._retry("kafka", lambda: self.producer.acknowledge(timeout=self.settings.retry_max))
+        if self.cache is not None:
+            self._update_cache([scored for _, scored in processed])
+        for _, scored in processed:
+            self.stats.add(scored)
+            if self.on_batch is not None:
+                self.on_batch(scored, self.stats)
+        self.health.events = self.stats.events
+
+    def _send(self, state: PartitionState, part: PartitionBatch, scored: ScoredBatch,
+              anomalies: list[dict[str, Any]], alerts: list[dict[str, Any]], dead: list[dict[str, Any]]) -> None:
+        """Hand the partition's outputs to the producer (acknowledged later, for the whole consume() call)."""
+        p = str(state.partition).encode()
+        alerts_sink, dlq_sink, scored_sink = self.sinks.get("alerts"), self.sinks.get("dlq"), self.sinks.get("scored")
+        if alerts_sink is not None and alerts:
+            skip = state.published.get(alerts_sink.topic, ())
+            by_event = {a["event_id"]: a for a in anomalies}
+            positions = scored.events.positions
+            row_of = {str(scored.events.ids[r]): r for r in scored.anomaly_rows.tolist()}
+            rows = [row_of[a["first_event_id"]] for a in alerts]
+            offsets = positions[rows]
+            stamps = part.timestamps_ms(offsets)
+            for alert, offset, stamp in zip(alerts, offsets.tolist(), stamps):
+                key = alert["first_event_id"].encode()
+                if key in skip:
+                    continue
+                anomaly = by_event[alert["first_event_id"]]
+                value = _encode({"pipeline": self.spec.name, "event_id": alert["first_event_id"], "entity": alert["entity"],
+                                 "event_time": alert["event_time"], "severity": alert["severity"], "score": alert["score"],
+                                 "score_100": anomaly["score_100"], "explanation": alert["explanation"],
+                                 "fields": anomaly["fields"], "partition": state.partition, "offset": offset})
+                alerts_sink.send(state.partition, key, value, [(PARTITION_HEADER, p), (OFFSET_HEADER, str(offset).encode()),
+                                                               (SOURCE_TS_HEADER, str(stamp).encode())])
+        if dlq_sink is not None and dead:
+            skip = state.published.get(dlq_sink.topic, ())
+            for row in dead:
+                key = f"{state.name}/{row['position']}".encode()
+                if key in skip:
+                    continue
+                dlq_sink.send(state.partition, key, row["raw"], [
+                    (PARTITION_HEADER, p), (OFFSET_HEADER, str(row["position"]).encode()),
+                    (REASON_HEADER, row["reason"].encode()), (SOURCE_HEADER, row["source"].encode())])
+        if scored_sink is not None:
+            rows = np.flatnonzero(scored.scored) if scored.scored is not None else np.empty(0, dtype=np.int64)
+            events = scored.events
+            for r in rows.tolist():
+                value = _encode({"event_id": events.ids[r], "entity": events.keys[r], "event_time": float(events.times[r]),
+                                 "score": float(scored.score[r]), "is_anomaly": bool(scored.is_anomaly[r])})
+                scored_sink.send(state.partition, str(events.ids[r]).encode(), value,
+                                 [(PARTITION_HEADER, p), (OFFSET_HEADER, str(int(events.positions[r])).encode())])
+
+    def _update_cache(self, batches: list[ScoredBatch]) -> None:
+        try:
+            self.cache.update(self.spec.name, batches)
+            self.health.up("cache")
+        except Exception as error:  # noqa: BLE001 - the cache is a view: log, report, go on
+            self.health.down("cache", error)
+
+    # --- checkpoints ------------------------------------------------------------
+
+    def _checkpoint(self, partitions: list[int]) -> None:
+        """Save (state, offset) of ``partitions`` that moved, then commit their offsets to Kafka.
+
+        Called only between batches, when the sinks have acknowledged every output so far.
+        """
+        saved = []
+        for p in partitions:
+            state = self.states.get(p)
+            if state is None or state.offset == state.checkpointed or state.offset < 0:
+                continue
+            for sink in self.sinks.values():
+                acked = sink.acked_offset(p)
+                if acked is not None:
+                    state.sink_floor[sink.topic] = max(state.sink_floor.get(sink.topic, 0), acked + 1)
+            meta = {"pipeline": self.spec.name, "worker": self.worker_id, "pid": os.getpid(),
+                    "sink_floor": dict(state.sink_floor), "events_seen": state.pipeline.events_seen}
+            pipeline_state = state.pipeline.state_dict()
+            self._retry("checkpoint", lambda: self.checkpoints.save(state.name, pipeline_state, state.offset, meta=meta))
+            state.checkpointed = state.offset
+            saved.append(TopicPartition(self.source.topic, p, state.offset + 1))
+        self._last_checkpoint = time.monotonic()
+        if saved:
+            try:
+                self.consumer.commit(offsets=saved, asynchronous=True)
+            except KafkaException as error:  # advisory only: the checkpoint is the position
+                log.info("offset commit failed (advisory): %s", error)
+
+
+def _scored_rows(scored: ScoredBatch) -> list[dict[str, Any]]:
+    rows = np.flatnonzero(scored.scored) if scored.scored is not None else np.empty(0, dtype=np.int64)
+    events = scored.events
+    return [{"event_id": str(events.ids[i]), "entity": str(events.keys[i]), "event_time": float(events.times[i]),
+             "score": float(scored.score[i]), "is_anomaly": bool(scored.is_anomaly[i])} for i in rows.tolist()]
+
+
+# --- processes --------------------------------------------------------------------
+
+
+def worker_main(spec_data: dict[str, Any], source_data: dict[str, Any], settings_data: dict[str, Any],
+                worker_id: str, idle_exit: float | None = None, consumer_overrides: dict[str, Any] | None = None) -> None:
+    """Entry point of one worker process (picklable arguments only); SIGTERM stops it cleanly."""
+    from tocsin.spec import parse_spec
+
+    logging.basicConfig(level=os.environ.get("TOCSIN_LOG_LEVEL", "WARNING"),
+                        format=f"%(asctime)s worker {worker_id} %(levelname)s %(name)s: %(message)s")
+    spec = parse_spec(spec_data)
+    worker = KafkaWorker(spec, KafkaSource.model_validate(source_data), StreamSettings.model_validate(settings_data),
+                         worker_id=worker_id, idle_exit=idle_exit, consumer_overrides=consumer_overrides)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    stats = worker.run()
+    print(json.dumps({"worker": worker_id, **stats.summary()}), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tocsin.engine.worker SPEC.json`` where the JSON file holds
+    ``{"spec": …, "source": …, "settings": …, "worker_id": …, "idle_exit": …}`` (used by tests and --workers)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    config = json.loads(Path(args[0]).read_text())
+    worker_main(config["spec"], config["source"], config.get("settings", {}), str(config.get("worker_id", "0")),
+                config.get("idle_exit"), config.get("consumer_overrides"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The consumer side: group consumer settings and raw Kafka batches as per-partition :class:`SourceBatch` es.
+
+The hot path touches each message three times in C-implemented list
+comprehensions (partition, offset, value) and nothing else: the values go to
+the decoder as they are (``SourceBatch.lines``), so there is no per-event
+Python work between the broker and the columnar decoder.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from confluent_kafka import KafkaError
+
+from tocsin.kafka.config import KafkaSource
+from tocsin.sources.base import SourceBatch
+
+log = logging.getLogger(__name__)
+
+
+def consumer_config(source: KafkaSource, **overrides: Any) -> dict[str, Any]:
+    """Settings of a worker's group consumer.
+
+    Offsets are never auto-committed or auto-stored: the worker commits an
+    offset only after the sinks acknowledged and the checkpoint was saved, and
+    on assignment it seeks to its checkpoint, not to the committed offset.
+    """
+    return {
+        **source.client_config(),
+        "group.id": source.group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": source.session_timeout_ms,
+        "heartbeat.interval.ms": max(300, source.session_timeout_ms // 5),
+        "max.poll.interval.ms": source.max_poll_interval_ms,
+        "isolation.level": "read_committed",
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "queued.max.messages.kbytes": 256 * 1024,
+        **overrides,
+    }
+
+
+@dataclass
+class PartitionBatch:
+    """One partition's share of a consume() call."""
+
+    partition: int
+    batch: SourceBatch
+    messages: list[Any]
+
+    def timestamps_ms(self, offsets: np.ndarray) -> list[int]:
+        """The broker/producer timestamps of the messages at ``offsets`` (for latency headers)."""
+        positions = self.batch.positions
+        index = np.searchsorted(positions, offsets)
+        return [self.messages[i].timestamp()[1] for i in index.tolist()]
+
+
+def split_by_partition(messages: list[Any]) -> list[PartitionBatch]:
+    """Group a consume() result by partition, keeping each partition's order."""
+    good = messages
+    if any(m.error() is not None for m in messages):
+        good = []
+        for m in messages:
+            error = m.error()
+            if error is None:
+                good.append(m)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", error)
+    if not good:
+        return []
+    partitions = np.fromiter((m.partition() for m in good), dtype=np.int64, count=len(good))
+    offsets = np.fromiter((m.offset() for m in good), dtype=np.int64, count=len(good))
+    values = [m.value() for m in good]
+    out = []
+    if (partitions == partitions[0]).all():
+        groups = [(int(partitions[0]), None)]
+    else:
+        groups = [(int(p), np.flatnonzero(partitions == p)) for p in np.unique(partitions)]
+    for partition, index in groups:
+        if index is None:
+            part_offsets, part_values, part_messages = offsets, values, good
+        else:
+            part_offsets = offsets[index]
+            part_values = [values[i] for i in index.tolist()]
+            part_messages = [good[i] for i in index.tolist()]
+        batch = SourceBatch(positions=part_offsets, next_position=int(part_offsets[-1]) + 1, lines=part_values)
+        out.append(PartitionBatch(partition, batch, part_messages))
+    return out

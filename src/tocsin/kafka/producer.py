@@ -1,0 +1,94 @@
+"""Publishing simulator events to a topic (``tocsin produce`` and the tests and benchmark).
+
+Events are keyed by entity (``card_id``), so the client's hash partitioner
+puts every event of a card in the same partition: its state lives in one
+worker. Records are JSON objects with every simulator field.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgspec
+import numpy as np
+from confluent_kafka import Producer
+
+from tocsin.batch import EventBatch
+from tocsin.simulate.transactions import TransactionSimulator, _columns
+
+
+def event_lines(batch: EventBatch) -> tuple[list[bytes], list[bytes]]:
+    """The batch as JSON records (one bytes object per event) and their keys."""
+    columns = _columns(batch)
+    names = list(columns)
+    rows = zip(*(column.tolist() for column in columns.values()))
+    encoded = msgspec.json.Encoder().encode_lines([dict(zip(names, row)) for row in rows])
+    lines = encoded.split(b"\n")[:-1]
+    keys = [k.encode() for k in batch.keys.tolist()]
+    return lines, keys
+
+
+def corrupt(lines: list[bytes], share: float, seed: int = 0) -> tuple[list[bytes], np.ndarray]:
+    """Replace ``share`` of the records with malformed ones (cut JSON, wrong types); returns the bad indices."""
+    rng = np.random.default_rng(seed)
+    bad = np.flatnonzero(rng.random(len(lines)) < share)
+    out = list(lines)
+    for j, i in enumerate(bad.tolist()):
+        kind = j % 3
+        if kind == 0:
+            out[i] = lines[i][: len(lines[i]) // 2]  # truncated JSON
+        elif kind == 1:
+            out[i] = lines[i].replace(b'"amount":', b'"amount":"lots","was":', 1)  # wrong type
+        else:
+            out[i] = b"\xff\xfe not json at all"
+    return out, bad
+
+
+def produce_events(
+    client: dict[str, Any],
+    topic: str,
+    simulator: TransactionSimulator,
+    events: int,
+    rate: float = 0.0,
+    chunk: int = 5_000,
+    malformed_share: float = 0.0,
+    start_position: int = 0,
+    on_chunk: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Publish ``events`` simulator events (paced to ``rate`` events/s when > 0); returns counts and timing."""
+    producer = Producer({**client, "linger.ms": 20, "batch.num.messages": 10_000, "enable.idempotence": True,
+                         "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 2_097_152})
+    started = time.monotonic()
+    sent = malformed = 0
+    for batch in simulator.batches(chunk, start_position=start_position, max_events=events):
+        lines, keys = event_lines(batch)
+        if malformed_share:
+            lines, bad = corrupt(lines, malformed_share, seed=start_position + sent)
+            malformed += len(bad)
+        if rate > 0:
+            wait = started + (sent + len(lines)) / rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        produce = producer.produce
+        for key, line in zip(keys, lines):
+            while True:
+                try:
+                    produce(topic, line, key)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.poll(0)
+        sent += len(lines)
+        if on_chunk is not None:
+            on_chunk(sent)
+    remaining = producer.flush(60)
+    if remaining:
+        raise RuntimeError(f"{remaining} event(s) not acknowledged by the broker")
+    seconds = time.monotonic() - started
+    return {"events": sent, "malformed": malformed, "seconds": seconds, "events_per_s": sent / seconds if seconds else 0.0}
+
+
+def simulator_batches(simulator: TransactionSimulator, events: int, chunk: int) -> Iterator[EventBatch]:
+    return simulator.batches(chunk, max_events=events)

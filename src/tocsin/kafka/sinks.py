@@ -1,0 +1,172 @@
+"""Producer sinks: alerts, dead letters and (optionally) scored events to topics.
+
+Idempotency on replay (why no Kafka transactions)
+-------------------------------------------------
+The worker's position lives in the checkpoint store, next to the state, not
+in Kafka. A Kafka transaction cannot commit atomically with a write to Redis
+or PostgreSQL, so whichever of the two goes first leaves a window where a
+crash duplicates or loses alerts. (The tansu broker used in tests also turns
+out to commit, not abort, a fenced producer's open transaction, and shows
+aborted records to readers.) Instead:
+
+* every record carries its identity: the key (the event id for alerts,
+  ``topic/partition/offset`` for dead letters) and headers naming the input
+  partition and offset;
+* input partition ``p`` writes to output partition ``p % partitions``, with an
+  idempotent producer (no duplicates from the client's own retries);
+* a checkpoint records, per output topic, an offset below which nothing of a
+  later batch can land (one past the highest offset this worker saw acked);
+* when a worker takes a partition over it reads each output partition from
+  that offset to its end and collects the keys already published for ``p``
+  (:meth:`TopicSink.published_keys`); while replaying up to the highest input
+  offset among them it does not produce those keys again.
+
+A killed worker's in-flight records land (or not) long before its partitions
+are reassigned (the group waits a session timeout), so the read sees them.
+The scored-events topic is keyed by event id but not recovered this way (it
+carries every event): it is at-least-once, deduplicate by key downstream or
+make it a compacted topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer
+
+from tocsin.kafka.admin import headers_of, partition_count, read_partition
+
+log = logging.getLogger(__name__)
+
+PARTITION_HEADER = "tocsin-partition"
+OFFSET_HEADER = "tocsin-offset"
+SOURCE_TS_HEADER = "tocsin-source-ts"
+REASON_HEADER = "tocsin-reason"
+SOURCE_HEADER = "tocsin-source"
+
+
+class SinkError(RuntimeError):
+    """A sink did not acknowledge a batch (broker down, records expired)."""
+
+
+@dataclass
+class _Outgoing:
+    topic: str
+    partition: int
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass
+class DeliveryTracker:
+    """Counts what the broker acknowledged and keeps what it refused, per producer."""
+
+    failed: list[tuple[_Outgoing, str]] = field(default_factory=list)
+    #: (topic, partition) -> highest acknowledged offset
+    acked: dict[tuple[str, int], int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def producer_config(client: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """An idempotent, acks=all producer tuned for batches (5 ms linger, big queues)."""
+    return {
+        **client,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "message.timeout.ms": 60_000,
+        **overrides,
+    }
+
+
+class TopicSink:
+    """Writes records of one kind to one topic, partition ``p % partitions`` for input partition ``p``."""
+
+    def __init__(self, producer: KafkaProducerHandle, topic: str) -> None:
+        self.handle = producer
+        self.topic = topic
+        self.partitions = partition_count(producer.client, topic)
+
+    def output_partition(self, input_partition: int) -> int:
+        return input_partition % self.partitions
+
+    def send(self, input_partition: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        self.handle.send(_Outgoing(self.topic, self.output_partition(input_partition), key, value, headers))
+
+    def acked_offset(self, input_partition: int) -> int | None:
+        """Highest offset acknowledged so far in the output partition of ``input_partition``."""
+        return self.handle.tracker.acked.get((self.topic, self.output_partition(input_partition)))
+
+    def published_keys(self, input_partition: int, start: int) -> tuple[set[bytes], int]:
+        """Keys this topic already holds for ``input_partition`` from ``start`` on, and
+        the highest input offset among them (-1 if none)."""
+        records = read_partition(self.handle.client, self.topic, self.output_partition(input_partition), start)
+        wanted = str(input_partition).encode()
+        keys: set[bytes] = set()
+        highest = -1
+        for message in records:
+            headers = headers_of(message)
+            if headers.get(PARTITION_HEADER) != wanted:
+                continue
+            keys.add(message.key())
+            highest = max(highest, int(headers.get(OFFSET_HEADER, b"-1")))
+        return keys, highest
+
+
+class KafkaProducerHandle:
+    """One idempotent producer shared by a worker's sinks, with batch acknowledgement."""
+
+    def __init__(self, client: dict[str, Any], **overrides: Any) -> None:
+        self.client = client
+        self.tracker = DeliveryTracker()
+        self.producer = Producer(producer_config(client, **overrides))
+
+    def send(self, record: _Outgoing) -> None:
+        tracker = self.tracker
+
+        def delivered(error: Any, message: Any) -> None:
+            with tracker.lock:
+                if error is not None:
+                    tracker.failed.append((record, str(error)))
+                else:
+                    key = (message.topic(), message.partition())
+                    if message.offset() > tracker.acked.get(key, -1):
+                        tracker.acked[key] = message.offset()
+
+        while True:
+            try:
+                self.producer.produce(record.topic, value=record.value, key=record.key, partition=record.partition,
+                                      headers=record.headers, on_delivery=delivered)
+                return
+            except BufferError:  # local queue full: let deliveries drain
+                self.producer.poll(0.05)
+
+    def acknowledge(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s until every record sent so far is acknowledged.
+
+        Raises :class:`SinkError` if some are still in flight or were refused; the
+        refused ones are sent again, so calling this until it returns delivers all.
+        """
+        remaining = self.producer.flush(timeout)
+        with self.tracker.lock:
+            failed, self.tracker.failed = self.tracker.failed, []
+        for record, _reason in failed:
+            self.send(record)
+        if failed:
+            raise SinkError(f"{len(failed)} record(s) refused by the broker ({failed[0][1]}); re-sent")
+        if remaining:
+            raise SinkError(f"{remaining} record(s) not acknowledged within {timeout:.1f} s")
+
+    def close(self, timeout: float = 10.0) -> None:
+        try:
+            self.producer.flush(timeout)
+        except KafkaException:  # pragma: no cover - closing anyway
+            pass

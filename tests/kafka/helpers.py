@@ -1,0 +1,98 @@
+"""Shared pieces of the Kafka tests: a small spec, topics, worker processes, reading results back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tocsin.kafka.admin import create_topics, headers_of, read_topic
+from tocsin.kafka.config import KafkaSource, StreamSettings
+from tocsin.simulate import TransactionSimulator
+from tocsin.spec import parse_spec
+
+REFERENCE = Path(__file__).resolve().parents[2] / "src" / "tocsin" / "specs" / "transactions.yaml"
+SESSION_TIMEOUT_MS = 6_000  # tansu holds a JoinGroup ~timeout/2; librdkafka's 45 s default would stall every test
+
+
+def small_spec_data(store_url: str, checkpoint_dir: Path, users: int = 500, seed: int = 5) -> dict[str, Any]:
+    data = yaml.safe_load(REFERENCE.read_text())
+    data["source"].update({"users": users, "warmup_days": 0.5, "fraud_rate": 0.01, "seed": seed})
+    data["detector"].update({"warmup_events": 2_000, "refit_every": 10_000, "train_window": 5_000})
+    data["detector"]["params"]["n_estimators"] = 50
+    data["calibration"]["window"] = 5_000
+    data["store"]["url"] = store_url
+    data["checkpoint"] = {"dir": str(checkpoint_dir), "interval": "1s"}
+    data["runner"] = {"batch_size": 5_000, "max_wait": "50ms"}
+    parse_spec(data)
+    return data
+
+
+def simulator(data: dict[str, Any]) -> TransactionSimulator:
+    return TransactionSimulator.from_spec(parse_spec(data).source)
+
+
+def topics(brokers: str, partitions: int = 2) -> dict[str, str]:
+    """Fresh events/alerts/dead-letters topics (names unique per test; tansu keeps topics in memory)."""
+    tag = uuid.uuid4().hex[:8]
+    names = {"topic": f"events-{tag}", "alerts_topic": f"alerts-{tag}", "dlq_topic": f"dlq-{tag}"}
+    create_topics({"bootstrap.servers": brokers}, {name: partitions for name in names.values()})
+    return names
+
+
+def kafka_source(brokers: str, names: dict[str, str], group: str | None = None) -> KafkaSource:
+    return KafkaSource(kind="kafka", brokers=brokers, group=group or f"g-{uuid.uuid4().hex[:8]}",
+                       session_timeout_ms=SESSION_TIMEOUT_MS, max_poll_interval_ms=60_000, **names)
+
+
+def start_worker(tmp: Path, spec_data: dict[str, Any], source: KafkaSource, settings: StreamSettings, worker_id: str,
+                 idle_exit: float | None = None) -> subprocess.Popen:
+    config = {"spec": spec_data, "source": source.model_dump(mode="json"), "settings": settings.model_dump(mode="json"),
+              "worker_id": worker_id, "idle_exit": idle_exit}
+    path = tmp / f"worker-{worker_id}-{uuid.uuid4().hex[:6]}.json"
+    path.write_text(json.dumps(config))
+    log = open(tmp / f"worker-{worker_id}.log", "ab")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
+    return subprocess.Popen([sys.executable, "-m", "tocsin.engine.worker", str(path)], stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def wait_checkpointed(checkpoints, partitions: dict[str, int], timeout: float) -> None:
+    """Until every partition's checkpoint reached its last offset (``{name: last_offset}``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = True
+        for name, last in partitions.items():
+            try:
+                checkpoint = checkpoints.load(name)
+            except Exception:  # noqa: BLE001 - a checkpoint being replaced on a slow disk
+                checkpoint = None
+            if checkpoint is None or checkpoint.offset < last:
+                done = False
+                break
+        if done:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"partitions not fully checkpointed within {timeout} s: {partitions}")
+
+
+def last_offsets(brokers: str, topic: str) -> dict[str, int]:
+    """Last offset of every partition of ``topic``, counted by reading (tansu's watermarks are wrong)."""
+    out: dict[str, int] = {}
+    for message in read_topic({"bootstrap.servers": brokers}, topic):
+        out[f"{topic}/{message.partition()}"] = max(out.get(f"{topic}/{message.partition()}", -1), message.offset())
+    return out
+
+
+def alerts_on_topic(brokers: str, topic: str) -> list[dict[str, Any]]:
+    return [json.loads(m.value()) for m in read_topic({"bootstrap.servers": brokers}, topic)]
+
+
+def dead_letters_on_topic(brokers: str, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
+    return [(m.key(), headers_of(m)) for m in read_topic({"bootstrap.servers": brokers}, topic)]
