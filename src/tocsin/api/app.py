@@ -126,27 +126,33 @@ class RequestGuard:
                     self._log(scope, 413, started)
                     return
         received = 0
+        rejected = False
+        started_response = False
 
         async def limited_receive() -> dict:
-            nonlocal received
+            nonlocal received, rejected, status_code
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not rejected:
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge
+                    # answer 413 now and tell the app the client went away; whatever it sends is dropped
+                    rejected, status_code = True, 413
+                    if not started_response:
+                        await _too_large(send, limit)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: dict) -> None:
-            nonlocal status_code
+            nonlocal status_code, started_response
+            if rejected:
+                return
             if message["type"] == "http.response.start":
                 status_code = message["status"]
+                started_response = True
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            status_code = 413
-            await _too_large(send, limit)
         finally:
             self._log(scope, status_code, started)
 
@@ -167,10 +173,6 @@ class RequestGuard:
                 "client": (scope.get("client") or ("", 0))[0],
             },
         )
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 async def _too_large(send: Any, limit: int) -> None:

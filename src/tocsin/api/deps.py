@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import HTTPException, Request, status
+import msgspec
+from fastapi import HTTPException, Request, Response, status
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from tocsin.api.service import Service
@@ -45,3 +49,39 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 READ = responses(401, 403)
 WRITE = responses(401, 403, 413)
+
+
+# --- the fast JSON path of the scoring routes ----------------------------------------------
+
+
+class MsgspecRequest(Request):
+    """Parses JSON bodies with msgspec (~3x faster than ``json.loads`` on a 1,000-event batch).
+    Malformed JSON still becomes FastAPI's 422 ``json_invalid`` error."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = msgspec.json.decode(body)
+            except msgspec.DecodeError as error:
+                raise json.JSONDecodeError(str(error), body.decode("utf-8", "replace"), 0) from None
+        return self._json
+
+
+class MsgspecRoute(APIRoute):
+    """A route whose request body is parsed by :class:`MsgspecRequest`."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            return await handler(MsgspecRequest(request.scope, request.receive))
+
+        return route_handler
+
+
+def fast_json(content: Any, status_code: int = 200) -> Response:
+    """A JSON response encoded by msgspec, skipping FastAPI's response re-validation: for the scoring
+    routes, whose answers grow with the batch (the response model still documents the schema, and
+    tests check the answers against it)."""
+    return Response(msgspec.json.encode(content), status_code=status_code, media_type="application/json")

@@ -1,6 +1,6 @@
-"""Benchmarks: throughput and latency of the reference pipeline against per-event baselines.
+"""Benchmarks: each measures one claim and writes its figures as JSON.
 
-:mod:`tocsin.bench.throughput` runs ``tocsin bench throughput``;
-:mod:`tocsin.bench.baselines` holds the per-event microservice and River
-HalfSpaceTrees loops it is compared with.
+:mod:`tocsin.bench.throughput` runs ``tocsin bench throughput``, the reference
+pipeline's events/s and batch latency against the per-event baselines in
+:mod:`tocsin.bench.baselines`.
 """

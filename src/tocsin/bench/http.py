@@ -34,6 +34,7 @@ scoring of 100,000 events includes about two refits unless
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -50,6 +51,9 @@ from typing import Any
 import numpy as np
 
 READY_TIMEOUT_S = 120.0
+SCORED_WARMUP_EVENTS = 5_000
+WARM_REQUESTS = 200
+"""unmeasured single-event requests first: connections, first-call paths, allocator warm-up"""
 
 
 # --- the server (child process) ------------------------------------------------------
@@ -86,9 +90,13 @@ def serve(port: int, state_dir: str, users: int, seed: int, warmup_events: int, 
     spec = _spec(users, seed, warmup_events, refit_every, directory)
     pipeline = Pipeline(spec)
     simulator = TransactionSimulator.from_spec(spec.source)
-    pipeline.process(simulator.generate(warmup_events))
+    # the warm-up events train the detector; the next SCORED_WARMUP_EVENTS run the scoring and
+    # explanation paths once, so numba's compilation is not inside the measured requests
+    pipeline.process(simulator.generate(warmup_events + SCORED_WARMUP_EVENTS))
     auth = AuthConfig(keys=KeyStore(directory / "keys.json"))
     app = create_app(spec, auth, pipeline=pipeline, checkpoints=LocalCheckpointStore(Path(spec.checkpoint.dir) / spec.name))
+    gc.collect()
+    gc.freeze()  # the warm pipeline's objects are long-lived: keep full GC passes short
     uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_config=uvicorn_log_config("warning"), access_log=False)
 
 
@@ -267,13 +275,19 @@ def run_http_bench(
         key, _ = KeyStore(state_dir / "keys.json").create("analyst", "bench")
         n_single = int(rate * duration)
         say(f"generating {n_single + batch_size * batches:,} events after the {warmup_events:,} warm-up events…")
-        records = _records(spec, warmup_events, n_single + batch_size * batches)
-        singles = [_post("/v1/score", json.dumps({"event": r}).encode(), key) for r in records[:n_single]]
-        rest = records[n_single:]
+        records = _records(spec, warmup_events + SCORED_WARMUP_EVENTS, WARM_REQUESTS + n_single + batch_size * batches)
+        warm = [_post("/v1/score", json.dumps({"event": r}).encode(), key) for r in records[:WARM_REQUESTS]]
+        singles = [_post("/v1/score", json.dumps({"event": r}).encode(), key) for r in records[WARM_REQUESTS : WARM_REQUESTS + n_single]]
+        rest = records[WARM_REQUESTS + n_single :]
         batch_bodies = [
             _post("/v1/score", json.dumps({"events": rest[i : i + batch_size]}).encode(), key)
             for i in range(0, batch_size * batches, batch_size)
         ]
+        del records, rest
+        # the pre-encoded requests are long-lived: move them out of the cyclic GC's sight, or its full
+        # passes over them stall the load generator and show up as server latency
+        gc.collect()
+        gc.freeze()
         port = _free_port()
         command = [
             sys.executable, "-c",
@@ -287,15 +301,15 @@ def run_http_bench(
             process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             _wait_ready(port, process, READY_TIMEOUT_S)
-            # a few requests first: connection set-up, first-call paths and allocator warm-up are not measured
-            warm = [_post("/v1/score", json.dumps({"event": r}).encode(), key) for r in records[:50]]
             asyncio.run(_single_phase(port, warm, rate, 10.0, max_connections))
+            warm = None
             say(f"single-event phase: {n_single:,} requests at {rate:,.0f}/s…")
             single = asyncio.run(_single_phase(port, singles, rate, duration + 30.0, max_connections))
             say(f"batch phase: {batches} requests of {batch_size:,} events…")
             batch = asyncio.run(_batch_phase(port, batch_bodies, batch_size, 120.0))
             fits = _model_version(port, key)
         finally:
+            gc.unfreeze()
             try:
                 os.killpg(process.pid, signal.SIGTERM)
             except ProcessLookupError:

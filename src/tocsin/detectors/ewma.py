@@ -53,9 +53,9 @@ class EWMAZScore(StreamingDetector):
     >>> detector = EWMAZScore(alpha=0.05)
     >>> scores = detector.score_partial_fit(series)   # each row scored before it is learned
     >>> int(scores.argmax()), round(float(scores[400]), 1)
-    (400, 10.7)
+    (400, 11.9)
     >>> detector.mean_.round(2), detector.count_
-    (array([10.1]), array([500.]))
+    (array([9.85]), array([500.]))
 
     References
     ----------

@@ -91,7 +91,7 @@ class KNN(Detector):
     >>> X = np.column_stack([t, t + rng.normal(scale=0.01, size=1000)])  # a thin diagonal band
     >>> detector = KNN(n_neighbors=5).fit(X)
     >>> scores = detector.score_samples([[0.5, 0.5], [0.5, 0.6]])  # on the band, just off it
-    >>> bool(scores[1] > 10 * scores[0])
+    >>> bool(scores[1] > 5 * scores[0])
     True
 
     References

@@ -72,7 +72,8 @@ def as_epoch_seconds(timestamps: Any, n_rows: int) -> np.ndarray:
 class StreamingDetector(Detector):
     """Base of the online detectors: score each row from the past, then learn it.
 
-    Subclasses set ``_state_names`` (learned arrays, all ending in ``_``) and
+    Subclasses set ``_state_names`` (learned arrays, all ending in ``_``, one
+    of them ``count_``, the rows seen per column) and
     implement ``_validate``, ``_init_state(n_features)`` and
     ``_run(X, seconds, learn, score)``, which walks the rows in order, writes
     each row's per-column contribution (computed *before* that row is learned)
@@ -130,7 +131,8 @@ class StreamingDetector(Detector):
 
     @property
     def n_features_in_(self) -> int:
-        return int(np.asarray(getattr(self, self._state_names[0])).shape[-1])
+        """Columns the detector has seen (its per-column row counts, ``count_``)."""
+        return int(np.asarray(self.count_).shape[0])
 
     # -- helpers ------------------------------------------------------------
     def _fitted_attributes(self) -> list[str]:
@@ -284,10 +286,12 @@ def _tail_surprise(raw, ordered, ring, position, q, warmup, learn):
         if size == capacity:  # drop the oldest score from the sorted reference
             oldest = ring[slot]
             j = np.searchsorted(ordered[:size], oldest, side="left")
-            ordered[j : size - 1] = ordered[j + 1 : size].copy()
+            for m in range(j, size - 1):  # in place: no temporary per row
+                ordered[m] = ordered[m + 1]
             size -= 1
         k = np.searchsorted(ordered[:size], r, side="left")
-        ordered[k + 1 : size + 1] = ordered[k:size].copy()
+        for m in range(size, k, -1):
+            ordered[m] = ordered[m - 1]
         ordered[k] = r
         size += 1
         ring[slot] = r
@@ -418,8 +422,8 @@ class AlarmSuppressor:
     Examples
     --------
     >>> import numpy as np
-    >>> AlarmSuppressor(halflife=10, gamma=1.0).process(np.array([0.0, 5.0, 5.0, 4.0, 0.0, 9.0]))
-    array([0.        , 5.        , 0.3406597 , 0.        , 0.        , 4.72264707])
+    >>> AlarmSuppressor(halflife=10, gamma=0.5).process(np.array([0.0, 5.0, 5.0, 4.0, 0.0, 9.0])).round(2)
+    array([0.  , 5.  , 2.5 , 1.5 , 0.  , 6.82])
     """
 
     def __init__(self, halflife: float = 100.0, gamma: float = 0.5) -> None:

@@ -75,7 +75,7 @@ class ValueRarity(StreamingDetector):
     >>> series = np.concatenate([rng.normal(0, 1, 800), rng.normal(6, 0.1, 50)])
     >>> scores = ValueRarity().score_partial_fit(series)
     >>> round(float(np.median(scores[100:800])), 1), bool(scores[800] > 5)
-    (2.9, True)
+    (3.0, True)
 
     References
     ----------
@@ -201,7 +201,7 @@ class TimeSeriesDetector(StreamingDetector):
 
     **Good at**: the NAB mix: spikes and dips off a daily pattern, new levels,
     flat-lined or stuck signals, with one early alarm per event (NAB standard
-    profile 72.1 on the 31-file set, see :mod:`tocsin.bench.nab`).
+    profile 70.7 on the 31-file set, see :mod:`tocsin.bench.nab`).
 
     **Fails at**: slow drifts that never leave the range seen (the rarity
     component adapts with them), anomalies in the *relation* between columns,

@@ -304,8 +304,9 @@ class KafkaWorker:
                 messages = self.consumer.consume(num_messages=batch_size, timeout=max_wait)
                 parts = split_by_partition(messages) if messages else []
                 parts = [part for part in parts if part.partition in self.states]
-                if parts:
-                    self._process(parts)
+                if parts or not self.states:
+                    if parts:
+                        self._process(parts)
                     idle_since = time.monotonic()
                 elif self.idle_exit is not None and time.monotonic() - idle_since >= self.idle_exit:
                     break

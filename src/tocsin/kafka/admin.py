@@ -48,7 +48,7 @@ def partition_count(client: dict[str, Any], topic: str, timeout: float = 10.0) -
 
 
 def read_partition(
-    client: dict[str, Any], topic: str, partition: int, start: int = 0, quiet: float = 0.5, timeout: float = 30.0
+    client: dict[str, Any], topic: str, partition: int, start: int = 0, quiet: float = 0.25, timeout: float = 30.0
 ) -> list[Any]:
     """Every record of ``topic``/``partition`` from offset ``start`` to the end, in order.
 

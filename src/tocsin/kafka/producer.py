@@ -56,9 +56,10 @@ def produce_events(
     malformed_share: float = 0.0,
     start_position: int = 0,
     on_chunk: Callable[[int], None] | None = None,
+    linger_ms: int = 20,
 ) -> dict[str, Any]:
     """Publish ``events`` simulator events (paced to ``rate`` events/s when > 0); returns counts and timing."""
-    producer = Producer({**client, "linger.ms": 20, "batch.num.messages": 10_000, "enable.idempotence": True,
+    producer = Producer({**client, "linger.ms": linger_ms, "batch.num.messages": 10_000, "enable.idempotence": True,
                          "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 2_097_152})
     started = time.monotonic()
     sent = malformed = 0

@@ -3,11 +3,11 @@
 from fastapi import APIRouter, Depends, HTTPException, status
 
 from tocsin.api.auth import analyst
-from tocsin.api.deps import responses, get_service
+from tocsin.api.deps import MsgspecRoute, get_service, responses
 from tocsin.api.models import EventsAccepted, EventsIn
 from tocsin.api.service import QueueFull, Service
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
+router = APIRouter(prefix="/v1", tags=["scoring"], route_class=MsgspecRoute)
 
 
 @router.post(

@@ -1,17 +1,17 @@
 """``POST /v1/score``: score events now, through the pipeline (state updated)."""
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from tocsin.api.auth import analyst
-from tocsin.api.deps import WRITE, get_service, validation_error
+from tocsin.api.deps import WRITE, MsgspecRoute, fast_json, get_service, validation_error
 from tocsin.api.models import EventsIn, ScoreResponse
 from tocsin.api.service import Service
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
+router = APIRouter(prefix="/v1", tags=["scoring"], route_class=MsgspecRoute)
 
 
 @router.post("/score", response_model=ScoreResponse, responses=WRITE, dependencies=[Depends(analyst)])
-def score(body: EventsIn, service: Service = Depends(get_service)) -> dict:
+def score(body: EventsIn, service: Service = Depends(get_service)) -> Response:
     """Score one event (`event`) or up to 10,000 (`events`) synchronously, in order.
 
     Each event comes back with its calibrated score (0-1 and 0-100), `is_anomaly`, severity and
@@ -26,4 +26,4 @@ def score(body: EventsIn, service: Service = Depends(get_service)) -> dict:
         first = result["results"][0]
         loc = ["body", "event"] if body.event is not None else ["body", "events", 0]
         raise validation_error(loc, f"every event is invalid; the first: {first['reason']}", "dead_letter")
-    return result
+    return fast_json(result)

@@ -1,0 +1,211 @@
+// tocsin dashboard: plain JS over the JSON API, no build step. Polls /v1/stats every second.
+"use strict";
+
+const KEY_STORAGE = "tocsin.apiKey";
+const state = { timer: null, role: null, cursor: null, filters: {} };
+const $ = (sel, root = document) => root.querySelector(sel);
+
+function apiKey() { return localStorage.getItem(KEY_STORAGE) || ""; }
+
+async function api(path, options = {}) {
+  const headers = Object.assign({ "Content-Type": "application/json" }, options.headers || {});
+  if (apiKey()) headers["X-API-Key"] = apiKey();
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  if (response.status === 401) { showLogin(true); throw new Error("unauthorized"); }
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { const body = await response.json(); detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail); } catch (e) { /* not JSON */ }
+    throw new Error(`${response.status}: ${detail}`);
+  }
+  return response.status === 204 ? null : response.json();
+}
+
+function showLogin(visible) { $("#login").classList.toggle("hidden", !visible); $("#view").classList.toggle("hidden", visible); }
+function fmtTime(t) { return t == null ? "–" : new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19); }
+function fmtNum(n, digits = 0) { return n == null ? "–" : Number(n).toLocaleString(undefined, { maximumFractionDigits: digits, minimumFractionDigits: digits }); }
+function esc(s) { return String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c])); }
+function why(explanation) { return (explanation || []).map(e => e.text).join("; "); }
+function pulse() { const dot = $("#live"); dot.classList.add("on"); setTimeout(() => dot.classList.remove("on"), 400); }
+
+function alertRow(a) {
+  return `<tr data-alert-id="${a.id}" onclick="location.hash='#/alerts/${a.id}'">
+    <td>${a.id}</td><td>${fmtTime(a.event_time)}</td><td>${esc(a.entity)}</td>
+    <td class="sev ${a.severity}">${a.severity}</td><td>${fmtNum(a.score * 100, 2)}</td>
+    <td class="status ${a.status}" data-testid="status-${a.id}">${a.status}</td><td>${esc(why(a.explanation))}</td></tr>`;
+}
+
+function mount(templateId) {
+  if (state.timer) { clearInterval(state.timer); state.timer = null; }
+  const view = $("#view");
+  view.replaceChildren($(templateId).content.cloneNode(true));
+  return view;
+}
+
+function every(ms, fn) { fn(); state.timer = setInterval(fn, ms); }
+
+// --- overview ------------------------------------------------------------------------------
+function renderOverview() {
+  const view = mount("#tpl-overview");
+  let plotted = false;
+  every(1000, async () => {
+    let stats;
+    try { stats = await api("/v1/stats"); } catch (e) { return; }
+    pulse();
+    $('[data-testid="events-total"]', view).textContent = fmtNum(stats.events);
+    $('[data-testid="events-per-s"]', view).textContent = fmtNum(stats.events_per_s, 1);
+    $('[data-testid="anomaly-rate"]', view).textContent = fmtNum(stats.anomaly_rate * 100, 2) + " %";
+    $('[data-testid="anomalies-total"]', view).textContent = fmtNum(stats.anomalies);
+    $('[data-testid="alerts-warning"]', view).textContent = fmtNum(stats.alerts_by_severity.warning || 0);
+    $('[data-testid="alerts-critical"]', view).textContent = fmtNum(stats.alerts_by_severity.critical || 0);
+    const s = stats.alerts_by_status;
+    $('[data-testid="alerts-status"]', view).textContent = `${fmtNum(s.open || 0)} / ${fmtNum(s.acknowledged || 0)} / ${fmtNum(s.resolved || 0)}`;
+    $('[data-testid="model-status"]', view).textContent = stats.model_status === "warm" ? "scoring live" : "warming up";
+    const x = stats.series.map(p => new Date(p.t * 1000));
+    const traces = [
+      { x, y: stats.series.map(p => p.events), name: "events/s", type: "scatter", mode: "lines", line: { color: "#2563eb" } },
+      { x, y: stats.series.map(p => p.anomalies), name: "anomalies/s", type: "bar", yaxis: "y2", marker: { color: "#dc2626" } },
+    ];
+    const layout = { margin: { t: 24, r: 50, b: 36, l: 50 }, legend: { orientation: "h" }, yaxis: { title: "events/s" },
+      yaxis2: { title: "anomalies/s", overlaying: "y", side: "right" }, title: { text: "events and anomalies per second", font: { size: 13 } } };
+    if (window.Plotly) { (plotted ? Plotly.react : Plotly.newPlot)("rate-chart", traces, layout, { displayModeBar: false, responsive: true }); plotted = true; }
+    try {
+      const latest = await api("/v1/alerts?limit=8");
+      $('[data-testid="latest-alerts"]', view).innerHTML = latest.items.map(alertRow).join("");
+    } catch (e) { /* shown on next tick */ }
+  });
+}
+
+// --- alerts list ---------------------------------------------------------------------------
+function alertsQuery(cursor) {
+  const params = new URLSearchParams({ limit: "50" });
+  for (const [k, v] of Object.entries(state.filters)) if (v) params.append(k, v);
+  if (cursor) params.set("cursor", cursor);
+  return "/v1/alerts?" + params.toString();
+}
+
+function renderAlerts() {
+  const view = mount("#tpl-alerts");
+  const form = $("#alert-filters", view);
+  for (const [k, v] of Object.entries(state.filters)) if (form.elements[k]) form.elements[k].value = v;
+  const load = async (append) => {
+    const page = await api(alertsQuery(append ? state.cursor : null));
+    const body = $('[data-testid="alerts-rows"]', view);
+    body.innerHTML = (append ? body.innerHTML : "") + page.items.map(alertRow).join("");
+    state.cursor = page.next_cursor;
+    $("#more", view).classList.toggle("hidden", !page.next_cursor);
+    pulse();
+  };
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.filters = { severity: form.elements.severity.value, status: form.elements.status.value, entity: form.elements.entity.value.trim() };
+    load(false);
+  });
+  $("#more", view).addEventListener("click", () => load(true));
+  every(3000, () => { if (!state.cursor || !$("#more", view).offsetParent) load(false).catch(() => {}); });
+}
+
+// --- one alert ------------------------------------------------------------------------------
+async function renderAlert(id) {
+  const view = mount("#tpl-alert");
+  const alert = await api(`/v1/alerts/${id}`);
+  const show = (a) => {
+    $('[data-testid="alert-id"]', view).textContent = a.id;
+    $('[data-testid="alert-entity"]', view).innerHTML = `<a href="#/entities/${encodeURIComponent(a.entity)}">${esc(a.entity)}</a>`;
+    const status = $('[data-testid="alert-status"]', view);
+    status.textContent = a.status; status.className = `value small status ${a.status}`;
+    $('[data-testid="alert-severity"]', view).innerHTML = `<span class="sev ${a.severity}">${a.severity}</span>`;
+    $('[data-testid="alert-score"]', view).textContent = fmtNum(a.score * 100, 2);
+    $('[data-testid="alert-time"]', view).textContent = fmtTime(a.event_time);
+    $('[data-testid="alert-explanation"]', view).innerHTML = (a.explanation || []).map(e =>
+      `<li>${esc(e.text)} <span class="muted">(${esc(e.feature)}, contribution ${fmtNum(e.contribution, 3)})</span></li>`).join("") || "<li class='muted'>no explanation</li>";
+  };
+  show(alert);
+  const canAct = state.role === "analyst" || state.role === "admin";
+  view.querySelectorAll("[data-action]").forEach(button => {
+    button.disabled = !canAct;
+    if (!canAct) button.title = "needs the analyst role";
+    button.addEventListener("click", async () => {
+      const action = button.dataset.action, result = $('[data-testid="action-result"]', view);
+      try {
+        if (action === "ack" || action === "resolve") {
+          show(await api(`/v1/alerts/${id}/${action}`, { method: "POST" }));
+          result.textContent = action === "ack" ? "acknowledged" : "resolved";
+        } else {
+          await api("/v1/feedback", { method: "POST", body: JSON.stringify({ event_id: alert.first_event_id, label: action }) });
+          result.textContent = `feedback recorded: ${action.replace("_", " ")}`;
+        }
+      } catch (e) { result.textContent = e.message; }
+    });
+  });
+  try {
+    const entity = await api(`/v1/entities/${encodeURIComponent(alert.entity)}`);
+    plotEntity("entity-chart", entity, alert.first_event_id);
+  } catch (e) { $("#entity-chart", view).textContent = "no recent events of this entity in this service: " + e.message; }
+}
+
+function plotEntity(elementId, entity, highlightId) {
+  const events = entity.recent_events;
+  const numeric = events.length ? Object.keys(events[0].values).find(k => typeof events[0].values[k] === "number") : null;
+  const y = events.map(e => numeric ? e.values[numeric] : e.score_100);
+  const x = events.map(e => new Date(e.event_time * 1000));
+  const flagged = events.map((e, i) => i).filter(i => events[i].is_anomaly);
+  const traces = [
+    { x, y, name: numeric || "score", type: "scatter", mode: "lines+markers", marker: { size: 6, color: events.map(e => e.score_100 ?? 0), colorscale: "Bluered", cmin: 0, cmax: 100 },
+      text: events.map(e => `${e.event_id}<br>score ${e.score_100 ?? "warming up"}`) },
+    { x: flagged.map(i => x[i]), y: flagged.map(i => y[i]), name: "anomaly", type: "scatter", mode: "markers",
+      marker: { symbol: "x", size: 13, color: "#dc2626", line: { width: 2 } }, text: flagged.map(i => events[i].event_id) },
+  ];
+  const hi = events.findIndex(e => e.event_id === highlightId);
+  if (hi >= 0) traces.push({ x: [x[hi]], y: [y[hi]], name: "this alert", type: "scatter", mode: "markers", marker: { size: 18, color: "rgba(0,0,0,0)", line: { color: "#111827", width: 2 } } });
+  const layout = { margin: { t: 28, r: 20, b: 36, l: 50 }, legend: { orientation: "h" }, yaxis: { title: numeric || "score" },
+    title: { text: `${entity.key}: last ${events.length} events (anomalies marked ✕)`, font: { size: 13 } } };
+  if (window.Plotly) Plotly.newPlot(elementId, traces, layout, { displayModeBar: false, responsive: true });
+}
+
+// --- entities ------------------------------------------------------------------------------
+function renderEntities(key) {
+  const view = mount("#tpl-entities");
+  const form = $("#entity-search", view);
+  const show = async (k) => {
+    const out = $("#entity-result", view);
+    try {
+      const entity = await api(`/v1/entities/${encodeURIComponent(k)}`);
+      const rows = Object.entries(entity.state).map(([n, v]) => `<tr><td>${esc(n)}</td><td>${fmtNum(v, 3)}</td></tr>`).join("");
+      const anomalies = entity.anomalies.map(a => `<tr><td>${fmtTime(a.event_time)}</td><td>${esc(a.event_id)}</td><td class="sev ${a.severity}">${a.severity}</td><td>${fmtNum(a.score_100, 2)}</td><td>${esc(why(a.explanation))}</td></tr>`).join("");
+      out.innerHTML = `<div id="entity-plot" class="chart" data-testid="entity-plot"></div>
+        <h3>Feature state</h3><table class="list"><tbody>${rows || "<tr><td class='muted'>none</td></tr>"}</tbody></table>
+        <h3>Stored anomalies</h3><table class="list"><thead><tr><th>event time</th><th>event</th><th>severity</th><th>score</th><th>why</th></tr></thead><tbody>${anomalies}</tbody></table>`;
+      plotEntity("entity-plot", entity, null);
+    } catch (e) { out.innerHTML = `<p class="error">${esc(e.message)}</p>`; }
+  };
+  form.addEventListener("submit", (e) => { e.preventDefault(); const k = form.elements.key.value.trim(); if (k) location.hash = `#/entities/${encodeURIComponent(k)}`; });
+  if (key) { form.elements.key.value = key; show(key); }
+}
+
+// --- routing -------------------------------------------------------------------------------
+async function route() {
+  const parts = (location.hash || "#/overview").slice(2).split("/");
+  document.querySelectorAll("[data-nav]").forEach(a => a.classList.toggle("active", a.dataset.nav === parts[0]));
+  try {
+    const me = await api("/v1/whoami");
+    state.role = me.role;
+    $("#whoami").textContent = `${me.subject} · ${me.role}`;
+    showLogin(false);
+  } catch (e) { return; }
+  if (parts[0] === "alerts" && parts[1]) return renderAlert(parts[1]);
+  if (parts[0] === "alerts") return renderAlerts();
+  if (parts[0] === "entities") return renderEntities(parts[1] ? decodeURIComponent(parts[1]) : null);
+  return renderOverview();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#login-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    localStorage.setItem(KEY_STORAGE, $("#api-key").value.trim());
+    $("#login-error").textContent = "";
+    await route();
+    if (!$("#login").classList.contains("hidden")) $("#login-error").textContent = "that key was refused";
+  });
+  window.addEventListener("hashchange", route);
+  route();
+});

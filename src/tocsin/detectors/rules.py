@@ -1,0 +1,324 @@
+"""Rules: expressions over named columns, such as ``amount > 10000 and city_novel == 1``."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tocsin.detectors.base import Detector
+
+_COMPARE = {
+    ast.Lt: np.less,
+    ast.LtE: np.less_equal,
+    ast.Gt: np.greater,
+    ast.GtE: np.greater_equal,
+    ast.Eq: np.equal,
+    ast.NotEq: np.not_equal,
+}
+_ARITHMETIC = {
+    ast.Add: np.add,
+    ast.Sub: np.subtract,
+    ast.Mult: np.multiply,
+    ast.Div: np.divide,
+    ast.FloorDiv: np.floor_divide,
+    ast.Mod: np.mod,
+    ast.Pow: np.power,
+}
+#: The only functions a rule may call.
+FUNCTIONS = {
+    "abs": np.abs,
+    "log": np.log,
+    "log1p": np.log1p,
+    "sqrt": np.sqrt,
+    "exp": np.exp,
+    "isnan": np.isnan,
+    "min": np.minimum,
+    "max": np.maximum,
+}
+
+
+class RuleError(ValueError):
+    """A rule uses syntax, a function or a column that rules do not allow."""
+
+
+def parse_rule(expression: str) -> tuple[ast.Expression, list[str]]:
+    """Parse and whitelist one rule; returns its tree and the column names it reads.
+
+    >>> parse_rule("amount > 10000 and city_novel == 1")[1]
+    ['amount', 'city_novel']
+    >>> parse_rule("amount.__class__")
+    Traceback (most recent call last):
+    ...
+    tocsin.detectors.rules.RuleError: rule 'amount.__class__': Attribute is not allowed
+    """
+    if not isinstance(expression, str) or not expression.strip():
+        raise RuleError(f"a rule must be a non-empty string, got {expression!r}")
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError as error:
+        raise RuleError(f"rule {expression!r} is not a valid expression: {error.msg}") from None
+    columns: list[str] = []
+    _check(tree.body, expression, columns)
+    return tree, columns
+
+
+def _check(node: ast.AST, expression: str, columns: list[str]) -> None:
+    def fail(message: str) -> None:
+        raise RuleError(f"rule {expression!r}: {message}")
+
+    if isinstance(node, ast.BoolOp):
+        for value in node.values:
+            _check(value, expression, columns)
+    elif isinstance(node, ast.Compare):
+        for op in node.ops:
+            if type(op) not in _COMPARE and not isinstance(op, (ast.In, ast.NotIn)):
+                fail(f"comparison {type(op).__name__} is not allowed")
+        for op, right in zip(node.ops, node.comparators):
+            if isinstance(op, (ast.In, ast.NotIn)):
+                if not isinstance(right, (ast.Tuple, ast.List, ast.Set)) or not all(
+                    isinstance(e, ast.Constant) and _is_number(e.value) for e in right.elts
+                ):
+                    fail("'in' needs a literal tuple of numbers on its right")
+            else:
+                _check(right, expression, columns)
+        _check(node.left, expression, columns)
+    elif isinstance(node, ast.BinOp):
+        if type(node.op) not in _ARITHMETIC:
+            fail(f"operator {type(node.op).__name__} is not allowed")
+        _check(node.left, expression, columns)
+        _check(node.right, expression, columns)
+    elif isinstance(node, ast.UnaryOp):
+        if not isinstance(node.op, (ast.Not, ast.USub, ast.UAdd)):
+            fail(f"operator {type(node.op).__name__} is not allowed")
+        _check(node.operand, expression, columns)
+    elif isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS or node.keywords:
+            fail(f"calls may only name one of {sorted(FUNCTIONS)}")
+        expected = 2 if node.func.id in ("min", "max") else 1
+        if len(node.args) != expected:
+            fail(f"{node.func.id}() takes {expected} argument(s)")
+        for arg in node.args:
+            _check(arg, expression, columns)
+    elif isinstance(node, ast.Name):
+        if node.id in FUNCTIONS:
+            fail(f"{node.id} is a function, not a column")
+        if node.id not in columns:
+            columns.append(node.id)
+    elif isinstance(node, ast.Constant):
+        if not _is_number(node.value):
+            fail(f"only numeric constants are allowed, got {node.value!r}")
+    else:
+        fail(f"{type(node).__name__} is not allowed")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, bool)) and not isinstance(value, complex)
+
+
+def _evaluate(node: ast.AST, columns: Mapping[str, np.ndarray], n_rows: int) -> np.ndarray:
+    """Evaluate a whitelisted tree (checked by :func:`parse_rule`) on NumPy columns."""
+    if isinstance(node, ast.BoolOp):
+        values = [_as_bool(_evaluate(v, columns, n_rows)) for v in node.values]
+        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        result = values[0]
+        for value in values[1:]:
+            result = combine(result, value)
+        return result
+    if isinstance(node, ast.Compare):
+        left = _evaluate(node.left, columns, n_rows)
+        result = np.ones(n_rows, dtype=bool)
+        for op, right_node in zip(node.ops, node.comparators):
+            if isinstance(op, (ast.In, ast.NotIn)):
+                members = np.array([e.value for e in right_node.elts], dtype=np.float64)
+                hit = np.isin(left, members)
+                result &= hit if isinstance(op, ast.In) else ~hit
+                continue
+            right = _evaluate(right_node, columns, n_rows)
+            result &= _COMPARE[type(op)](left, right)
+            left = right
+        return result
+    if isinstance(node, ast.BinOp):
+        return _ARITHMETIC[type(node.op)](_evaluate(node.left, columns, n_rows), _evaluate(node.right, columns, n_rows))
+    if isinstance(node, ast.UnaryOp):
+        operand = _evaluate(node.operand, columns, n_rows)
+        if isinstance(node.op, ast.Not):
+            return ~_as_bool(operand)
+        return -operand if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.Call):
+        return FUNCTIONS[node.func.id](*(_evaluate(arg, columns, n_rows) for arg in node.args))
+    if isinstance(node, ast.Name):
+        return columns[node.id]
+    if isinstance(node, ast.Constant):
+        return np.float64(node.value)
+    raise RuleError(f"{type(node).__name__} is not allowed")  # unreachable after parse_rule
+
+
+def _as_bool(value: np.ndarray) -> np.ndarray:
+    value = np.asarray(value)
+    # NaN is "unknown": it never makes a rule fire.
+    return value if value.dtype == bool else np.nan_to_num(value.astype(np.float64), nan=0.0) != 0
+
+
+class Rules(Detector):
+    """Hand-written rules over named columns; the score is the weight of the rules a row fires.
+
+    Each rule is a Python-like expression over column names, e.g.
+    ``amount > 10000 and city_novel == 1`` or ``abs(amount_zscore_30d) >= 6 or
+    count_1m > 20``. Rules are parsed with :mod:`ast` and only whitelisted
+    nodes are allowed: numeric constants, column names, ``+ - * / // % **``,
+    comparisons (chained too), ``and``/``or``/``not``, ``x in (1, 2)`` and the
+    functions in :data:`FUNCTIONS`. Attribute access, subscripts, other calls,
+    strings and everything else are rejected when the rule is parsed: rules
+    never reach ``eval``; they are evaluated node by node as NumPy operations on
+    whole columns. A comparison with a missing (NaN) value is false.
+
+    Column names are the ``features`` parameter; if it is ``None``, ``fit``
+    takes them from ``X`` when ``X`` names its columns (a mapping of name to
+    column, or a pandas DataFrame). ``score_samples``/``explain`` accept a
+    rows x features array in that column order, or a mapping/DataFrame by
+    name. ``fit`` learns nothing else: it checks every rule's columns exist.
+
+    ``explain`` credits each fired rule's weight equally to the columns it reads.
+
+    **Good at**: known patterns and policy ("never more than 20 transactions a
+    minute"), cold start with no history, and explanations people can read.
+
+    **Fails at**: anything nobody wrote a rule for; thresholds go stale as
+    data drifts; many rules become hard to keep consistent.
+
+    **Cost**: one vectorised NumPy pass per node per batch: a few nanoseconds
+    per row and node on large batches, dominated by fixed overhead on small ones.
+
+    Parameters
+    ----------
+    rules
+        The expressions (a single string is one rule).
+    features
+        Column names, in the column order of ``X``; ``None`` takes them from ``X`` at fit time.
+    weights
+        One weight per rule (default 1 each); the score is the sum of fired weights.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tocsin.detectors.rules import Rules
+    >>> X = np.array([[50.0, 0], [12000.0, 1], [15000.0, 0]])
+    >>> detector = Rules(["amount > 10000 and city_novel == 1", "amount > 14000"],
+    ...                  features=["amount", "city_novel"]).fit(X)
+    >>> detector.score_samples(X)
+    array([0., 1., 1.])
+    >>> detector.explain(X[[1]])
+    array([[0.5, 0.5]])
+    >>> detector.score_samples({"amount": np.array([20000.0]), "city_novel": np.array([1.0])})
+    array([2.])
+    """
+
+    kind = "rules"
+
+    def __init__(
+        self,
+        rules: list[str] | str = (),
+        features: list[str] | None = None,
+        weights: list[float] | None = None,
+    ) -> None:
+        self.rules = rules
+        self.features = features
+        self.weights = weights
+
+    def _rule_list(self) -> list[str]:
+        return [self.rules] if isinstance(self.rules, str) else list(self.rules)
+
+    def fit(self, X: Any = None) -> Rules:
+        rules = self._rule_list()
+        if not rules:
+            raise ValueError("Rules needs at least one rule")
+        weights = np.ones(len(rules)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
+        if weights.shape != (len(rules),):
+            raise ValueError(f"weights must be one number per rule ({len(rules)}), got {self.weights!r}")
+        if self.features is not None:
+            names = [str(name) for name in self.features]
+        elif isinstance(X, Mapping):
+            names = [str(name) for name in X]
+        elif hasattr(X, "columns"):
+            names = [str(name) for name in X.columns]
+        else:
+            raise ValueError("Rules needs column names: give features=[...] or fit on a mapping/DataFrame of columns")
+        if len(set(names)) != len(names):
+            raise ValueError(f"feature names must be unique, got {names}")
+        for rule in rules:
+            unknown = [column for column in parse_rule(rule)[1] if column not in names]
+            if unknown:
+                raise RuleError(f"rule {rule!r} reads unknown column(s) {unknown}; columns are {names}")
+        if X is not None and not isinstance(X, Mapping) and not hasattr(X, "columns"):
+            array = np.asarray(X)
+            if array.ndim == 2 and array.shape[1] != len(names):
+                raise ValueError(f"X has {array.shape[1]} columns, features names {len(names)}")
+        self.features_ = np.array(names, dtype=np.str_)
+        self.weights_ = weights
+        self._parsed = None
+        return self
+
+    def _compiled(self) -> list[tuple[ast.Expression, list[int]]]:
+        if getattr(self, "_parsed", None) is None:
+            index = {name: i for i, name in enumerate(self.features_.tolist())}
+            self._parsed = []
+            for rule in self._rule_list():
+                tree, columns = parse_rule(rule)
+                unknown = [c for c in columns if c not in index]
+                if unknown:
+                    raise RuleError(f"rule {rule!r} reads unknown column(s) {unknown}")
+                self._parsed.append((tree, [index[c] for c in columns]))
+        return self._parsed
+
+    def _columns(self, X: Any) -> tuple[dict[str, np.ndarray], int]:
+        self._check_fitted()
+        names = self.features_.tolist()
+        if isinstance(X, Mapping) or hasattr(X, "columns"):
+            missing = [name for name in names if name not in X]
+            if missing:
+                raise ValueError(f"X lacks column(s) {missing}")
+            columns = {name: np.asarray(X[name], dtype=np.float64) for name in names}
+            n_rows = len(next(iter(columns.values()))) if columns else 0
+            return columns, n_rows
+        array = np.asarray(X, dtype=np.float64)
+        if array.ndim != 2 or array.shape[1] != len(names):
+            raise ValueError(f"X must be 2-D with {len(names)} columns ({names}), got shape {array.shape}")
+        return {name: array[:, i] for i, name in enumerate(names)}, array.shape[0]
+
+    def _fired(self, X: Any) -> tuple[np.ndarray, int]:
+        columns, n_rows = self._columns(X)
+        fired = np.zeros((len(self._compiled()), n_rows), dtype=bool)
+        with np.errstate(all="ignore"):
+            for r, (tree, _) in enumerate(self._compiled()):
+                fired[r] = np.broadcast_to(_as_bool(_evaluate(tree.body, columns, n_rows)), (n_rows,))
+        return fired, n_rows
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Sum of the weights of the rules each row fires."""
+        fired, _ = self._fired(X)
+        return self.weights_ @ fired.astype(np.float64)
+
+    def explain(self, X: Any) -> np.ndarray:
+        """Each fired rule's weight, shared equally among the columns it reads."""
+        fired, n_rows = self._fired(X)
+        out = np.zeros((n_rows, len(self.features_)))
+        for r, (_, column_ids) in enumerate(self._compiled()):
+            if column_ids:
+                out[:, column_ids] += (fired[r] * self.weights_[r] / len(column_ids))[:, None]
+        return out
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        self._check_fitted()
+        return {"features": self.features_.copy(), "weights": self.weights_.copy()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        features = np.asarray(state["features"]).astype(np.str_)
+        weights = np.asarray(state["weights"], dtype=np.float64)
+        if features.ndim != 1 or weights.shape != (len(self._rule_list()),):
+            raise ValueError("rules state does not match the rules")
+        self.features_, self.weights_ = features, weights
+        self._parsed = None
+        self._compiled()  # check the rules against the restored column names

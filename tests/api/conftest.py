@@ -1,0 +1,114 @@
+"""Fixtures for the HTTP API tests: a small reference spec, simulator events as JSON dicts, a warm
+pipeline (warmed once per session, copied per test through its state dict), keys for every role."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from tocsin.api import AuthConfig, KeyStore, create_app
+from tocsin.engine.pipeline import Pipeline
+from tocsin.simulate import TransactionSimulator
+from tocsin.simulate.transactions import _columns
+from tocsin.spec import PipelineSpec, parse_spec
+
+REFERENCE = Path(__file__).resolve().parents[2] / "src" / "tocsin" / "specs" / "transactions.yaml"
+WARMUP = 2_000
+WARM_EVENTS = 3_000  # the first WARMUP train the detector; the rest compile the scoring paths
+EVENTS = 12_000
+JWT_SECRET = "test-secret-" + "x" * 32
+ROLES = ("viewer", "analyst", "admin")
+
+
+def spec_dict(store_url: str, checkpoint_dir: str) -> dict[str, Any]:
+    data = yaml.safe_load(REFERENCE.read_text())
+    data["source"].update({"users": 300, "warmup_days": 0.5, "fraud_rate": 0.02, "seed": 3})
+    data["detector"].update({"warmup_events": WARMUP, "refit_every": None})
+    data["detector"]["params"]["n_estimators"] = 50
+    data["calibration"]["window"] = 5_000
+    data["runner"].update({"batch_size": 1_000, "max_wait": 0.02})
+    data["store"]["url"] = store_url
+    data["checkpoint"]["dir"] = checkpoint_dir
+    return data
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> PipelineSpec:
+    return parse_spec(spec_dict(f"sqlite:///{tmp_path / 'store.db'}", str(tmp_path / "checkpoints")))
+
+
+def as_records(batch: Any) -> list[dict[str, Any]]:
+    columns = {k: v.tolist() for k, v in _columns(batch).items()}
+    names = list(columns)
+    return [dict(zip(names, row)) for row in zip(*columns.values())]
+
+
+@pytest.fixture(scope="session")
+def records() -> list[dict[str, Any]]:
+    """EVENTS simulated transactions as a client would send them (fraud included after warm-up)."""
+    simulator = TransactionSimulator(users=300, merchants=2_000, fraud_rate=0.02, warmup_days=0.5, seed=3)
+    return as_records(simulator.generate(EVENTS))
+
+
+@pytest.fixture(scope="session")
+def warm_state(tmp_path_factory: pytest.TempPathFactory, records: list[dict[str, Any]]) -> dict:
+    tmp = tmp_path_factory.mktemp("warm")
+    pipeline = Pipeline(parse_spec(spec_dict(f"sqlite:///{tmp / 's.db'}", str(tmp / 'c'))))
+    pipeline.process_records(records[:WARM_EVENTS], source="warm")
+    assert pipeline.is_warm
+    return pipeline.state_dict()
+
+
+@pytest.fixture
+def warm_pipeline(spec: PipelineSpec, warm_state: dict) -> Pipeline:
+    pipeline = Pipeline(spec)
+    pipeline.load_state_dict(warm_state)
+    return pipeline
+
+
+@dataclass
+class Keys:
+    viewer: str
+    analyst: str
+    admin: str
+
+    def headers(self, role: str | None) -> dict[str, str]:
+        return {} if role is None else {"X-API-Key": getattr(self, role)}
+
+
+@pytest.fixture
+def auth(tmp_path: Path) -> AuthConfig:
+    return AuthConfig(keys=KeyStore(tmp_path / "keys.json"), jwt_secret=JWT_SECRET)
+
+
+@pytest.fixture
+def keys(auth: AuthConfig) -> Keys:
+    return Keys(*(auth.keys.create(role, f"test {role}")[0] for role in ROLES))
+
+
+@pytest.fixture
+def app(spec: PipelineSpec, auth: AuthConfig, warm_pipeline: Pipeline):
+    return create_app(spec, auth, pipeline=warm_pipeline)
+
+
+@pytest.fixture
+def client(app) -> TestClient:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def seeded(client: TestClient, keys: Keys, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The events after the warm-up scored through the API, so anomalies and alerts exist."""
+    answer = client.post("/v1/score", json={"events": records[WARM_EVENTS:EVENTS]}, headers=keys.headers("analyst"))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    alerts = client.get("/v1/alerts", params={"limit": 1000}, headers=keys.headers("viewer")).json()["items"]
+    anomalies = client.get("/v1/anomalies", params={"limit": 1000}, headers=keys.headers("viewer")).json()["items"]
+    assert alerts and anomalies, "the seeded stream should produce alerts"
+    return {"score": body, "alerts": alerts, "anomalies": anomalies}

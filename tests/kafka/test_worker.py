@@ -1,0 +1,180 @@
+"""The Kafka worker against a real broker (tansu), end to end: poison records, PostgreSQL, 2 workers, rebalance."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from tocsin.engine.worker import KafkaWorker
+from tocsin.kafka.admin import read_topic
+from tocsin.kafka.config import StreamSettings, open_checkpoint_store
+from tocsin.kafka.producer import produce_events
+from tocsin.kafka.sinks import REASON_HEADER
+from tocsin.spec import parse_spec
+from tocsin.store.sql import Store
+
+from .helpers import (
+    alerts_on_topic,
+    dead_letters_on_topic,
+    kafka_source,
+    last_offsets,
+    simulator,
+    small_spec_data,
+    start_worker,
+    topics,
+    wait_checkpointed,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+def run_reference(tmp_path, brokers, names, data) -> dict[str, float]:
+    """An uninterrupted single-worker run over the whole topic: event id -> score."""
+    ref = small_spec_data(f"sqlite:///{tmp_path}/reference.db", tmp_path / "reference-ck", seed=data["source"]["seed"])
+    ref["store"]["scored_events"] = data["store"].get("scored_events", False)
+    source = kafka_source(brokers, {"topic": names["topic"], "alerts_topic": None, "dlq_topic": None})
+    KafkaWorker(parse_spec(ref), source, StreamSettings(checkpoint_url=str(tmp_path / "reference-ck")), idle_exit=2.0).run()
+    return {r["event_id"]: r["score"] for r in Store(ref["store"]["url"]).anomalies(limit=10_000_000)}
+
+
+def stored_scores(url: str) -> tuple[dict[str, float], int]:
+    store = Store(url)
+    rows = store.anomalies(limit=10_000_000)
+    return {r["event_id"]: r["score"] for r in rows}, store.count("anomalies")
+
+
+def assert_same(reference: dict[str, float], got: dict[str, float]) -> None:
+    assert reference and got.keys() == reference.keys()
+    np.testing.assert_allclose([got[k] for k in reference], [reference[k] for k in reference], rtol=0, atol=1e-9)
+
+
+def test_poison_records_reach_the_dlq_with_reasons_and_the_rest_is_processed(tmp_path, kafka_brokers):
+    data = small_spec_data(f"sqlite:///{tmp_path}/store.db", tmp_path / "ck")
+    names = topics(kafka_brokers)
+    sent = produce_events({"bootstrap.servers": kafka_brokers}, names["topic"], simulator(data), 30_000, malformed_share=0.05)
+    assert 1_000 < sent["malformed"] < 2_000
+    worker = KafkaWorker(parse_spec(data), kafka_source(kafka_brokers, names), StreamSettings(checkpoint_url=str(tmp_path / "ck")),
+                         idle_exit=2.0)
+    stats = worker.run()
+    assert stats.dead_letters == sent["malformed"] and stats.events == 30_000 - sent["malformed"]
+    dlq = dead_letters_on_topic(kafka_brokers, names["dlq_topic"])
+    assert len(dlq) == sent["malformed"] == len({key for key, _ in dlq})
+    assert all(headers[REASON_HEADER] for _, headers in dlq)
+    store = Store(data["store"]["url"])
+    assert store.count("dead_letters") == sent["malformed"]
+    assert stats.anomalies > 0 and store.count("anomalies") == stats.anomalies
+
+
+def test_end_to_end_two_workers_postgres_every_injected_anomaly_accounted_for(tmp_path, kafka_brokers, pg_url):
+    data = small_spec_data(pg_url, tmp_path / "ck")
+    data["store"]["scored_events"] = True
+    names = topics(kafka_brokers)
+    sim = simulator(data)
+    produce_events({"bootstrap.servers": kafka_brokers}, names["topic"], sim, 40_000)
+    source = kafka_source(kafka_brokers, names)
+    settings = StreamSettings(checkpoint_url=str(tmp_path / "ck"))
+    workers = [start_worker(tmp_path, data, source, settings, str(i)) for i in range(2)]
+    try:
+        wait_checkpointed(open_checkpoint_store(str(tmp_path / "ck"), data["name"]), last_offsets(kafka_brokers, names["topic"]), 120)
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            w.wait(30)
+    events = [json.loads(m.value()) | {"_p": m.partition(), "_o": m.offset()} for m in read_topic({"bootstrap.servers": kafka_brokers}, names["topic"])]
+    warmup = {e["tx_id"] for e in events if e["_o"] < data["detector"]["warmup_events"]}
+    fraud = {e["tx_id"] for e in events if e["is_fraud"]}
+    assert fraud
+    store = Store(pg_url)
+    with store.engine.connect() as conn:
+        from sqlalchemy import text
+
+        scored = dict(conn.execute(text("select event_id, is_anomaly from scored_events")).all())
+    assert len(scored) == len(events) - len(warmup) == store.count("scored_events")
+    assert fraud <= set(scored) | warmup, "every injected fraud event was scored or fell in a partition's warm-up"
+    flagged = {k for k, v in scored.items() if v}
+    assert store.anomaly_event_ids("transactions") == flagged
+    caught = fraud & flagged
+    assert len(caught) / len(fraud - warmup) > 0.3
+    on_topic = [a["event_id"] for a in alerts_on_topic(kafka_brokers, names["alerts_topic"])]
+    assert len(on_topic) == len(set(on_topic)) == store.count("alerts")
+    assert set(on_topic) == {a["first_event_id"] for a in store.alerts(limit=1_000_000)}
+
+
+def test_rebalance_the_survivor_takes_over_with_state(tmp_path, kafka_brokers):
+    data = small_spec_data(f"sqlite:///{tmp_path}/store.db", tmp_path / "ck", seed=9)
+    names = topics(kafka_brokers)
+    sim = simulator(data)
+    client = {"bootstrap.servers": kafka_brokers}
+    produce_events(client, names["topic"], sim, 30_000)
+    source = kafka_source(kafka_brokers, names)
+    checkpoints = open_checkpoint_store(str(tmp_path / "ck"), data["name"])
+    settings = StreamSettings(checkpoint_url=str(tmp_path / "ck"))
+    workers = [start_worker(tmp_path, data, source, settings, str(i)) for i in range(2)]
+    try:
+        wait_checkpointed(checkpoints, last_offsets(kafka_brokers, names["topic"]), 120)
+        owners = {name: checkpoints.load(name).meta["worker"] for name in checkpoints.partitions()}
+        assert sorted(owners.values()) == ["0", "1"], f"each worker owned one partition: {owners}"
+        workers[1].send_signal(signal.SIGTERM)
+        assert workers[1].wait(30) == 0
+        produce_events(client, names["topic"], sim, 30_000, start_position=30_000)
+        wait_checkpointed(checkpoints, last_offsets(kafka_brokers, names["topic"]), 120)
+        owners = {name: checkpoints.load(name).meta["worker"] for name in checkpoints.partitions()}
+        assert set(owners.values()) == {"0"}, owners
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+                w.wait(30)
+    got, rows = stored_scores(data["store"]["url"])
+    assert rows == len(got)
+    assert_same(run_reference(tmp_path, kafka_brokers, names, data), got)
+    alerts = [a["event_id"] for a in alerts_on_topic(kafka_brokers, names["alerts_topic"])]
+    assert len(alerts) == len(set(alerts)) == Store(data["store"]["url"]).count("alerts")
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_store_outage_pauses_and_resumes_without_loss(tmp_path, kafka_brokers, pg_server):
+    url = pg_server.create_database()
+    data = small_spec_data(url, tmp_path / "ck", seed=13)
+    names = topics(kafka_brokers)
+    client = {"bootstrap.servers": kafka_brokers}
+    sim = simulator(data)
+    produce_events(client, names["topic"], sim, 15_000)
+    health = tmp_path / "health.json"
+    source = kafka_source(kafka_brokers, names)
+    settings = StreamSettings(checkpoint_url=str(tmp_path / "ck"), health_path=health, retry_max=2.0)
+    worker = start_worker(tmp_path, data, source, settings, "0")
+    producer = threading.Thread(target=produce_events, args=(client, names["topic"], sim, 25_000),
+                                kwargs={"rate": 800, "start_position": 15_000})
+    seen = Counter()
+    try:
+        wait_checkpointed(open_checkpoint_store(str(tmp_path / "ck"), data["name"]),
+                          last_offsets(kafka_brokers, names["topic"]), 120)
+        producer.start()
+        pg_server.stop("immediate")
+        stopped = time.monotonic()
+        while time.monotonic() - stopped < 20:
+            if health.exists():
+                state = json.loads(health.read_text())
+                seen[(state["status"], tuple(state["degraded"]), state["paused"])] += 1
+            time.sleep(0.5)
+        pg_server.start()
+        producer.join()
+        wait_checkpointed(open_checkpoint_store(str(tmp_path / "ck"), data["name"]),
+                          last_offsets(kafka_brokers, names["topic"]), 120)
+        assert json.loads(health.read_text())["status"] == "ok"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    assert seen[("degraded", ("store",), True)] > 10, seen
+    got, rows = stored_scores(url)
+    assert rows == len(got)
+    assert_same(run_reference(tmp_path, kafka_brokers, names, data), got)
