@@ -138,3 +138,37 @@ def test_save_load_gives_identical_scores_and_keeps_no_sklearn_object(tmp_path):
         np.testing.assert_array_equal(loaded.explain(X[:5]), detector.explain(X[:5]))
     with pytest.raises(ValueError, match="holds a IsolationForest"):
         RobustZScore.load(path)
+
+
+def test_compiled_trainer_grows_the_same_kind_of_forest():
+    """Same algorithm, other random draws: scores agree in distribution, not bit for bit."""
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(20_000, 6))
+    X[:20] += 5.0
+    queries = np.vstack([rng.normal(size=(2_000, 6)), rng.normal(size=(20, 6)) + 5.0])
+    reference = IsolationForest(random_state=0).fit(X).score_samples(queries)
+    compiled = IsolationForest(random_state=0, trainer="compiled").fit(X)
+    scores = compiled.score_samples(queries)
+    assert abs(scores[:2_000].mean() - reference[:2_000].mean()) < 0.01
+    assert np.corrcoef(scores, reference)[0, 1] > 0.95
+    assert scores[2_000:].min() > np.quantile(scores[:2_000], 0.99)
+    again = IsolationForest(random_state=0, trainer="compiled").fit(X).score_samples(queries)
+    np.testing.assert_array_equal(scores, again)
+    # every tree respects the depth limit and holds each subsampled row once
+    assert compiled.tree_depth_.max() <= 8
+    assert compiled.max_samples_ == 256
+
+
+def test_compiled_trainer_survives_save_load_and_constant_columns(tmp_path):
+    X = np.column_stack([np.random.default_rng(2).normal(size=1_000), np.ones(1_000)])
+    detector = IsolationForest(n_estimators=20, random_state=1, trainer="compiled").fit(X)
+    path = tmp_path / "iforest.npz"
+    detector.save(path)
+    loaded = IsolationForest.load(path)
+    np.testing.assert_array_equal(loaded.score_samples(X), detector.score_samples(X))
+    assert loaded.trainer == "compiled"
+
+
+def test_unknown_trainer_is_refused():
+    with pytest.raises(ValueError, match="trainer"):
+        IsolationForest(trainer="gpu").fit(np.zeros((10, 2)))

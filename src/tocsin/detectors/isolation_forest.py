@@ -6,7 +6,9 @@ import numbers
 
 import numpy as np
 
-from tocsin.detectors._iforest_kernels import path_attributions, path_length_sums
+from types import SimpleNamespace
+
+from tocsin.detectors._iforest_kernels import grow_forest, path_attributions, path_length_sums
 from tocsin.detectors.base import Detector
 
 _TREE_LEAF = -1  # scikit-learn's marker for "no child"
@@ -86,6 +88,13 @@ class IsolationForest(Detector):
     random_state
         Seed (an int, or None for a fresh one). It is saved with the model, so
         it must be an int or None.
+    trainer
+        ``"sklearn"`` grows the trees with scikit-learn (scores then equal
+        scikit-learn's bit for bit); ``"compiled"`` grows them with the same
+        algorithm in a numba kernel, about 50-100x faster to fit (scikit-learn
+        spends about a millisecond of set-up per tree), which is what makes
+        frequent refits on a stream cheap. Same distribution of trees, other
+        random draws. ``max_features < 1`` always uses scikit-learn.
 
     Examples
     --------
@@ -117,11 +126,13 @@ class IsolationForest(Detector):
         max_samples: int | float | str = "auto",
         max_features: int | float = 1.0,
         random_state: int | None = None,
+        trainer: str = "sklearn",
     ) -> None:
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.max_features = max_features
         self.random_state = random_state
+        self.trainer = trainer
 
     def fit(self, X: np.ndarray) -> IsolationForest:
         from sklearn.ensemble import IsolationForest as SklearnIsolationForest
@@ -132,6 +143,11 @@ class IsolationForest(Detector):
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[0] == 0:
             raise ValueError(f"X must be 2-D with at least one row, got shape {X.shape}")
+        if self.trainer not in ("sklearn", "compiled"):
+            raise ValueError(f"trainer must be 'sklearn' or 'compiled', got {self.trainer!r}")
+        if self.trainer == "compiled" and self.max_features in (1.0, X.shape[1]):
+            self._load_sklearn_model(self._grow_compiled(X), n_features=X.shape[1])
+            return self
         model = SklearnIsolationForest(
             n_estimators=self.n_estimators,
             max_samples=self.max_samples,
@@ -140,6 +156,36 @@ class IsolationForest(Detector):
         ).fit(X)
         self._load_sklearn_model(model, n_features=X.shape[1])
         return self
+
+    def _grow_compiled(self, X: np.ndarray) -> SimpleNamespace:
+        """Trees grown by the numba kernel, shaped like the scikit-learn objects the
+        flattening reads (a ``tree_`` per estimator)."""
+        n = X.shape[0]
+        if self.max_samples == "auto":
+            n_sub = min(256, n)
+        elif isinstance(self.max_samples, float):
+            n_sub = max(1, int(self.max_samples * n))
+        else:
+            n_sub = min(int(self.max_samples), n)
+        max_depth = int(np.ceil(np.log2(max(n_sub, 2))))
+        seed = np.random.SeedSequence(self.random_state).generate_state(1)[0] % (2**31)
+        starts, left, right, feature, threshold, n_samples = grow_forest(
+            np.ascontiguousarray(X), int(self.n_estimators), n_sub, max_depth, int(seed)
+        )
+        estimators = []
+        for a, b in zip(starts[:-1], starts[1:]):
+            tree_left, tree_right = left[a:b], right[a:b]
+            depth = np.ones(b - a, dtype=np.float64)  # root = 1, as scikit-learn counts
+            for node in range(b - a):  # children are created after their parent
+                if tree_left[node] >= 0:
+                    depth[tree_left[node]] = depth[tree_right[node]] = depth[node] + 1
+            tree = SimpleNamespace(
+                children_left=tree_left, children_right=tree_right, feature=feature[a:b],
+                threshold=threshold[a:b], n_node_samples=n_samples[a:b], node_count=b - a,
+                missing_go_to_left=np.ones(b - a, dtype=np.uint8), compute_node_depths=lambda depth=depth: depth,
+            )  # fmt: skip
+            estimators.append(SimpleNamespace(tree_=tree))
+        return SimpleNamespace(estimators_=estimators, _max_features=X.shape[1], _max_samples=n_sub)
 
     def _load_sklearn_model(self, model, n_features: int) -> None:
         """Flatten a fitted scikit-learn forest into this detector's arrays (layout in
