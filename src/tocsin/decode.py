@@ -106,7 +106,7 @@ class Decoder:
         positions = _positions(positions, len(lines))
         dead: list[DeadLetter] = []
         limit = self.schema.max_event_bytes
-        if any(len(line) > limit for line in lines):
+        if lines and max(map(len, lines)) > limit:
             keep = []
             for i, line in enumerate(lines):
                 if len(line) > limit:
@@ -256,9 +256,9 @@ class Decoder:
         def text(field: str) -> np.ndarray:
             raw = values(field)
             out = np.empty(n, dtype=object)
+            if n and set(map(type, raw)) != {str}:  # ids and categories may arrive as integers
+                raw = [v if type(v) is str else str(v) for v in raw]
             out[:] = raw
-            if not all(type(v) is str for v in raw):
-                out[:] = [v if type(v) is str else str(v) for v in raw]
             return out
 
         ids = text(schema.id_field)
@@ -283,9 +283,11 @@ class Decoder:
 
         flag(~np.isfinite(times), f"field `{schema.time_field}` is not a valid time")
         for name, column in numeric.items():
-            flag(~np.isfinite(column), f"field `{name}` is NaN or infinite, expected a finite number")
-        flag(np.fromiter((not k for k in keys), dtype=bool, count=n), f"field `{schema.key_field}` is empty")
-        flag(np.fromiter((not k for k in ids), dtype=bool, count=n), f"field `{schema.id_field}` is empty")
+            finite = np.isfinite(column)
+            if not finite.all():
+                flag(~finite, f"field `{name}` is NaN or infinite, expected a finite number")
+        flag(keys == "", f"field `{schema.key_field}` is empty")
+        flag(ids == "", f"field `{schema.id_field}` is empty")
 
         raw = np.empty(n, dtype=object)
         raw[:] = lines
