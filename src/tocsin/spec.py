@@ -86,6 +86,9 @@ class SchemaSpec(_Model):
     numeric: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
     label_field: str | None = Field(None, description="ground-truth column (0/1) for backtests and demos")
+    sensitive: list[str] = Field(
+        default_factory=list, description="fields encrypted at rest (AES-256-GCM) and masked for viewers in the API"
+    )
     max_event_bytes: int = Field(65_536, ge=64)
 
     @model_validator(mode="after")
@@ -97,6 +100,11 @@ class SchemaSpec(_Model):
             if name in seen:
                 raise ValueError(f"field {name!r} is declared twice (as {seen[name]} and {role}); give each field one role")
             seen[name] = role
+        for name in self.sensitive:
+            if name in (self.id_field, self.key_field):
+                raise ValueError(f"sensitive: {name!r} is the id or key field, which lookups need in clear; remove it")
+            if name not in seen:
+                raise ValueError(f"sensitive: {name!r} is not a declared field; declare it in numeric or categorical")
         return self
 
 

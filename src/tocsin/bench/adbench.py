@@ -130,12 +130,12 @@ def evaluate(detector, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
 def run_adbench(data: Path, detector: str | None = None, console: Console | None = None) -> dict[str, Any]:
     """Run one configuration on every ``.npz`` in ``data``; print a table beside the baselines and return the figures."""
     console = console if console is not None else Console(quiet=True)
+    name = DEFAULT_CONFIGURATION if detector is None else detector
+    make_detector(name)  # fail on an unknown name before any work
     data = Path(data)
     files = sorted(data.glob("*.npz"), key=lambda p: p.stem.lower())
     if not files:
         raise FileNotFoundError(f"no .npz files in {data}")
-    name = DEFAULT_CONFIGURATION if detector is None else detector
-    make_detector(name)  # fail on an unknown name before any work
     datasets: dict[str, dict[str, float]] = {}
     for path in files:
         X, y = load_dataset(path)

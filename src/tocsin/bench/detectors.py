@@ -118,7 +118,7 @@ def _bench_one(kind: str, cls: type, rows: int, fit_X: np.ndarray, score_X: np.n
                 detector.partial_fit(score_X[start:stop], **at(score_times, start, stop))
             learn_rows_per_s = learn_rows / (time.perf_counter() - started)
         except (TypeError, NotImplementedError) as error:  # e.g. an ensemble whose members cannot learn online
-            learn_note = f"no online learning ({error})"
+            learn_note = "no online learning: " + str(error).split(";")[0]
 
     calls = min(LATENCY_CALLS, rows)
     latencies = np.empty(calls)

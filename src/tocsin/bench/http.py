@@ -97,7 +97,9 @@ def serve(port: int, state_dir: str, users: int, seed: int, warmup_events: int, 
     app = create_app(spec, auth, pipeline=pipeline, checkpoints=LocalCheckpointStore(Path(spec.checkpoint.dir) / spec.name))
     gc.collect()
     gc.freeze()  # the warm pipeline's objects are long-lived: keep full GC passes short
-    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_config=uvicorn_log_config("warning"), access_log=False)
+    # keep-alive longer than a phase: an idle pooled connection the server closed would fail its next request
+    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_config=uvicorn_log_config("warning"), access_log=False,
+                timeout_keep_alive=120)
 
 
 # --- the load generator ----------------------------------------------------------------
@@ -146,6 +148,7 @@ async def _single_phase(port: int, requests: list[bytes], rate: float, time_limi
     opened = len(idle)
     latencies = np.full(len(requests), np.nan)
     errors = 0
+    error_kinds: dict[str, int] = {}
     loop = asyncio.get_running_loop()
     t0 = loop.time() + 0.05
     slots = asyncio.Semaphore(max_connections)
@@ -161,10 +164,14 @@ async def _single_phase(port: int, requests: list[bytes], rate: float, time_limi
                 status, body = await connection.request(requests[i])
                 if status != 200 or b'"results"' not in body:
                     errors += 1
+                    kind = f"http {status}: {body[:120].decode('utf-8', 'replace')}"
+                    error_kinds[kind] = error_kinds.get(kind, 0) + 1
                 latencies[i] = loop.time() - due
                 idle.append(connection)
-            except (OSError, asyncio.IncompleteReadError, ValueError):
+            except (OSError, asyncio.IncompleteReadError, ValueError) as error:
                 errors += 1
+                kind = type(error).__name__
+                error_kinds[kind] = error_kinds.get(kind, 0) + 1
                 connection.close()
 
     tasks = []
@@ -192,6 +199,7 @@ async def _single_phase(port: int, requests: list[bytes], rate: float, time_limi
         "seconds": finished - t0,
         "send_seconds": sent_done - t0,
         "connections": opened,
+        "error_kinds": error_kinds,
     }
 
 
@@ -326,6 +334,7 @@ def run_http_bench(
             "single_target_rps": rate,
             "single_requests": single["sent"],
             "single_errors": single["errors"],
+            "single_error_kinds": single["error_kinds"],
             "single_p50_ms": _ms(lat, 50),
             "single_p90_ms": _ms(lat, 90),
             "single_p99_ms": _ms(lat, 99),

@@ -63,3 +63,8 @@ def bench_adbench(
     from tocsin.bench.adbench import run_adbench
 
     write_json(json_out, run_adbench(data=data, detector=detector, console=console))
+
+
+from tocsin.cli.serve import bench_http_command  # noqa: E402  (its options live beside the server code)
+
+bench_app.command("http")(bench_http_command)

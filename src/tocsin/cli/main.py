@@ -16,8 +16,14 @@ from tocsin.spec import PipelineSpec, SpecError, load_spec
 from tocsin.cli.bench import bench_app
 from tocsin.cli.common import console, write_json
 
+from tocsin.cli.serve import keys_create_command, serve_command
+
 app = typer.Typer(help="tocsin: real-time anomaly detection over event streams.", no_args_is_help=True, add_completion=False)
 app.add_typer(bench_app, name="bench")
+app.command("serve")(serve_command)
+keys_app = typer.Typer(help="API keys for `tocsin serve`.", no_args_is_help=True)
+keys_app.command("create")(keys_create_command)
+app.add_typer(keys_app, name="keys")
 
 REFERENCE_SPEC = Path(__file__).resolve().parent.parent / "specs" / "transactions.yaml"
 
@@ -76,8 +82,9 @@ def demo(
     seed: int = typer.Option(7, help="simulator seed: the same seed gives the same stream"),
     state_dir: Path = typer.Option(Path(".tocsin/demo"), help="where the demo keeps its store and checkpoints (cleared at start)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the summary to this file"),
+    api_port: int = typer.Option(8000, help="serve the API and live dashboard on 127.0.0.1 at this port (0: off)"),
 ) -> None:
-    """Simulated card transactions → pipeline → SQLite store, with a live view; Ctrl-C to stop."""
+    """Simulated card transactions → pipeline → SQLite store, with a live view and dashboard; Ctrl-C to stop."""
     from tocsin.engine.runner import Runner
     from tocsin.sources.simulator import SimulatorSource
     from tocsin.store.sql import Store
@@ -100,7 +107,17 @@ def demo(
     )
     source = SimulatorSource(source_spec, rate=rate, max_events=events)
     runner = Runner(spec, source, store=Store(spec.store.url))
-    summary = _run_live(runner, "tocsin demo — card transactions")
+    api = None
+    if api_port:
+        from tocsin.cli.serve import start_demo_api
+
+        api = start_demo_api(runner, port=api_port)  # auth off, loopback only, shares the runner's pipeline and store
+        console.print(f"dashboard: [b]{api.url}/dashboard/[/]   API docs: {api.url}/docs")
+    try:
+        summary = _run_live(runner, "tocsin demo — card transactions")
+    finally:
+        if api is not None:
+            api.stop()
     console.print(_summary_table(summary, "demo summary"))
     write_json(json_out, summary)
 

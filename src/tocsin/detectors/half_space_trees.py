@@ -179,8 +179,8 @@ class HalfSpaceTrees(Detector):
     >>> scores = detector.score_samples([[0.5, 0.5], [0.95, 0.05]])
     >>> scores.round(2)  # the middle of the mass, an empty corner
     array([0.53, 0.99])
-    >>> detector.partial_fit(rng.uniform(0.4, 0.6, size=(500, 2))).window_position_
-    250
+    >>> detector.partial_fit(rng.uniform(0.4, 0.6, size=(600, 2))).window_position_  # 2,600 rows: 10 windows + 100
+    100
 
     References
     ----------

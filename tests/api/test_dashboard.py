@@ -1,0 +1,151 @@
+"""The live dashboard in real headless Chromium (Debian's, through Playwright): it loads, updates while
+events flow, and an analyst can acknowledge an alert. Screenshots (PNGs of the 1100x760 viewport, ~50-150 kB) go to
+tests/api/screenshots/ (override with TOCSIN_SCREENSHOT_DIR)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tocsin.api import create_app
+from tocsin.api.server import start_in_thread
+from tests.api.conftest import EVENTS, WARM_EVENTS
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(os.environ.get("TOCSIN_SCREENSHOT_DIR", Path(__file__).resolve().parent / "screenshots"))
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def server(spec, auth, warm_pipeline, records, keys):
+    """The app on a free loopback port, with a feeder posting events to /v1/events every 100 ms."""
+    app = create_app(spec, auth, pipeline=warm_pipeline)
+    running = start_in_thread(app)
+    stop = threading.Event()
+    stream = records[WARM_EVENTS:EVENTS]
+
+    def feed() -> None:
+        with httpx.Client(base_url=running.url, headers={"X-API-Key": keys.analyst}, timeout=10) as client:
+            for start in range(0, len(stream), 150):
+                if stop.is_set():
+                    return
+                client.post("/v1/events", json={"events": stream[start : start + 150]})
+                time.sleep(0.1)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    yield running
+    stop.set()
+    feeder.join(10)
+    running.stop()
+
+
+def open_dashboard(browser, url: str, key: str, hash_: str = ""):
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    page.goto(f"{url}/dashboard/{hash_}")
+    page.get_by_test_id("login").wait_for(state="visible")
+    page.fill("#api-key", key)
+    page.click("#login-form button")
+    page.get_by_test_id("whoami").wait_for(state="visible")
+    return page
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", "").replace("%", "").strip() or 0)
+
+
+def shot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), type="png", full_page=False)
+    return path
+
+
+def test_the_overview_loads_and_updates_live(browser, server, keys) -> None:
+    page = open_dashboard(browser, server.url, keys.viewer)
+    events = page.get_by_test_id("events-total")
+    page.wait_for_function("() => document.querySelector('[data-testid=events-total]').textContent.trim() !== '–'")
+    first = number(events.text_content())
+    page.wait_for_function(
+        f"() => Number(document.querySelector('[data-testid=events-total]').textContent.replace(/,/g, '')) > {first}", timeout=15_000
+    )
+    assert number(events.text_content()) > first
+    page.wait_for_function("() => Number(document.querySelector('[data-testid=events-per-s]').textContent.replace(/,/g, '')) > 0")
+    page.wait_for_selector("#rate-chart .main-svg", timeout=15_000)  # Plotly drew the live series
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=latest-alerts] tr').length > 0", timeout=20_000)
+    assert page.get_by_test_id("model-status").text_content() == "scoring live"
+    assert "viewer" in page.get_by_test_id("whoami").text_content()
+    time.sleep(1.5)  # a few more ticks of live data in the picture
+    assert shot(page, "overview").stat().st_size < 400_000
+    page.close()
+
+
+def test_an_analyst_acknowledges_an_alert_and_its_status_changes(browser, server, keys) -> None:
+    page = open_dashboard(browser, server.url, keys.analyst, "#/alerts")
+    page.select_option("#alert-filters select[name=status]", "open")
+    page.click("#alert-filters button")
+    row = page.locator("[data-testid=alerts-rows] tr").first
+    row.wait_for(timeout=20_000)
+    alert_id = row.get_attribute("data-alert-id")
+    shot(page, "alerts")
+    row.click()
+    page.get_by_test_id("alert-status").wait_for()
+    page.wait_for_function("() => document.querySelector('[data-testid=alert-status]').textContent === 'open'")
+    page.wait_for_selector("#entity-chart .main-svg", timeout=15_000)  # the entity's recent series
+    assert page.locator("[data-testid=alert-explanation] li").count() >= 1
+    page.get_by_test_id("ack").click()
+    page.wait_for_function("() => document.querySelector('[data-testid=alert-status]').textContent === 'acknowledged'")
+    answer = httpx.get(f"{server.url}/v1/alerts/{alert_id}", headers={"X-API-Key": keys.viewer})
+    assert answer.json()["status"] == "acknowledged"
+    page.get_by_test_id("feedback-tp").click()
+    page.wait_for_function("() => document.querySelector('[data-testid=action-result]').textContent.startsWith('feedback recorded')")
+    shot(page, "alert-detail")
+    page.get_by_test_id("resolve").click()
+    page.wait_for_function("() => document.querySelector('[data-testid=alert-status]').textContent === 'resolved'")
+    page.close()
+
+
+def test_a_viewer_cannot_act_and_can_search_entities(browser, server, keys) -> None:
+    alerts = []
+    deadline = time.monotonic() + 20
+    while not alerts and time.monotonic() < deadline:
+        alerts = httpx.get(f"{server.url}/v1/alerts", headers={"X-API-Key": keys.viewer}).json()["items"]
+        time.sleep(0.2)
+    page = open_dashboard(browser, server.url, keys.viewer, f"#/alerts/{alerts[0]['id']}")
+    page.get_by_test_id("alert-status").wait_for()
+    assert page.get_by_test_id("ack").is_disabled()
+    page.goto(f"{server.url}/dashboard/#/entities")
+    page.get_by_test_id("entity-key").fill(alerts[0]["entity"])
+    page.click("#entity-search button")
+    page.wait_for_selector("#entity-plot .main-svg", timeout=15_000)
+    shot(page, "entity")
+    page.close()
+
+
+def test_a_wrong_key_is_refused(browser, server) -> None:
+    page = browser.new_page()
+    page.goto(f"{server.url}/dashboard/")
+    page.fill("#api-key", "tsk_nothing_here")
+    page.click("#login-form button")
+    page.wait_for_function("() => document.querySelector('#login-error').textContent.includes('refused')")
+    page.close()

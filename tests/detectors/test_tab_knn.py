@@ -1,0 +1,59 @@
+"""KNN: distance to the k-th neighbour after scaling, planted outliers, persistence."""
+
+import numpy as np
+import pytest
+
+from tocsin.detectors import DETECTORS, Detector, NotFittedError
+from tocsin.detectors.knn import KNN
+
+
+def test_registered():
+    assert DETECTORS["knn"] is KNN
+
+
+def test_planted_outlier_off_a_correlated_band_ranks_first():
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=2_000)
+    X = np.column_stack([t, t + rng.normal(scale=0.05, size=2_000)])
+    X[77] = [1.0, -1.0]  # each value ordinary, the pair impossible
+    detector = KNN(n_neighbors=10).fit(X)
+    scores = detector.score_samples(X)
+    assert scores.argmax() == 77
+    assert detector.explain(X[[77]]).min() > 0.5
+
+
+def test_score_is_the_kth_distance_in_scaled_units():
+    X = np.array([[0.0], [1.0], [2.0], [3.0], [10.0]])
+    detector = KNN(n_neighbors=2, scaling="none").fit(X)
+    np.testing.assert_allclose(detector.score_samples([[0.0], [10.0]]), [1.0, 7.0])
+    mean = KNN(n_neighbors=2, method="mean", scaling="none").fit(X)
+    np.testing.assert_allclose(mean.score_samples([[10.0]]), [(0.0 + 7.0) / 2])
+
+
+def test_robust_scaling_matches_robust_zscore():
+    from tocsin.detectors import RobustZScore
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(loc=5.0, scale=[1.0, 30.0], size=(1_000, 2))
+    detector = KNN().fit(X)
+    reference = RobustZScore().fit(X)
+    np.testing.assert_allclose(detector.center_, reference.median_)
+    np.testing.assert_allclose(detector.scale_, reference.scale_)
+
+
+def test_save_load_gives_identical_scores(tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(600, 3))
+    detector = KNN(n_neighbors=5, max_samples=400, random_state=0).fit(X)
+    detector.save(tmp_path / "knn.npz")
+    loaded = Detector.load(tmp_path / "knn.npz")
+    np.testing.assert_array_equal(loaded.score_samples(X), detector.score_samples(X))
+    np.testing.assert_array_equal(loaded.explain(X[:5]), detector.explain(X[:5]))
+
+
+def test_not_fitted_and_bad_params():
+    with pytest.raises(NotFittedError):
+        KNN().score_samples(np.zeros((1, 2)))
+    for params, message in (({"n_neighbors": 0}, "n_neighbors"), ({"method": "median"}, "method"), ({"scaling": "minmax"}, "scaling")):
+        with pytest.raises(ValueError, match=message):
+            KNN(**params).fit(np.zeros((3, 1)))
