@@ -70,7 +70,9 @@ class FileSource(_Model):
     )
 
 
-SourceSpec = Annotated[Union[SimulatorSource, FileSource], Field(discriminator="kind")]
+from tocsin.kafka.config import KafkaSource, StreamSettings  # noqa: E402  (pydantic models only)
+
+SourceSpec = Annotated[Union[SimulatorSource, FileSource, KafkaSource], Field(discriminator="kind")]
 
 
 # --- event schema ------------------------------------------------------------
@@ -263,6 +265,7 @@ class PipelineSpec(_Model):
     store: StoreSpec = Field(default_factory=StoreSpec)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     runner: RunnerSpec = Field(default_factory=RunnerSpec)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -349,11 +349,11 @@ class Service:
                 severity_counts[SEVERITIES[code]] = count
                 m.anomalies.labels(name, SEVERITIES[code]).inc(count)
         n_scored = int(scored.scored.sum()) if scored.scored is not None and len(scored) else 0
+        if write and (n_anomalies or n_dead):  # stored before counted: whoever sees the count finds the rows
+            self._write(scored, path)
         self.activity.add(len(scored), n_scored, n_anomalies, n_dead, severity_counts)
         self.recent.add(scored)
         self._refresh_model_metric()
-        if write and (n_anomalies or n_dead):
-            self._write(scored, path)
 
     def _write(self, scored: ScoredBatch, path: str) -> None:
         anomalies = scored.anomaly_records(self.spec.detector.kind)

@@ -68,3 +68,7 @@ def bench_adbench(
 from tocsin.cli.serve import bench_http_command  # noqa: E402  (its options live beside the server code)
 
 bench_app.command("http")(bench_http_command)
+
+from tocsin.cli.stream import bench_kafka_command  # noqa: E402
+
+bench_app.command("kafka")(bench_kafka_command)

@@ -17,6 +17,7 @@ from tocsin.cli.bench import bench_app
 from tocsin.cli.common import console, write_json
 
 from tocsin.cli.serve import keys_create_command, serve_command
+from tocsin.cli.stream import produce_command, run_workers
 
 app = typer.Typer(help="tocsin: real-time anomaly detection over event streams.", no_args_is_help=True, add_completion=False)
 app.add_typer(bench_app, name="bench")
@@ -24,6 +25,7 @@ app.command("serve")(serve_command)
 keys_app = typer.Typer(help="API keys for `tocsin serve`.", no_args_is_help=True)
 keys_app.command("create")(keys_create_command)
 app.add_typer(keys_app, name="keys")
+app.command("produce")(produce_command)
 
 REFERENCE_SPEC = Path(__file__).resolve().parent.parent / "specs" / "transactions.yaml"
 
@@ -129,14 +131,17 @@ def run(
     rate: float = typer.Option(0, help="simulator sources only: events per second (0 = as fast as possible)"),
     fresh: bool = typer.Option(False, help="ignore and replace existing checkpoints"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the run summary to this file"),
+    workers: int = typer.Option(1, help="worker processes in the consumer group (Kafka sources)"),
 ) -> None:
-    """Run a pipeline from its spec; resumes from the last checkpoint."""
+    """Run a pipeline from its spec; resumes from the last checkpoint (Kafka sources: a group of workers)."""
     from tocsin.engine.runner import Runner
     from tocsin.sources.file import FileSource
     from tocsin.sources.simulator import SimulatorSource
     from tocsin.spec import FileSource as FileSourceSpec
 
     spec = _load(spec_path)
+    if spec.source.kind == "kafka":
+        return run_workers(spec_path, workers, True)
     if isinstance(spec.source, FileSourceSpec):
         source = FileSource(spec.source.path, spec.source.format)
     else:
