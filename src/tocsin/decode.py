@@ -62,7 +62,7 @@ def _event_struct(schema: SchemaSpec) -> type:
     safe = {name: f"f{i}" for i, (name, *_rest) in enumerate(fields)}
     renamed = [(safe[f[0]], *f[1:]) for f in fields]
     struct = msgspec.defstruct(
-        "Event", renamed, rename={v: k for k, v in safe.items()}, forbid_unknown_fields=False
+        "Event", renamed, rename={v: k for k, v in safe.items()}, forbid_unknown_fields=False, gc=False
     )
     struct.__tocsin_names__ = safe  # type: ignore[attr-defined]
     return struct

@@ -74,6 +74,10 @@ T = TypeVar("T")
 _encode = msgspec.json.Encoder(enc_hook=lambda v: v.item() if isinstance(v, np.generic) else str(v)).encode
 
 
+#: Seconds without records after which a worker checkpoints (so a stopped stream is saved promptly).
+IDLE_CHECKPOINT_S = 1.0
+
+
 @dataclass
 class PartitionState:
     """What a worker holds for one owned partition."""
@@ -311,7 +315,10 @@ class KafkaWorker:
                 elif self.idle_exit is not None and time.monotonic() - idle_since >= self.idle_exit:
                     break
                 dirty = any(s.offset != s.checkpointed for s in self.states.values())
-                if dirty and (not parts or time.monotonic() - self._last_checkpoint >= self.spec.checkpoint.interval):
+                # An empty consume() between two fetches is not idleness: checkpointing on every one would
+                # write the whole state many times a second under steady load. Quiet for IDLE_CHECKPOINT_S is.
+                quiet = not parts and time.monotonic() - idle_since >= IDLE_CHECKPOINT_S
+                if dirty and (quiet or time.monotonic() - self._last_checkpoint >= self.spec.checkpoint.interval):
                     self._checkpoint(list(self.states))
                 self.health.write()
         finally:

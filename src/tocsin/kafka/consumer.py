@@ -38,6 +38,9 @@ def consumer_config(source: KafkaSource, **overrides: Any) -> dict[str, Any]:
         "heartbeat.interval.ms": max(300, source.session_timeout_ms // 5),
         "max.poll.interval.ms": source.max_poll_interval_ms,
         "isolation.level": "read_committed",
+        # A fetch returns as soon as data is there; this bounds how long an idle fetch is held
+        # (librdkafka's 500 ms default would add up to that much to event-to-alert latency).
+        "fetch.wait.max.ms": 10,
         "fetch.max.bytes": 64 * 1024 * 1024,
         "queued.max.messages.kbytes": 256 * 1024,
         **overrides,
