@@ -148,7 +148,7 @@ def test_corrupted_bytes_are_caught_by_the_crc(tmp_path, caplog):
 def test_unknown_format_version_is_not_trusted(tmp_path, monkeypatch):
     store = LocalCheckpointStore(tmp_path)
     store.save("p", state_at(10), 10)
-    monkeypatch.setattr("tocsin.checkpoint.local.FORMAT_VERSION", 99)
+    monkeypatch.setattr("tocsin.checkpoint.base.FORMAT_VERSION", 99)
     store.save("p", state_at(20), 20)
     monkeypatch.undo()
     assert store.load("p").offset == 10

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tocsin.checkpoint.base import CheckpointError
-from tocsin.checkpoint.redis import RedisCheckpointStore, pack_checkpoint, unpack_checkpoint
+from tocsin.checkpoint.base import pack_checkpoint, unpack_checkpoint
+from tocsin.checkpoint.redis import RedisCheckpointStore
 from tocsin.kafka.config import open_checkpoint_store
 
 from ._contract import check_contract

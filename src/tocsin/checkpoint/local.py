@@ -22,19 +22,16 @@ more than one checkpoint interval of replay.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
 import tempfile
-import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tocsin.checkpoint.base import FORMAT_VERSION, Checkpoint, CheckpointError, CheckpointStore
+from tocsin.checkpoint.base import Checkpoint, CheckpointError, CheckpointStore, pack_checkpoint, unpack_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +42,7 @@ _TMP_SUFFIX = ".tmp"
 _UNSAFE = re.compile(r"[^a-z0-9_-]+")
 
 # What a truncated or garbled .npz raises while opening or reading it.
-_UNREADABLE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError)
+_UNREADABLE = (OSError, CheckpointError)
 
 
 def file_stem(partition: str) -> str:
@@ -105,32 +102,14 @@ class LocalCheckpointStore(CheckpointStore):
         meta: dict[str, Any] | None = None,
     ) -> Checkpoint:
         stem = file_stem(partition)
-        keys = list(state)
-        arrays: dict[str, np.ndarray] = {}
-        for i, key in enumerate(keys):
-            if not isinstance(key, str):
-                raise TypeError(f"state key {key!r}: keys must be strings")
-            array = np.asarray(state[key])
-            if array.dtype.hasobject:
-                raise TypeError(f"state {key!r}: object arrays cannot be checkpointed (they would need pickle)")
-            arrays[f"s{i}"] = array
-        created_at = time.time()
-        header = {
-            "format": FORMAT_VERSION,
-            "partition": partition,
-            "offset": int(offset),
-            "meta": dict(meta or {}),
-            "created_at": created_at,
-            "keys": keys,
-        }
-        arrays[_META] = np.asarray(json.dumps(header))  # raises here, before any file is touched
+        blob, created_at = pack_checkpoint(partition, state, offset, meta)  # raises before any file is touched
 
         self._remove_stale_temps(stem)
         fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=f".{stem}.", suffix=_TMP_SUFFIX)
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
+                f.write(blob)
                 f.flush()
                 os.fsync(f.fileno())
             current = self.directory / (stem + _SUFFIX)
@@ -141,7 +120,7 @@ class LocalCheckpointStore(CheckpointStore):
             tmp.unlink(missing_ok=True)
             raise
         _fsync_directory(self.directory)
-        return Checkpoint(partition, int(offset), dict(state), header["meta"], created_at)
+        return Checkpoint(partition, int(offset), dict(state), dict(meta or {}), created_at)
 
     def _remove_stale_temps(self, stem: str) -> None:
         for leftover in self.directory.glob(f".{stem}.*{_TMP_SUFFIX}"):
@@ -151,20 +130,8 @@ class LocalCheckpointStore(CheckpointStore):
 
     @staticmethod
     def _read(path: Path) -> Checkpoint:
-        """Read and verify a whole checkpoint file; raises one of ``_UNREADABLE``."""
-        with np.load(path, allow_pickle=False) as npz:
-            header = json.loads(str(npz[_META][()]))
-            if header.get("format") != FORMAT_VERSION:
-                raise ValueError(f"{path.name}: checkpoint format {header.get('format')!r}, expected {FORMAT_VERSION}")
-            # Reading every member checks every CRC, so a truncated file fails here, not later.
-            state = {key: npz[f"s{i}"] for i, key in enumerate(header["keys"])}
-        return Checkpoint(
-            partition=header["partition"],
-            offset=int(header["offset"]),
-            state=state,
-            meta=header["meta"],
-            created_at=float(header["created_at"]),
-        )
+        """Read and verify a whole checkpoint file (every member's CRC: a truncated file fails here)."""
+        return unpack_checkpoint(path.read_bytes(), path.name)
 
     def _read_with_fallback(self, newest: Path, previous: Path, name: str) -> Checkpoint | None:
         errors = []

@@ -1,7 +1,7 @@
 """Checkpoints in a SQL database (PostgreSQL in production; SQLite works too).
 
 One row per (namespace, partition) holding the offset, the meta and the state
-as one ``.npz`` blob (see :func:`tocsin.checkpoint.redis.pack_checkpoint`). A
+as one ``.npz`` blob (see :func:`tocsin.checkpoint.base.pack_checkpoint`). A
 save is one ``INSERT … ON CONFLICT DO UPDATE`` in its own transaction, so the
 row is replaced whole or not at all: a crash mid-save leaves the previous
 checkpoint, which is the atomicity :class:`~tocsin.checkpoint.base.CheckpointStore`
@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from tocsin.checkpoint.base import Checkpoint, CheckpointError, CheckpointStore
-from tocsin.checkpoint.redis import pack_checkpoint, unpack_checkpoint
+from tocsin.checkpoint.base import pack_checkpoint, unpack_checkpoint
 
 checkpoint_metadata = MetaData()
 

@@ -15,47 +15,11 @@ checkpoint and the pipelines start over: configure persistence in production.
 
 from __future__ import annotations
 
-import io
-import json
-import time
 from typing import Any
 
 import numpy as np
 
-from tocsin.checkpoint.base import FORMAT_VERSION, Checkpoint, CheckpointError, CheckpointStore
-
-
-def pack_checkpoint(partition: str, state: dict[str, np.ndarray], offset: int, meta: dict[str, Any] | None) -> tuple[bytes, float]:
-    """The checkpoint as one ``.npz`` blob (no pickle) and its creation time."""
-    keys = list(state)
-    arrays: dict[str, np.ndarray] = {}
-    for i, key in enumerate(keys):
-        if not isinstance(key, str):
-            raise TypeError(f"state key {key!r}: keys must be strings")
-        array = np.asarray(state[key])
-        if array.dtype.hasobject:
-            raise TypeError(f"state {key!r}: object arrays cannot be checkpointed (they would need pickle)")
-        arrays[f"s{i}"] = array
-    created_at = time.time()
-    header = {"format": FORMAT_VERSION, "partition": partition, "offset": int(offset), "meta": dict(meta or {}),
-              "created_at": created_at, "keys": keys}
-    arrays["meta"] = np.asarray(json.dumps(header))
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue(), created_at
-
-
-def unpack_checkpoint(blob: bytes, where: str) -> Checkpoint:
-    """The inverse of :func:`pack_checkpoint`; raises :class:`CheckpointError` on a damaged blob."""
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            header = json.loads(str(npz["meta"][()]))
-            if header.get("format") != FORMAT_VERSION:
-                raise ValueError(f"checkpoint format {header.get('format')!r}, expected {FORMAT_VERSION}")
-            state = {key: npz[f"s{i}"] for i, key in enumerate(header["keys"])}
-    except (OSError, EOFError, ValueError, KeyError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"checkpoint at {where} is unreadable: {type(error).__name__}: {error}") from None
-    return Checkpoint(header["partition"], int(header["offset"]), state, header["meta"], float(header["created_at"]))
+from tocsin.checkpoint.base import Checkpoint, CheckpointError, CheckpointStore, pack_checkpoint, unpack_checkpoint
 
 
 class RedisCheckpointStore(CheckpointStore):
