@@ -1,13 +1,23 @@
 """From anomalies to alerts: which anomalies deserve a person's attention.
 
 An anomaly is a scored event over the threshold; an alert is what a person is
-asked to look at. Here every anomaly of severity ``warning`` or above opens an
+asked to look at. The streaming runner groups anomalies into alerts with
+:class:`tocsin.alerting.AlertManager` (one alert per entity and pattern within a
+window, suppression, budget, lifecycle, routed delivery; see
+``docs/alerting.md``), re-exported here.
+
+:func:`alerts_from_anomalies` is the stateless form the HTTP service's sync
+scoring still uses: every anomaly of severity ``warning`` or above opens an
 alert keyed by its event id, so a replayed batch reopens nothing twice.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from tocsin.alerting import AlertChanges, AlertingSpec, AlertManager, alert_documents, write_changes
+
+__all__ = ["ALERT_SEVERITIES", "AlertChanges", "AlertManager", "AlertingSpec", "alert_documents", "alerts_from_anomalies", "write_changes"]
 
 ALERT_SEVERITIES = ("warning", "critical")
 

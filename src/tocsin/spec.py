@@ -70,6 +70,7 @@ class FileSource(_Model):
     )
 
 
+from tocsin.alerting.config import AlertingSpec  # noqa: E402  (pydantic models only)
 from tocsin.kafka.config import KafkaSource, StreamSettings  # noqa: E402  (pydantic models only)
 
 SourceSpec = Annotated[Union[SimulatorSource, FileSource, KafkaSource], Field(discriminator="kind")]
@@ -266,6 +267,7 @@ class PipelineSpec(_Model):
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     runner: RunnerSpec = Field(default_factory=RunnerSpec)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    alerting: AlertingSpec = Field(default_factory=AlertingSpec)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -1,3 +1,4 @@
+import pytest
 """The runner: micro-batches to the store, dead letters kept, restarts resume without duplicates."""
 
 import json
@@ -68,3 +69,25 @@ def test_malformed_lines_become_dead_letters(tmp_path):
     dead = Store(spec.store.url).dead_letters(pipeline="transactions", limit=10_000)
     assert sorted(d["position"] for d in dead) == bad_positions
     assert all(d["reason"] and d["raw"] for d in dead)
+
+
+def test_a_failure_inside_a_batch_leaves_the_last_consistent_checkpoint(tmp_path):
+    """State advanced but outputs unwritten must not be checkpointed: the batch would count twice."""
+    spec = parse_spec(small_spec_dict(tmp_path, seed=13))
+    Runner(spec, SimulatorSource(spec.source, max_events=3_000)).run()  # checkpoint at 3,000
+    failing = Runner(spec, SimulatorSource(spec.source, max_events=8_000))
+    original_write, calls = failing._write, []
+
+    def write_then_fail(scored):
+        calls.append(len(scored))
+        if len(calls) == 2:  # the batch 4,000-5,000: scored (state advanced), then the store fails
+            raise RuntimeError("store down")
+        original_write(scored)
+
+    failing._write = write_then_fail
+    with pytest.raises(RuntimeError, match="store down"):
+        failing.run()
+    resumed = Runner(spec, SimulatorSource(spec.source, max_events=8_000))
+    assert resumed.restore()
+    assert resumed.position == 3_000, "the last consistent checkpoint, not one taken inside the failed batch"
+    assert resumed.pipeline.events_seen == resumed.position, "state and position agree"

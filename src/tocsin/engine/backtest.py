@@ -66,7 +66,7 @@ def backtest(
             progress(len(scored) + len(scored.dead_letters))
 
     source = FileSource(path, spec.source.format)
-    runner = Runner(spec, source, store=Store(store_url), checkpoints=False, on_batch=collect)
+    runner = Runner(spec, source, store=Store(store_url), checkpoints=False, on_batch=collect, dispatch=False)  # history sends nothing
     stats = runner.run(resume=False)
     report: dict[str, Any] = stats.summary()
     report["warmup_events"] = stats.events - stats.scored

@@ -9,6 +9,14 @@ Per checkpoint the order is fixed (see :mod:`tocsin.checkpoint.base`): the
 store acknowledged every output up to position X, then (state at X, X) is
 saved. After a crash the run resumes from the last checkpoint and replays; the
 store is idempotent on event id, so the replay creates no duplicates.
+
+Alerts: an :class:`~tocsin.alerting.AlertManager` groups each batch's anomalies
+into alerts; the alerts, their details and their pending deliveries (the
+outbox) are written in the same transaction as the anomalies, and the
+manager's state is saved in the checkpoint beside the pipeline's (under
+``alerting/``), so a replay regroups exactly as the first run did. When a route
+sends alerts anywhere but the store, a :class:`~tocsin.alerting.dispatcher.Dispatcher`
+thread drains the outbox (and resumes what a previous run left pending).
 """
 
 from __future__ import annotations
@@ -23,9 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tocsin.alerts import alerts_from_anomalies
+from tocsin.alerting import AlertingSpec, AlertManager, write_changes
+from tocsin.alerting.tables import ensure_tables
 from tocsin.checkpoint.base import CheckpointStore
 from tocsin.checkpoint.local import LocalCheckpointStore
+from tocsin.engine.gc_tuning import freeze_long_lived_objects
 from tocsin.engine.pipeline import Pipeline, ScoredBatch
 from tocsin.sources.base import Source
 from tocsin.spec import PipelineSpec
@@ -126,11 +136,23 @@ class Runner:
         store: Store | None = None,
         checkpoints: CheckpointStore | None | bool = None,
         on_batch: Callable[[ScoredBatch, RunStats], None] | None = None,
+        alerting: AlertingSpec | None = None,
+        dispatch: bool = True,
     ) -> None:
         self.spec = spec
         self.source = source
         self.pipeline = pipeline or Pipeline(spec)
         self.store = store if store is not None else Store(store_url(spec.store.url))
+        ensure_tables(self.store.engine)
+        #: ``alerting`` overrides the spec's section (which defaults to the store only)
+        self.alerting: AlertingSpec = alerting or getattr(spec, "alerting", None) or AlertingSpec()
+        self.alerts = AlertManager(self.alerting, spec.name, (spec.severity.warning, spec.severity.critical))
+        self._store_channels = frozenset(n for n, c in self.alerting.channels.items() if c.kind == "store")
+        self.dispatcher = None
+        if dispatch and self.alerting.delivers:
+            from tocsin.alerting.dispatcher import Dispatcher
+
+            self.dispatcher = Dispatcher(self.store, self.alerting, pipeline=spec.name).start()
         if checkpoints is None or checkpoints is True:
             checkpoints = LocalCheckpointStore(Path(spec.checkpoint.dir) / spec.name)
         #: None when checkpointing is off (backtests always start fresh)
@@ -155,6 +177,9 @@ class Runner:
         if checkpoint is None:
             return False
         self.pipeline.load_state_dict(checkpoint.state)
+        alerting_state = {k.removeprefix("alerting/"): v for k, v in checkpoint.state.items() if k.startswith("alerting/")}
+        if alerting_state:
+            self.alerts.load_state_dict(alerting_state)
         self.position = checkpoint.offset
         self.source.seek(checkpoint.offset)
         log.info("resumed %s from position %d", self.partition, checkpoint.offset)
@@ -164,14 +189,21 @@ class Runner:
         if resume:
             self.restore()
         batch_size, max_wait = self.spec.runner.batch_size, self.spec.runner.max_wait
+        freeze_long_lived_objects()
+        # False while a batch is half done (state advanced, outputs or position not yet): a
+        # checkpoint then would pair the new state with the old position and count the batch twice.
+        between_batches = True
         try:
             while not self._stop.is_set():
                 raw = self.source.read(batch_size, max_wait)
                 if raw is None:
                     break
                 if len(raw):
+                    between_batches = False
                     scored = self.pipeline.process_raw(raw, self.source.name)
                     self._write(scored)
+                    self.position = raw.next_position
+                    between_batches = True
                     self.stats.add(scored)
                     if self.on_batch is not None:
                         self.on_batch(scored, self.stats)
@@ -179,7 +211,11 @@ class Runner:
                 if time.monotonic() - self._last_checkpoint >= self.spec.checkpoint.interval:
                     self.checkpoint()
         finally:
-            self.checkpoint()
+            if between_batches:
+                self.checkpoint()
+            else:
+                log.warning("%s stopped inside a batch: no final checkpoint, the next run replays from the last one",
+                            self.partition)
             self.stats.finished = time.monotonic()
         return self.stats
 
@@ -194,22 +230,31 @@ class Runner:
                  "is_anomaly": bool(scored.is_anomaly[i])}
                 for i in rows.tolist()
             ]
-        if anomalies or scored.dead_letters or scored_rows:
-            self.store.write_batch(
-                self.spec.name,
-                anomalies=anomalies,
-                alerts=alerts_from_anomalies(anomalies),
-                dead_letters=[d.as_row() for d in scored.dead_letters],
-                scored_events=scored_rows or [],
-            )
+        watermark = float(scored.events.times.max()) if len(scored) else None
+        changes = self.alerts.observe(anomalies, watermark)
+        if anomalies or scored.dead_letters or scored_rows or changes:
+            # One transaction: anomalies, alerts and their pending deliveries land together or not at all.
+            with self.store.engine.begin() as conn:
+                for table_name, rows in (
+                    ("anomalies", anomalies),
+                    ("dead_letters", [d.as_row() for d in scored.dead_letters]),
+                    ("scored_events", scored_rows or []),
+                ):
+                    self.store._write(conn, table_name, self.spec.name, rows)
+                write_changes(conn, self.spec.name, changes, store_channels=self._store_channels,
+                              group_wait=self.alerting.group_wait)
+            if changes.deliveries and self.dispatcher is not None:
+                self.dispatcher.wake()
 
     def checkpoint(self) -> None:
         """Save (state, position); the store already holds every output before this position."""
         if self.checkpoints is None:
             return
+        state = self.pipeline.state_dict()
+        state.update({f"alerting/{k}": v for k, v in self.alerts.state_dict().items()})
         self.checkpoints.save(
             self.partition,
-            self.pipeline.state_dict(),
+            state,
             self.position,
             meta={"pipeline": self.spec.name, "pid": os.getpid(), "events": self.stats.events},
         )
