@@ -34,6 +34,8 @@ def spec_dict(store_url: str, checkpoint_dir: str) -> dict[str, Any]:
     data["runner"].update({"batch_size": 1_000, "max_wait": 0.02})
     data["store"]["url"] = store_url
     data["checkpoint"]["dir"] = checkpoint_dir
+    # alerts stay open until a person acts (the simulated day would otherwise auto-resolve them in event time)
+    data["alerting"] = {"quiet_period": "30d", "suppress_for": "30d"}
     return data
 
 

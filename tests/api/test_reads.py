@@ -51,6 +51,9 @@ def test_alert_filters_and_lifecycle(client, keys, seeded) -> None:
     viewer, analyst = keys.headers("viewer"), keys.headers("analyst")
     alert = seeded["alerts"][0]
     assert alert["status"] == "open"
+    detail = client.get(f"/v1/alerts/{alert['id']}", headers=viewer).json()
+    assert detail["pattern"] and detail["window_start"] <= detail["last_event_time"], "grouped alerts say what they group"
+    assert detail["count"] >= 1 and detail["deliveries"] == [], "no routes in this spec: stored, delivered nowhere"
     acked = client.post(f"/v1/alerts/{alert['id']}/ack", headers=analyst).json()
     assert acked["status"] == "acknowledged" and acked["updated_at"] >= alert["updated_at"]
     only_acked = client.get("/v1/alerts", params={"status": "acknowledged"}, headers=viewer).json()["items"]

@@ -120,6 +120,13 @@ class Alert(BaseModel):
     explanation: list[dict[str, Any]]
     created_at: float
     updated_at: float
+    pattern: str | None = Field(None, description="what the grouped anomalies have in common (e.g. rate, amount, new_city)")
+    window_start: float | None = Field(None, description="event time of the first anomaly in the group")
+    window_end: float | None = None
+    last_event_time: float | None = None
+    suppressed: bool | None = Field(None, description="a repeat within the suppression period: stored, not delivered")
+    budget_cutoff: float | None = Field(None, description="the alert budget's score cut-off when this alert opened")
+    deliveries: list[dict[str, Any]] = Field(default_factory=list, description="per channel: status, attempts, last error")
 
 
 class AlertPage(BaseModel):

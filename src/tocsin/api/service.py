@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
-from tocsin.alerts import alerts_from_anomalies
+from tocsin.alerting.outbox import alert_documents
+from tocsin.engine.outputs import OutputWriter
 from tocsin.api.auth import Principal, Role
 from tocsin.api.crypto import FieldCipher
 from tocsin.api.metrics import SEVERITIES, ServiceMetrics
@@ -222,6 +223,8 @@ class Service:
         self.spec = spec
         self.pipeline = pipeline or Pipeline(spec)
         self.store = store if store is not None else Store(store_url(spec.store.url))
+        self.outputs = OutputWriter(spec, self.store)
+        self._output_lock = threading.Lock()
         self.lock = threading.RLock()
         if sensitive_fields is None:
             sensitive_fields = list(getattr(spec.event_schema, "sensitive", None) or [])
@@ -277,8 +280,9 @@ class Service:
         checkpoint = self.checkpoints.load(CHECKPOINT_PARTITION)
         if checkpoint is None:
             return False
-        with self.lock:
+        with self.lock, self._output_lock:
             self.pipeline.load_state_dict(checkpoint.state)
+            self.outputs.load_state_dict(checkpoint.state)
         self.last_checkpoint = time.monotonic()
         self._refresh_model_metric()
         log.info("restored pipeline state", extra={"events_seen": self.pipeline.events_seen})
@@ -288,8 +292,9 @@ class Service:
         """Save the pipeline state. The store already holds every output of the events folded into it."""
         if self.checkpoints is None:
             return
-        with self.lock:
+        with self.lock, self._output_lock:
             state = self.pipeline.state_dict()
+            state.update(self.outputs.state_dict())
             seen = self.pipeline.events_seen
         self.checkpoints.save(CHECKPOINT_PARTITION, state, seen, meta={"pipeline": self.spec.name, "driver": "api"})
         self.last_checkpoint = time.monotonic()
@@ -356,17 +361,14 @@ class Service:
         self._refresh_model_metric()
 
     def _write(self, scored: ScoredBatch, path: str) -> None:
-        anomalies = scored.anomaly_records(self.spec.detector.kind)
-        for row in anomalies:
-            row["fields"] = self.cipher.encrypt_fields(row["fields"], self.spec.name, row["event_id"])
-        dead = []
-        for letter in scored.dead_letters:
-            row = letter.as_row()
-            row["position"] = self._next_dead_position()
-            dead.append(row)
-        self.store.write_batch(
-            self.spec.name, anomalies=anomalies, alerts=alerts_from_anomalies(anomalies), dead_letters=dead
-        )
+        def encrypt(fields: dict[str, Any], event_id: str) -> dict[str, Any]:
+            return self.cipher.encrypt_fields(fields, self.spec.name, event_id)
+
+        def dead_rows(letters: list[Any]) -> list[dict[str, Any]]:
+            return [{**letter.as_row(), "position": self._next_dead_position()} for letter in letters]
+
+        with self._output_lock:  # the alert manager groups in the order batches are written
+            self.outputs.write(scored, transform_fields=encrypt, dead_letter_rows=dead_rows)
 
     def _next_dead_position(self) -> int:
         with self._wakeup:
@@ -474,14 +476,17 @@ class Service:
     def alerts(self, *, cursor: str | None, limit: int, **filters: Any) -> dict[str, Any]:
         after_id = decode_cursor(cursor) if cursor else None
         rows = self.store.alerts(pipeline=self.spec.name, limit=limit + 1, after_id=after_id, **filters)
-        return _page(rows, limit)
+        page = _page(rows, limit)
+        # pattern, window, budget cut-off and per-channel delivery status live beside the alert row
+        documents = {d["id"]: d for d in alert_documents(self.store, self.spec.name, alert_ids=[r["id"] for r in page["items"]])}
+        page["items"] = [documents.get(row["id"], row) for row in page["items"]]
+        return page
 
     def alert(self, alert_id: int) -> dict[str, Any]:
-        t = alerts_table
-        rows = self.store._fetch(select(t).where(t.c.pipeline == self.spec.name, t.c.id == int(alert_id)))
-        if not rows:
+        documents = alert_documents(self.store, self.spec.name, alert_ids=[int(alert_id)])
+        if not documents:
             raise NotFound(f"no alert {alert_id}")
-        return rows[0]
+        return documents[0]
 
     def set_alert_status(self, alert_id: int, status: str) -> dict[str, Any]:
         if not self.store.set_alert_status(self.spec.name, alert_id, status):

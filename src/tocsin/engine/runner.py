@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tocsin.alerting import AlertingSpec, AlertManager, write_changes
-from tocsin.alerting.tables import ensure_tables
+from tocsin.alerting import AlertingSpec
 from tocsin.checkpoint.base import CheckpointStore
 from tocsin.checkpoint.local import LocalCheckpointStore
 from tocsin.engine.gc_tuning import freeze_long_lived_objects
+from tocsin.engine.outputs import OutputWriter
 from tocsin.engine.pipeline import Pipeline, ScoredBatch
 from tocsin.sources.base import Source
 from tocsin.spec import PipelineSpec
@@ -143,16 +143,10 @@ class Runner:
         self.source = source
         self.pipeline = pipeline or Pipeline(spec)
         self.store = store if store is not None else Store(store_url(spec.store.url))
-        ensure_tables(self.store.engine)
-        #: ``alerting`` overrides the spec's section (which defaults to the store only)
-        self.alerting: AlertingSpec = alerting or getattr(spec, "alerting", None) or AlertingSpec()
-        self.alerts = AlertManager(self.alerting, spec.name, (spec.severity.warning, spec.severity.critical))
-        self._store_channels = frozenset(n for n, c in self.alerting.channels.items() if c.kind == "store")
-        self.dispatcher = None
-        if dispatch and self.alerting.delivers:
-            from tocsin.alerting.dispatcher import Dispatcher
-
-            self.dispatcher = Dispatcher(self.store, self.alerting, pipeline=spec.name).start()
+        self.outputs = OutputWriter(spec, self.store, alerting=alerting, dispatch=dispatch)
+        self.alerting = self.outputs.alerting
+        self.alerts = self.outputs.alerts
+        self.dispatcher = self.outputs.dispatcher
         if checkpoints is None or checkpoints is True:
             checkpoints = LocalCheckpointStore(Path(spec.checkpoint.dir) / spec.name)
         #: None when checkpointing is off (backtests always start fresh)
@@ -177,9 +171,7 @@ class Runner:
         if checkpoint is None:
             return False
         self.pipeline.load_state_dict(checkpoint.state)
-        alerting_state = {k.removeprefix("alerting/"): v for k, v in checkpoint.state.items() if k.startswith("alerting/")}
-        if alerting_state:
-            self.alerts.load_state_dict(alerting_state)
+        self.outputs.load_state_dict(checkpoint.state)
         self.position = checkpoint.offset
         self.source.seek(checkpoint.offset)
         log.info("resumed %s from position %d", self.partition, checkpoint.offset)
@@ -220,38 +212,14 @@ class Runner:
         return self.stats
 
     def _write(self, scored: ScoredBatch) -> None:
-        anomalies = scored.anomaly_records(self.spec.detector.kind)
-        scored_rows = None
-        if self.spec.store.scored_events:
-            rows = np.flatnonzero(scored.scored)
-            scored_rows = [
-                {"event_id": str(scored.events.ids[i]), "entity": str(scored.events.keys[i]),
-                 "event_time": float(scored.events.times[i]), "score": float(scored.score[i]),
-                 "is_anomaly": bool(scored.is_anomaly[i])}
-                for i in rows.tolist()
-            ]
-        watermark = float(scored.events.times.max()) if len(scored) else None
-        changes = self.alerts.observe(anomalies, watermark)
-        if anomalies or scored.dead_letters or scored_rows or changes:
-            # One transaction: anomalies, alerts and their pending deliveries land together or not at all.
-            with self.store.engine.begin() as conn:
-                for table_name, rows in (
-                    ("anomalies", anomalies),
-                    ("dead_letters", [d.as_row() for d in scored.dead_letters]),
-                    ("scored_events", scored_rows or []),
-                ):
-                    self.store._write(conn, table_name, self.spec.name, rows)
-                write_changes(conn, self.spec.name, changes, store_channels=self._store_channels,
-                              group_wait=self.alerting.group_wait)
-            if changes.deliveries and self.dispatcher is not None:
-                self.dispatcher.wake()
+        self.outputs.write(scored)
 
     def checkpoint(self) -> None:
         """Save (state, position); the store already holds every output before this position."""
         if self.checkpoints is None:
             return
         state = self.pipeline.state_dict()
-        state.update({f"alerting/{k}": v for k, v in self.alerts.state_dict().items()})
+        state.update(self.outputs.state_dict())
         self.checkpoints.save(
             self.partition,
             state,
