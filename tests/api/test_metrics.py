@@ -90,3 +90,12 @@ def test_request_logs_are_json_lines(client, keys, caplog) -> None:
     line = json.loads(JsonFormatter().format(record))
     assert line["message"] == "request" and line["path"] == "/v1/stats" and line["status"] == 200
     assert line["role"] == "viewer" and line["level"] == "info" and line["duration_ms"] >= 0
+
+
+def test_the_alert_budget_is_visible_in_metrics(client, keys, seeded) -> None:
+    """The alert budget's current cut-off and the day's count are exported (issue: adaptation visible in metrics)."""
+    metrics = client.get("/metrics").text
+    for name in ("tocsin_alert_budget_cutoff", "tocsin_alerts_opened_today", "tocsin_alerts_active", "tocsin_alert_deliveries_pending"):
+        assert f'{name}{{pipeline="transactions"}}' in metrics, name
+    cutoff = next(line for line in metrics.splitlines() if line.startswith("tocsin_alert_budget_cutoff{"))
+    assert 0.0 <= float(cutoff.split()[-1]) <= 1.0, "read from the live alert manager (NaN if it were not wired)"

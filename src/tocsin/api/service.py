@@ -33,6 +33,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from tocsin.alerting.outbox import alert_documents
+from tocsin.alerting.metrics import register_alert_metrics
 from tocsin.engine.outputs import OutputWriter
 from tocsin.api.auth import Principal, Role
 from tocsin.api.crypto import FieldCipher
@@ -236,6 +237,12 @@ class Service:
             )
         self.cipher = FieldCipher(encryption_key, sensitive_fields)
         self.metrics = ServiceMetrics(spec.name)
+        #: whose alert manager the alert gauges read: this service's, or an attached runner's
+        self._alert_writer: OutputWriter = self.outputs
+        register_alert_metrics(
+            self.metrics.registry, spec.name, lambda: self._alert_writer.alerts,
+            lambda: self._alert_writer.dispatcher.pending() if self._alert_writer.dispatcher is not None else 0,
+        )
         self.recent = RecentEvents(recent_capacity, list(schema.numeric), list(schema.categorical))
         self.activity = Activity()
         self.checkpoints = checkpoints
@@ -457,6 +464,7 @@ class Service:
         if runner.pipeline is not self.pipeline:
             raise ValueError("build the Service with pipeline=runner.pipeline (and store=runner.store) first")
         runner.pipeline = _LockedPipeline(self)
+        self._alert_writer = runner.outputs
 
     # --- reads ---------------------------------------------------------------------
 
