@@ -126,11 +126,11 @@ def alert_documents(store: Store, pipeline: str, keys: list[str] | None = None, 
         statement = statement.where(a.c.alert_key.in_(keys))
     if alert_ids is not None:
         statement = statement.where(a.c.id.in_([int(i) for i in alert_ids]))
-    documents = store._fetch(statement.order_by(a.c.event_time, a.c.id))
+    documents = store.fetch(statement.order_by(a.c.event_time, a.c.id))
     if not documents:
         return []
     o = alert_deliveries
-    deliveries = store._fetch(
+    deliveries = store.fetch(
         select(o.c.alert_key, o.c.channel, o.c.notification, o.c.status, o.c.attempts, o.c.last_error,
                o.c.delivered_at, o.c.idempotency_key)
         .where(o.c.pipeline == pipeline, o.c.alert_key.in_([doc["alert_key"] for doc in documents]))
@@ -151,7 +151,7 @@ def delivery_rows(store: Store, pipeline: str | None = None) -> list[dict[str, A
     statement = select(alert_deliveries)
     if pipeline is not None:
         statement = statement.where(alert_deliveries.c.pipeline == pipeline)
-    return store._fetch(statement.order_by(alert_deliveries.c.id))
+    return store.fetch(statement.order_by(alert_deliveries.c.id))
 
 
 # --- the dispatcher's side -------------------------------------------------------------

@@ -504,7 +504,7 @@ class Service:
 
     def feedback(self, event_id: str, label: str, note: str | None, principal: Principal) -> dict[str, Any]:
         t = anomalies_table
-        found = self.store._fetch(select(t.c.id).where(t.c.pipeline == self.spec.name, t.c.event_id == event_id))
+        found = self.store.fetch(select(t.c.id).where(t.c.pipeline == self.spec.name, t.c.event_id == event_id))
         if not found:
             raise NotFound(f"no anomaly with event id {event_id!r}")
         self.store.write_feedback(self.spec.name, [{"event_id": event_id, "label": label, "note": note}])
@@ -554,7 +554,7 @@ class Service:
         by_severity = dict.fromkeys(("warning", "critical"), 0)
         by_status = dict.fromkeys(("open", "acknowledged", "resolved"), 0)
         t = alerts_table
-        rows = self.store._fetch(
+        rows = self.store.fetch(
             select(t.c.severity, t.c.status, func.count().label("n")).where(t.c.pipeline == self.spec.name).group_by(t.c.severity, t.c.status)
         )
         for row in rows:

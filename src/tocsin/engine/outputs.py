@@ -68,7 +68,7 @@ class OutputWriter:
             # One transaction: anomalies, alerts and their pending deliveries land together or not at all.
             with self.store.engine.begin() as conn:
                 for table_name, rows in (("anomalies", anomalies), ("dead_letters", dead), ("scored_events", scored_rows)):
-                    self.store._write(conn, table_name, self.spec.name, rows)
+                    self.store.write_rows(conn, table_name, self.spec.name, rows)
                 write_changes(conn, self.spec.name, changes, store_channels=self._store_channels,
                               group_wait=self.alerting.group_wait)
             if changes.deliveries and self.dispatcher is not None:

@@ -172,9 +172,9 @@ class Runner:
             return False
         self.pipeline.load_state_dict(checkpoint.state)
         self.outputs.load_state_dict(checkpoint.state)
-        self.position = checkpoint.offset
-        self.source.seek(checkpoint.offset)
-        log.info("resumed %s from position %d", self.partition, checkpoint.offset)
+        self.position = checkpoint.offset + 1  # the checkpoint holds the last position folded in
+        self.source.seek(self.position)
+        log.info("resumed %s from position %d", self.partition, self.position)
         return True
 
     def run(self, resume: bool = True) -> RunStats:
@@ -223,7 +223,7 @@ class Runner:
         self.checkpoints.save(
             self.partition,
             state,
-            self.position,
+            self.position - 1,  # the last position folded in (-1: none yet), as Checkpoint defines it
             meta={"pipeline": self.spec.name, "pid": os.getpid(), "events": self.stats.events},
         )
         self._last_checkpoint = time.monotonic()

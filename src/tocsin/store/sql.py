@@ -260,7 +260,9 @@ class Store:
 
     # --- writes ---------------------------------------------------------------
 
-    def _write(self, conn: Connection, table_name: str, pipeline: str, rows: Sequence[Row]) -> None:
+    def write_rows(self, conn: Connection, table_name: str, pipeline: str, rows: Sequence[Row]) -> None:
+        """Idempotent insert of ``rows`` inside the caller's transaction ``conn`` (for writers that add
+        their own tables to the same transaction, like the alert outbox)."""
         if not rows:
             return
         params = _SHAPES[table_name].rows(pipeline, rows)
@@ -310,7 +312,7 @@ class Store:
         )
         with self.engine.begin() as conn:
             for table_name, rows in outputs:
-                self._write(conn, table_name, pipeline, rows)
+                self.write_rows(conn, table_name, pipeline, rows)
 
     def write_feedback(self, pipeline: str, rows: Sequence[Row]) -> None:
         """Record people's verdicts (``{event_id, label, note}``, label
@@ -319,7 +321,7 @@ class Store:
         if not rows:
             return
         with self.engine.begin() as conn:
-            self._write(conn, "feedback", pipeline, rows)
+            self.write_rows(conn, "feedback", pipeline, rows)
             conn.execute(
                 update(anomalies)
                 .where(
@@ -350,7 +352,8 @@ class Store:
 
     # --- reads ------------------------------------------------------------------
 
-    def _fetch(self, statement: Any) -> list[dict[str, Any]]:
+    def fetch(self, statement: Any) -> list[dict[str, Any]]:
+        """Rows of any SQLAlchemy select on this store, as dicts."""
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(statement)]
 
@@ -387,7 +390,7 @@ class Store:
         statement = _where(statement, t, pipeline=pipeline, entity=entity, severity=severity)
         statement = _time_range(statement, t, since, until)
         statement = self._newest_first_by_time(t, statement, after_id)
-        return self._fetch(statement.limit(_limit(limit)))
+        return self.fetch(statement.limit(_limit(limit)))
 
     def alerts(
         self,
@@ -406,7 +409,7 @@ class Store:
         statement = _where(statement, t, pipeline=pipeline, entity=entity, severity=severity, status=status)
         statement = _time_range(statement, t, since, until)
         statement = self._newest_first_by_time(t, statement, after_id)
-        return self._fetch(statement.limit(_limit(limit)))
+        return self.fetch(statement.limit(_limit(limit)))
 
     def dead_letters(
         self,
@@ -420,7 +423,7 @@ class Store:
         statement = _where(select(t), t, pipeline=pipeline, source=source)
         if after_id is not None:
             statement = statement.where(t.c.id < after_id)
-        return self._fetch(statement.order_by(t.c.id.desc()).limit(_limit(limit)))
+        return self.fetch(statement.order_by(t.c.id.desc()).limit(_limit(limit)))
 
     def feedback(
         self, pipeline: str | None = None, event_id: str | None = None, limit: int = 100
@@ -428,7 +431,7 @@ class Store:
         """Feedback rows, most recent first."""
         t = feedback
         statement = _where(select(t), t, pipeline=pipeline, event_id=event_id)
-        return self._fetch(statement.order_by(t.c.id.desc()).limit(_limit(limit)))
+        return self.fetch(statement.order_by(t.c.id.desc()).limit(_limit(limit)))
 
     def count(self, table_name: str, pipeline: str | None = None) -> int:
         """Number of rows in ``table_name``, optionally of one pipeline."""
