@@ -112,12 +112,25 @@ def test_rebalance_the_survivor_takes_over_with_state(tmp_path, kafka_brokers):
     names = topics(kafka_brokers)
     sim = simulator(data)
     client = {"bootstrap.servers": kafka_brokers}
-    produce_events(client, names["topic"], sim, 30_000)
     source = kafka_source(kafka_brokers, names)
     checkpoints = open_checkpoint_store(str(tmp_path / "ck"), data["name"])
-    settings = StreamSettings(checkpoint_url=str(tmp_path / "ck"))
-    workers = [start_worker(tmp_path, data, source, settings, str(i)) for i in range(2)]
+    health = [tmp_path / f"health-{i}.json" for i in range(2)]
+    workers = [
+        start_worker(tmp_path, data, source, StreamSettings(checkpoint_url=str(tmp_path / "ck"), health_path=health[i]), str(i))
+        for i in range(2)
+    ]
     try:
+        # Publish only once the group has settled with one partition each: a worker that joins
+        # alone first would otherwise score everything before the other one arrives.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            owned = [json.loads(h.read_text())["partitions"] if h.exists() else [] for h in health]
+            if all(len(p) == 1 for p in owned):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"the group did not settle on one partition per worker: {owned}")
+        produce_events(client, names["topic"], sim, 30_000)
         wait_checkpointed(checkpoints, last_offsets(kafka_brokers, names["topic"]), 120)
         owners = {name: checkpoints.load(name).meta["worker"] for name in checkpoints.partitions()}
         assert sorted(owners.values()) == ["0", "1"], f"each worker owned one partition: {owners}"

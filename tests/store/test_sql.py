@@ -325,3 +325,17 @@ def test_writing_10k_anomalies_is_fast(store):
     print(f"\n10k anomaly rows written in {elapsed * 1000:.0f} ms ({store.engine.dialect.name})")
     assert store.count("anomalies", "p") == 10_000
     assert elapsed < 1.0
+
+
+def test_two_processes_creating_the_tables_at_once_both_succeed(tmp_path):
+    """Workers start together: both see the tables missing; the loser of CREATE TABLE must not crash."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    code = "import sys; from tocsin.store.sql import Store; Store(sys.argv[1]).close(); print('ok')"
+    for _ in range(3):
+        procs = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+        results = [p.communicate(timeout=60) for p in procs]
+        assert all(p.returncode == 0 for p in procs), [err.decode()[-300:] for _, err in results]
+        (tmp_path / "race.db").unlink()

@@ -25,7 +25,7 @@ from __future__ import annotations
 from sqlalchemy import Boolean, CheckConstraint, Column, Index, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.engine import Engine
 
-from tocsin.store.tables import Double, Id, Json, _now, _one_of, metadata
+from tocsin.store.tables import Double, Id, Json, _now, _one_of, create_tables, metadata
 
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 NOTIFICATIONS = ("open", "resolve")
@@ -82,5 +82,5 @@ def ensure_tables(engine: Engine) -> None:
     """Create the alerting tables in ``engine``'s database if missing (once per engine URL)."""
     key = f"{id(engine)}:{engine.url}"
     if key not in _created:
-        metadata.create_all(engine, tables=list(ALERTING_TABLES))
+        create_tables(engine, tables=list(ALERTING_TABLES))
         _created.add(key)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from tocsin.checkpoint.base import Checkpoint, CheckpointError, CheckpointStore
 from tocsin.checkpoint.base import pack_checkpoint, unpack_checkpoint
+from tocsin.store.tables import create_tables
 
 checkpoint_metadata = MetaData()
 
@@ -47,7 +48,7 @@ class SqlCheckpointStore(CheckpointStore):
         self.namespace = namespace
         self.engine = create_engine(parsed, pool_pre_ping=backend != "sqlite")
         self._insert = postgresql.insert if backend == "postgresql" else sqlite.insert
-        checkpoint_metadata.create_all(self.engine)
+        create_tables(self.engine, checkpoint_metadata)
 
     def __repr__(self) -> str:
         return f"SqlCheckpointStore({self.engine.url.render_as_string(hide_password=True)!r}, {self.namespace!r})"

@@ -50,8 +50,8 @@ from tocsin.store.tables import (
     CONFLICT_KEYS,
     TABLES,
     alerts,
-    metadata,
     anomalies,
+    create_tables,
     dead_letters,
     feedback,
 )
@@ -234,7 +234,7 @@ class Store:
         if backend == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._insert = sqlite.insert if backend == "sqlite" else postgresql.insert
-        metadata.create_all(self.engine)
+        create_tables(self.engine)
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"

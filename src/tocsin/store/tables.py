@@ -20,6 +20,7 @@ conversions on either database.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -165,3 +166,22 @@ CONFLICT_KEYS: dict[str, tuple[str, ...] | None] = {
     "scored_events": ("pipeline", "event_id"),
     "feedback": None,
 }
+
+
+def create_tables(engine: Any, meta: MetaData = metadata, tables: list[Table] | None = None) -> None:
+    """``meta.create_all`` that survives another process creating the same tables at the same time.
+
+    Two workers starting together both see a table missing and both issue CREATE TABLE; the
+    loser gets "already exists" (or, on PostgreSQL, a unique violation in its catalog). The
+    tables are there then, so checking again is all it takes.
+    """
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(5):
+        try:
+            meta.create_all(engine, tables=tables)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError) as error:
+            text = str(error).lower()
+            if attempt == 4 or not ("already exists" in text or "duplicate key" in text):
+                raise
