@@ -1,7 +1,6 @@
 import pytest
 """The runner: micro-batches to the store, dead letters kept, restarts resume without duplicates."""
 
-import json
 
 import numpy as np
 

@@ -66,7 +66,7 @@ class LiveView:
             f"[b]{stats.anomalies:,}[/] anomalies",
             *(f"[{SEVERITY_STYLE[s]}]{s} {n:,}[/]" for s, n in stats.by_severity.items()),
         )
-        status = "scoring live" if self.warm else f"warming up: the detector trains on the first events"
+        status = "scoring live" if self.warm else "warming up: the detector trains on the first events"
         head.add_row(
             f"precision [b]{fmt(stats.precision)}[/]",
             f"recall [b]{fmt(stats.recall)}[/]",
