@@ -7,7 +7,7 @@ import math
 import numpy as np
 from numba import njit
 
-from tocsin.detectors.postprocess import StreamingDetector, check_positive
+from tocsin.detectors.streaming import StreamingDetector, check_positive
 
 
 class EWMAZScore(StreamingDetector):

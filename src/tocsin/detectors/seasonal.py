@@ -7,7 +7,7 @@ import math
 import numpy as np
 from numba import njit
 
-from tocsin.detectors.postprocess import StreamingDetector, check_positive
+from tocsin.detectors.streaming import StreamingDetector, check_positive
 
 DAY_SECONDS = 86_400
 WEEK_SECONDS = 7 * DAY_SECONDS
@@ -109,7 +109,7 @@ class SeasonalProfile(StreamingDetector):
 
     def bucket_of(self, timestamps) -> np.ndarray:
         """The bucket index of each timestamp."""
-        from tocsin.detectors.postprocess import as_epoch_seconds
+        from tocsin.detectors.streaming import as_epoch_seconds
 
         seconds = as_epoch_seconds(timestamps, np.asarray(timestamps).shape[0])
         return _buckets(seconds, float(self.period), int(self.n_buckets))

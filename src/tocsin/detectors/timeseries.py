@@ -19,16 +19,9 @@ from numba import njit
 
 from tocsin.detectors.ewma import EWMAZScore
 from tocsin.detectors.forecast import SeasonalForecast
-from tocsin.detectors.postprocess import (
-    AlarmSuppressor,
-    AnomalyLikelihood,
-    StreamingDetector,
-    TailSurprise,
-    as_rows,
-    check_positive,
-    surprise_to_unit,
-)
+from tocsin.detectors.postprocess import AlarmSuppressor, AnomalyLikelihood, TailSurprise, surprise_to_unit
 from tocsin.detectors.seasonal import DAY_SECONDS, SeasonalProfile
+from tocsin.detectors.streaming import StreamingDetector, as_rows, check_positive
 
 
 class ValueRarity(StreamingDetector):
