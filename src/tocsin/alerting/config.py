@@ -24,37 +24,12 @@ A minimal section that pages a webhook on critical alerts and mails warnings::
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# tocsin.spec imports this module for PipelineSpec.alerting, so the duration type is
-# defined here rather than imported from there (the same grammar as tocsin.spec.parse_duration).
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
+from tocsin.durations import Duration
 
-
-def _seconds(value: Any) -> float:
-    """Seconds from a number or ``"90s"``, ``"10m"``, ``"1h"``, ``"7d"``.
-
-    >>> _seconds("30m"), _seconds(5)
-    (1800.0, 5.0)
-    """
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 10m, 1h or 7d")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    else:
-        raise ValueError(f"expected a duration such as 30s, 10m, 1h or 7d, got {value!r}")
-    if seconds <= 0:
-        raise ValueError(f"a duration must be positive, got {value!r}")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(_seconds)]
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_ORDER: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}

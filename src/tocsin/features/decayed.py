@@ -35,7 +35,7 @@ import numpy as np
 from tocsin.batch import EventBatch
 from tocsin.features.base import BatchKeys, FeatureOperator, FeatureOutput, format_number
 from tocsin.features.kernels import decayed_stats_update, grow
-from tocsin.spec import format_duration
+from tocsin.durations import format_duration
 
 OUTPUTS = ("zscore", "ratio", "mean", "std")
 _EMPTY_ROW = np.array([-np.inf, 0.0, 0.0, 0.0])

@@ -28,7 +28,7 @@ import numpy as np
 from tocsin.batch import EventBatch
 from tocsin.features.base import BatchKeys, FeatureOperator, FeatureOutput, format_number
 from tocsin.features.kernels import grow, velocity_update
-from tocsin.spec import format_duration
+from tocsin.durations import format_duration
 
 _EMPTY_ROW = np.array([-np.inf, 0.0])
 

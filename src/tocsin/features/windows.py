@@ -33,7 +33,7 @@ import numpy as np
 from tocsin.batch import EventBatch
 from tocsin.features.base import BatchKeys, FeatureOperator, FeatureOutput, format_number
 from tocsin.features.kernels import NO_NODE, grow, window_update
-from tocsin.spec import format_duration
+from tocsin.durations import format_duration
 
 
 class WindowCounter(FeatureOperator):
