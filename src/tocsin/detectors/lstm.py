@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch  # at module top on purpose: without PyTorch this module is skipped by discovery
 
-from tocsin.detectors.autoencoder import CLIP
+from tocsin.detectors._torch_training import scale_rows, train_mse
 from tocsin.detectors.base import Detector
 from tocsin.detectors.knn import _column_scaling
 
@@ -150,23 +150,10 @@ class LSTMForecaster(Detector):
         windows, targets = self._windows(sequence), sequence[self.lookback :]
         if getattr(self, "_optimizer", None) is None:
             self._optimizer = torch.optim.Adam(self._net.parameters(), lr=self.learning_rate)
-        self._net.train()
-        for _ in range(epochs):
-            order = torch.randperm(windows.shape[0], generator=self._generator)
-            for start in range(0, windows.shape[0], self.batch_size):
-                index = order[start : start + self.batch_size]
-                self._optimizer.zero_grad()
-                loss = torch.mean((self._net(windows[index]) - targets[index]) ** 2)
-                loss.backward()
-                self._optimizer.step()
-        self._net.eval()
+        train_mse(self._net, self._optimizer, self._generator, windows, targets, epochs, self.batch_size)
 
     def _scaled(self, X: np.ndarray) -> torch.Tensor:
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.center_.shape[0]:
-            raise ValueError(f"X must be 2-D with {self.center_.shape[0]} features, got shape {X.shape}")
-        Z = np.clip(np.nan_to_num((X - self.center_) / self.scale_), -CLIP, CLIP)
-        return torch.from_numpy(Z.astype(np.float32))
+        return scale_rows(X, self.center_, self.scale_)
 
     def _squared_errors(self, X: np.ndarray) -> np.ndarray:
         self._check_fitted()
