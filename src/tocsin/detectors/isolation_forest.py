@@ -8,7 +8,7 @@ import numpy as np
 
 from types import SimpleNamespace
 
-from tocsin.detectors._iforest_kernels import grow_forest, path_attributions, path_length_sums
+from tocsin.detectors._iforest_kernels import grow_forest, path_attributions, path_length_sums_threaded
 from tocsin.detectors.base import Detector
 
 _TREE_LEAF = -1  # scikit-learn's marker for "no child"
@@ -135,8 +135,6 @@ class IsolationForest(Detector):
         self.trainer = trainer
 
     def fit(self, X: np.ndarray) -> IsolationForest:
-        from sklearn.ensemble import IsolationForest as SklearnIsolationForest
-
         if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
             kind = type(self.random_state).__name__
             raise ValueError(f"random_state must be an int or None (it is saved with the model), got {kind}")
@@ -148,6 +146,9 @@ class IsolationForest(Detector):
         if self.trainer == "compiled" and self.max_features in (1.0, X.shape[1]):
             self._load_sklearn_model(self._grow_compiled(X), n_features=X.shape[1])
             return self
+        # Imported here: scikit-learn takes ~1 s to import, which a compiled-trainer worker never pays.
+        from sklearn.ensemble import IsolationForest as SklearnIsolationForest
+
         model = SklearnIsolationForest(
             n_estimators=self.n_estimators,
             max_samples=self.max_samples,
@@ -239,7 +240,7 @@ class IsolationForest(Detector):
 
     def _path_length_sums(self, X: np.ndarray) -> np.ndarray:
         out = np.empty(X.shape[0], dtype=np.float64)
-        return path_length_sums(
+        return path_length_sums_threaded(
             X,
             self.tree_offset_,
             self.tree_depth_,

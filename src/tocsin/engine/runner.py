@@ -34,7 +34,7 @@ import numpy as np
 from tocsin.alerting import AlertingSpec
 from tocsin.checkpoint.base import CheckpointStore
 from tocsin.checkpoint.local import LocalCheckpointStore
-from tocsin.engine.gc_tuning import freeze_long_lived_objects
+from tocsin.engine.gc_tuning import tune_gc_for_hot_loop
 from tocsin.engine.outputs import OutputWriter
 from tocsin.engine.pipeline import Pipeline, ScoredBatch
 from tocsin.sources.base import Source
@@ -181,7 +181,7 @@ class Runner:
         if resume:
             self.restore()
         batch_size, max_wait = self.spec.runner.batch_size, self.spec.runner.max_wait
-        freeze_long_lived_objects()
+        tune_gc_for_hot_loop()
         # False while a batch is half done (state advanced, outputs or position not yet): a
         # checkpoint then would pair the new state with the old position and count the batch twice.
         between_batches = True

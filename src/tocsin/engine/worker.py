@@ -52,7 +52,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from tocsin.alerts import alerts_from_anomalies
 from tocsin.checkpoint.base import CheckpointStore
 from tocsin.engine.pipeline import Pipeline, ScoredBatch
-from tocsin.engine.gc_tuning import freeze_long_lived_objects
+from tocsin.engine.gc_tuning import tune_gc_for_hot_loop
 from tocsin.engine.runner import RunStats
 from tocsin.kafka.config import KafkaSource, StreamSettings, open_checkpoint_store
 from tocsin.kafka.consumer import PartitionBatch, consumer_config, split_by_partition
@@ -304,7 +304,7 @@ class KafkaWorker:
                                 on_lost=self._on_lost)
         batch_size, max_wait = self.source.fetch_max_messages, self.spec.runner.max_wait
         idle_since = time.monotonic()
-        freeze_long_lived_objects()
+        tune_gc_for_hot_loop()
         try:
             while not self._stop.is_set():
                 messages = self.consumer.consume(num_messages=batch_size, timeout=max_wait)

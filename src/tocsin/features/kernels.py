@@ -92,7 +92,7 @@ def _touch(key_ids, values):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def window_update(
     key_ids, times, values, windows, order,
     key_ints, key_floats,
@@ -178,7 +178,7 @@ MEAN = 2
 M2 = 3
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def decayed_stats_update(
     key_ids, times, values, half_life, state,
     out_zscore, out_ratio, out_mean, out_std, out_weight,
@@ -240,7 +240,7 @@ def decayed_stats_update(
 # --- recency and velocity -------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def recency_update(key_ids, times, cap, last_time, out_seconds):
     """Seconds since the key's previous event, ``cap`` for a first event, at most ``cap``."""
     warm = _touch(key_ids, last_time)
@@ -261,7 +261,7 @@ def recency_update(key_ids, times, cap, last_time, out_seconds):
 COUNT = 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def velocity_update(key_ids, times, half_life, state, out_per_min):
     """Decayed event count ``C' = aC + 1``; the feature is the prior ``aC`` as events/minute."""
     per_min = LN2 / half_life * 60.0
@@ -312,7 +312,7 @@ def _slot(table, code, mask):
         slot = (slot + 1) & mask
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def novelty_update(key_ids, value_ids, table, distinct, used, out_novel, out_seen, out_distinct):
     """Prior count of (key, value) and the key's prior number of distinct values.
 
@@ -341,7 +341,7 @@ def novelty_update(key_ids, value_ids, table, distinct, used, out_novel, out_see
     return warm
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def novelty_rehash(old_table, new_table):
     """Move every occupied slot of the old table into the (empty) new one."""
     mask = new_table.shape[0] - 1

@@ -21,7 +21,7 @@ _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _hash_rows(points, starts, lengths, hashes):
     """FNV-1a over each row's code points, then a splitmix64 finaliser."""
     for i in range(starts.shape[0]):
@@ -33,7 +33,7 @@ def _hash_rows(points, starts, lengths, hashes):
         hashes[i] = h ^ (h >> np.uint64(31))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _intern(points, starts, lengths, hashes, insert, table, id_hash, arena, offsets, n_ids, out):
     """Ids of the rows (``-1`` for unknown ones when not ``insert``); returns the new id
     count (and a number the first loop's loads feed, so they are not optimised away).
@@ -78,7 +78,7 @@ def _intern(points, starts, lengths, hashes, insert, table, id_hash, arena, offs
     return n_ids, warm
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _rehash(id_hash, n_ids, table):
     mask = np.uint64(table.shape[0] - 1)
     for i in range(n_ids):

@@ -43,6 +43,8 @@ def consumer_config(source: KafkaSource, **overrides: Any) -> dict[str, Any]:
         "fetch.wait.max.ms": 10,
         "fetch.max.bytes": 64 * 1024 * 1024,
         "queued.max.messages.kbytes": 256 * 1024,
+        # Fetch far enough ahead that the next batch is already here when the pipeline asks for it.
+        "queued.min.messages": source.prefetch_messages,
         **overrides,
     }
 
