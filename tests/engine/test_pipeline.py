@@ -66,6 +66,19 @@ def test_state_round_trip_continues_identically(small_spec):
     np.testing.assert_array_equal(np.concatenate([o.score for o in got]), np.concatenate([o.score for o in expected[3:]]))
 
 
+def test_state_dict_is_a_snapshot_that_later_batches_do_not_change(small_spec):
+    """The Kafka worker writes checkpoints in the background while it goes on scoring."""
+    events = stream(small_spec, 8_000)
+    pipeline = Pipeline(small_spec)
+    run(pipeline, events.take(slice(0, 4_000)))
+    snapshot = pipeline.state_dict()
+    frozen = {k: v.copy() for k, v in snapshot.items()}
+    run(pipeline, events.take(slice(4_000, None)))
+    assert pipeline.state_dict()["pipeline/meta"] != snapshot["pipeline/meta"]
+    for key, value in frozen.items():
+        np.testing.assert_array_equal(snapshot[key], value, err_msg=key)
+
+
 def test_state_round_trip_during_warmup(small_spec):
     events = stream(small_spec, 4_000)
     whole = Pipeline(small_spec)

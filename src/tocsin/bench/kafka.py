@@ -39,7 +39,7 @@ from confluent_kafka import Consumer, TopicPartition
 from tocsin.engine.worker import KafkaWorker
 from tocsin.kafka.admin import create_topics
 from tocsin.kafka.config import KafkaSource, StreamSettings
-from tocsin.kafka.producer import produce_events
+from tocsin.kafka.producer import events_producer, produce_events
 from tocsin.kafka.sinks import SOURCE_TS_HEADER
 from tocsin.simulate import TransactionSimulator
 from tocsin.spec import parse_spec
@@ -153,7 +153,9 @@ def _latency_run(brokers: str, data: dict[str, Any], partitions: int, rate: floa
     _topics(source, partitions)
     sim = TransactionSimulator.from_spec(parse_spec(data).source)
     warm = max(2 * data["detector"]["warmup_events"] * partitions, 100_000)
-    produce_events(source.client_config(), source.topic, sim, warm, chunk=20_000)
+    # One producer for the warm-up and the paced run, so the paced run starts with a connected client.
+    producer = events_producer(source.client_config(), linger_ms=5)
+    produce_events(source.client_config(), source.topic, sim, warm, chunk=20_000, producer=producer)
     health = workdir / "latency-health.json"
     settings = StreamSettings(checkpoint_url=str(workdir / "ck-latency"), health_path=health)
     config = {"spec": {**data, "store": {"url": f"sqlite:///{workdir / 'latency.db'}"}}, "source": source.model_dump(mode="json"),
@@ -170,7 +172,7 @@ def _latency_run(brokers: str, data: dict[str, Any], partitions: int, rate: floa
             if health.exists() and json.loads(health.read_text()).get("events", 0) >= warm:
                 break
             time.sleep(0.2)
-        paced_start_ms = time.time() * 1000
+        paced_start_ms = float("inf")  # set once the reader is ready: alerts sent before are not counted
 
         def read_alerts() -> None:
             consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"reader-{uuid.uuid4().hex}", "fetch.wait.max.ms": 10,
@@ -180,17 +182,24 @@ def _latency_run(brokers: str, data: dict[str, Any], partitions: int, rate: floa
                 for message in consumer.consume(1000, 0.05):
                     if message.error() is not None:
                         continue
+                    reading.set()
                     now = time.time() * 1000
                     sent = float(dict(message.headers() or []).get(SOURCE_TS_HEADER, b"0"))
                     if sent >= paced_start_ms:
                         latencies.append(now - sent)
             consumer.close()
 
+        reading = threading.Event()
         reader = threading.Thread(target=read_alerts, daemon=True)
         reader.start()
+        # Publish only once the reader is connected and reading (it has got a warm-up alert): its own
+        # start-up (~1 s to connect and fetch) would otherwise count as the first alerts' latency.
+        if not reading.wait(30):
+            say("latency run: the alerts reader saw no warm-up alert in 30 s; measuring anyway")
+        paced_start_ms = time.time() * 1000
         say(f"latency run: {rate:,.0f} events/s for {seconds:.0f} s…")
         produced = produce_events(source.client_config(), source.topic, sim, int(rate * seconds), rate=rate, chunk=max(1, int(rate / 100)),
-                                  start_position=warm, linger_ms=5)
+                                  start_position=warm, producer=producer)
         time.sleep(2.0)
         stop.set()
         reader.join(10)
