@@ -7,7 +7,7 @@ competes for the same cores; on a separate broker they are higher.
 * Throughput: ``events`` simulator events are published first (the producer
   rate is reported apart), then one worker consumes, decodes, scores, writes
   the store (SQLite) and produces alerts; events/s is events over the time from
-  its first batch to its last.
+  its first batch to its last; the median of ``runs`` such trials is reported, with every trial's figure.
 * Latency: a warmed-up worker process is fed at ``rate`` events/s for
   ``latency_seconds``; an alerts reader takes receive time minus the input
   record's timestamp (set when the producer accepted it, carried in the alert's
@@ -17,6 +17,7 @@ competes for the same cores; on a separate broker they are higher.
 
 from __future__ import annotations
 
+import gc
 import importlib.resources
 import json
 import os
@@ -91,7 +92,7 @@ def _topics(source: KafkaSource, partitions: int) -> None:
 
 
 def run_kafka_bench(events: int = 1_000_000, rate: float = 50_000, latency_seconds: float = 20.0, users: int = 100_000,
-                    partitions: int = 2, brokers: str | None = None, console: Any = None) -> dict[str, Any]:
+                    partitions: int = 2, brokers: str | None = None, console: Any = None, runs: int = 3) -> dict[str, Any]:
     say = console.print if console is not None else (lambda *a, **k: None)
     broker = None if brokers else Tansu()
     brokers = brokers or broker.brokers
@@ -102,33 +103,18 @@ def run_kafka_bench(events: int = 1_000_000, rate: float = 50_000, latency_secon
         sim = TransactionSimulator.from_spec(spec.source)
 
         # --- throughput -------------------------------------------------------
-        source = _source(brokers, uuid.uuid4().hex[:6])
-        _topics(source, partitions)
-        say(f"publishing {events:,} events to {partitions} partition(s)…")
-        produced = produce_events(source.client_config(), source.topic, sim, events, chunk=20_000)
-        marks: dict[str, float] = {}
-
-        def on_batch(scored: Any, stats: Any) -> None:
-            marks.setdefault("first", time.monotonic() - scored.seconds)
-            marks["last"] = time.monotonic()
-
-        say("one worker consumes them…")
-        worker = KafkaWorker(spec, source, StreamSettings(checkpoint_url=str(workdir / "ck-throughput")), idle_exit=2.0,
-                             on_batch=on_batch)
-        stats = worker.run()
-        seconds = marks["last"] - marks["first"]
-        events_per_s = stats.events / seconds
-        say(f"throughput: {events_per_s:,.0f} events/s end to end ({stats.events:,} events in {seconds:.2f} s)")
+        trials = [_throughput_run(brokers, spec, sim, events, partitions, workdir, i, say) for i in range(max(1, runs))]
+        best = sorted(trials, key=lambda t: t["events_per_s"])[len(trials) // 2]  # the median run
+        events_per_s = best["events_per_s"]
 
         # --- latency ----------------------------------------------------------
         latency = _latency_run(brokers, data, partitions, rate, latency_seconds, users, workdir, say)
         result = {
             "events_per_s": round(events_per_s, 1),
+            "events_per_s_runs": [round(t["events_per_s"], 1) for t in trials],
             "p50_latency_ms": latency["p50_latency_ms"],
             "p99_latency_ms": latency["p99_latency_ms"],
-            "throughput": {"events": stats.events, "seconds": round(seconds, 3), "anomalies": stats.anomalies,
-                           "partitions": partitions, "producer_events_per_s": round(produced["events_per_s"], 1),
-                           "p50_batch_ms": round(stats.latency_ms(50), 3), "p99_batch_ms": round(stats.latency_ms(99), 3)},
+            "throughput": {key: value for key, value in best.items() if key != "events_per_s"},
             "latency": latency,
             "broker": "tansu (memory storage), started by the benchmark" if broker else f"external at {brokers}",
             "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -143,8 +129,34 @@ def run_kafka_bench(events: int = 1_000_000, rate: float = 50_000, latency_secon
             f"({latency['alerts']} alerts)")
         return result
     finally:
+        gc.collect()  # finished workers sit in reference cycles; their clients must go before the broker does
         if broker is not None:
             broker.stop()
+
+
+def _throughput_run(brokers: str, spec: Any, sim: TransactionSimulator, events: int, partitions: int, workdir: Path,
+                    trial: int, say: Any) -> dict[str, Any]:
+    """Publish ``events`` to fresh topics, then time a new worker through them (in this process, so only the
+    first trial pays for loading the compiled kernels, ~0.3 s)."""
+    source = _source(brokers, uuid.uuid4().hex[:6])
+    _topics(source, partitions)
+    say(f"run {trial + 1}: publishing {events:,} events to {partitions} partition(s)…")
+    produced = produce_events(source.client_config(), source.topic, sim, events, chunk=20_000)
+    marks: dict[str, float] = {}
+
+    def on_batch(scored: Any, stats: Any) -> None:
+        marks.setdefault("first", time.monotonic() - scored.seconds)
+        marks["last"] = time.monotonic()
+
+    worker = KafkaWorker(spec, source, StreamSettings(checkpoint_url=str(workdir / f"ck-throughput-{trial}")), idle_exit=2.0,
+                         on_batch=on_batch)
+    stats = worker.run()
+    seconds = marks["last"] - marks["first"]
+    events_per_s = stats.events / seconds
+    say(f"run {trial + 1}: {events_per_s:,.0f} events/s end to end ({stats.events:,} events in {seconds:.2f} s)")
+    return {"events_per_s": events_per_s, "events": stats.events, "seconds": round(seconds, 3), "anomalies": stats.anomalies,
+            "partitions": partitions, "producer_events_per_s": round(produced["events_per_s"], 1),
+            "p50_batch_ms": round(stats.latency_ms(50), 3), "p99_batch_ms": round(stats.latency_ms(99), 3)}
 
 
 def _latency_run(brokers: str, data: dict[str, Any], partitions: int, rate: float, seconds: float, users: int,

@@ -96,6 +96,7 @@ def bench_kafka_command(
     latency_seconds: float = typer.Option(20.0, help="duration of the latency run"),
     users: int = typer.Option(100_000, help="simulated cards"),
     partitions: int = typer.Option(2, help="partitions of the events topic"),
+    runs: int = typer.Option(3, min=1, help="throughput trials; the median is reported"),
     brokers: Optional[str] = typer.Option(None, help="use this broker instead of starting tansu"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the figures to this file"),
 ) -> None:
@@ -103,5 +104,5 @@ def bench_kafka_command(
     from tocsin.bench.kafka import run_kafka_bench
 
     result = run_kafka_bench(events=events, rate=rate, latency_seconds=latency_seconds, users=users,
-                             partitions=partitions, brokers=brokers, console=console)
+                             partitions=partitions, brokers=brokers, console=console, runs=runs)
     write_json(json_out, result)
