@@ -1,14 +1,15 @@
 """From anomalies to alerts: which anomalies deserve a person's attention.
 
 An anomaly is a scored event over the threshold; an alert is what a person is
-asked to look at. The streaming runner groups anomalies into alerts with
-:class:`tocsin.alerting.AlertManager` (one alert per entity and pattern within a
-window, suppression, budget, lifecycle, routed delivery; see
-``docs/alerting.md``), re-exported here.
+asked to look at. Every driver (the embedded runner, the HTTP service, the Kafka
+worker) groups anomalies into alerts with :class:`tocsin.alerting.AlertManager`
+(one alert per entity and pattern within a window, suppression, budget,
+lifecycle, routed delivery; see ``docs/alerting.md``), re-exported here, through
+:class:`tocsin.engine.outputs.OutputWriter`.
 
-:func:`alerts_from_anomalies` is the stateless form the HTTP service's sync
-scoring still uses: every anomaly of severity ``warning`` or above opens an
-alert keyed by its event id, so a replayed batch reopens nothing twice.
+:func:`alerts_from_anomalies` is the stateless, ungrouped form: every anomaly of
+severity ``warning`` or above is an alert keyed by its event id. No driver uses
+it; the sink-cost baseline of ``bench/throughput.py`` does.
 """
 
 from __future__ import annotations

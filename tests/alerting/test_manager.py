@@ -142,3 +142,39 @@ def test_grouping_does_not_depend_on_batch_cuts(batch: int) -> None:
     reference, _ = run(AlertManager(spec(), "tx"), events, batch=len(events))
     alerts, _ = run(AlertManager(spec(), "tx"), events, batch=batch)
     assert {k: v["count"] for k, v in alerts.items()} == {k: v["count"] for k, v in reference.items()}
+
+
+def test_the_change_log_reports_opened_updated_resolved_with_the_anomaly_behind_each() -> None:
+    manager = AlertManager(spec(), "tx")
+    ramp = [anomaly(0, "x", T0, severity="info", score=0.995), anomaly(1, "other", T0 + 1, features=("city_novel",))]
+    first = manager.observe(ramp + [anomaly(2, "x", T0 + 2), anomaly(3, "x", T0 + 3)], watermark=T0 + 3)
+    assert [(c.kind, c.alert["alert_key"].split(":")[0], c.alert["count"], c.anomaly, c.event_id) for c in first.log] == [
+        ("opened", "other", 1, 1, "e1"), ("opened", "x", 3, 3, "e3")]  # x's change: as of its latest anomaly, e3
+    assert [c.alert for c in first.log] == first.alerts and [c.detail for c in first.log] == first.details
+    second = manager.observe([anomaly(4, "x", T0 + 60)], watermark=T0 + 60)
+    assert [(c.kind, c.alert["count"], c.anomaly, c.event_id) for c in second.log] == [("updated", 4, 0, "e4")]
+    quiet = manager.observe([], watermark=T0 + 60 + 1800)
+    assert sorted((c.kind, c.alert["alert_key"].split(":")[0], c.alert["status"], c.alert["count"], c.anomaly, c.event_id)
+                  for c in quiet.log) == [("resolved", "other", "resolved", 1, None, "e1"), ("resolved", "x", "resolved", 4, None, "e4")]
+    assert sorted(c.alert["alert_key"] for c in quiet.log) == sorted(quiet.resolved)
+
+
+def test_a_restored_manager_reports_its_open_alerts_changes_as_updates() -> None:
+    manager = AlertManager(spec(), "tx")
+    assert [c.kind for c in manager.observe(burst("x", 3, T0), watermark=T0 + 4).log] == ["opened"]
+    restored = AlertManager(spec(), "tx")
+    restored.load_state_dict(manager.state_dict())
+    change = restored.observe([anomaly(9, "x", T0 + 30)], watermark=T0 + 30).log
+    assert [(c.kind, c.alert["count"]) for c in change] == [("updated", 4)]
+
+
+def test_the_state_is_a_copy_later_batches_do_not_change() -> None:
+    manager = AlertManager(spec(), "tx")
+    manager.observe(burst("x", 3, T0), watermark=T0 + 4)
+    snapshot = manager.state_dict()
+    saved = str(snapshot["state"])
+    manager.observe(burst("x", 5, T0 + 10, first_id=10), watermark=T0 + 20)
+    assert str(snapshot["state"]) == saved
+    restored = AlertManager(spec(), "tx")
+    restored.load_state_dict(snapshot)
+    assert [g.count for gs in restored.groups.values() for g in gs] == [3]

@@ -7,48 +7,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
 from tocsin.alerting.config import AlertingSpec
 from tocsin.alerting.outbox import alert_documents, delivery_rows
-from tocsin.batch import EventBatch
 from tocsin.checkpoint.local import LocalCheckpointStore
 from tocsin.engine.runner import Runner
-from tocsin.simulate import TransactionSimulator
-from tocsin.sources.base import Source, SourceBatch
 from tocsin.spec import parse_spec
 from tocsin.store.sql import Store
 
+from tests.alerting.helpers import BURST, BatchSource, card_testing_stream
+
 REFERENCE = Path(__file__).resolve().parents[2] / "src" / "tocsin" / "specs" / "transactions.yaml"  # what `tocsin demo` runs
-STREAM = 8_000
-BURST = 500
 ALERTING = AlertingSpec.model_validate({
     "window": "1h", "quiet_period": "30m",
     "channels": {"db": {"kind": "store"}},
     "routes": [{"match": {"severity": ["critical"]}, "channels": ["db"]}],
     "rules": [{"min_count": 20, "severity": "critical"}],
 })
-
-
-class BatchSource(Source):
-    """A fixed EventBatch served in order, resumable by position."""
-
-    name = "scripted"
-
-    def __init__(self, events: EventBatch) -> None:
-        self.events, self.position = events, 0
-
-    def seek(self, position: int) -> None:
-        self.position = int(position)
-
-    def read(self, max_records: int, timeout: float) -> SourceBatch | None:
-        if self.position >= len(self.events):
-            return None
-        part = self.events.take(slice(self.position, self.position + max_records))
-        self.position += len(part)
-        return SourceBatch(positions=part.positions, next_position=self.position, events=part)
 
 
 def small_spec(tmp_path: Path, name: str):
@@ -61,36 +38,6 @@ def small_spec(tmp_path: Path, name: str):
     data["store"]["url"] = f"sqlite:///{tmp_path / name}.db"
     data["checkpoint"]["dir"] = str(tmp_path / f"{name}-checkpoints")
     return parse_spec(data)
-
-
-def card_testing_stream(card: str = "") -> tuple[EventBatch, str]:
-    """STREAM clean simulated transactions with a card-testing attack of BURST small online payments on
-    one card (one every 1.5 s, ~12 minutes) interleaved into the last part of the stream."""
-    clean = TransactionSimulator(users=300, merchants=2_000, fraud_rate=0.0, warmup_days=0.5, seed=7).generate(STREAM)
-    card = card or str(clean.keys[STREAM - 1])
-    rng = np.random.default_rng(1)
-    start = float(clean.times[STREAM - 1500])
-    times = start + 1.5 * np.arange(BURST)
-    online = clean.categorical["channel"] == "online"
-    burst = EventBatch(
-        ids=np.array([f"ct{i}" for i in range(BURST)], dtype=object),
-        keys=np.full(BURST, card, dtype=object),
-        times=times,
-        numeric={"amount": np.round(rng.uniform(0.5, 5.0, BURST), 2)},
-        categorical={
-            "merchant_id": np.array([f"m-test-{i % 40}" for i in range(BURST)], dtype=object),
-            "merchant_category": np.full(BURST, clean.categorical["merchant_category"][online][0], dtype=object),
-            "city": np.full(BURST, clean.categorical["city"][clean.keys == card][0], dtype=object),
-            "channel": np.full(BURST, "online", dtype=object),
-        },
-        labels=np.ones(BURST, dtype=np.int8),
-        extra={"fraud_type": np.full(BURST, "card_testing", dtype=object)},
-    )
-    merged = EventBatch.concat([clean, burst])
-    order = np.argsort(merged.times, kind="stable")
-    merged = merged.take(order)
-    merged.positions = np.arange(len(merged), dtype=np.int64)
-    return merged, card
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Shared pieces of the Kafka tests: a small spec, topics, worker processes, reading results back."""
+"""Shared pieces of the Kafka tests: a small spec, topics, worker processes, reading results back
+(and checking the alerts topic against the store)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,19 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tocsin.alerting.outbox import alert_documents
 from tocsin.kafka.admin import create_topics, headers_of, read_topic
 from tocsin.kafka.config import KafkaSource, StreamSettings
 from tocsin.simulate import TransactionSimulator
 from tocsin.spec import parse_spec
+from tocsin.store.sql import Store
 
 REFERENCE = Path(__file__).resolve().parents[2] / "src" / "tocsin" / "specs" / "transactions.yaml"
 SESSION_TIMEOUT_MS = 6_000  # tansu holds a JoinGroup ~timeout/2; librdkafka's 45 s default would stall every test
@@ -92,6 +97,66 @@ def last_offsets(brokers: str, topic: str) -> dict[str, int]:
 
 def alerts_on_topic(brokers: str, topic: str) -> list[dict[str, Any]]:
     return [json.loads(m.value()) for m in read_topic({"bootstrap.servers": brokers}, topic)]
+
+
+@dataclass
+class AlertRecord:
+    """One record of the alerts topic: an alert change."""
+
+    key: bytes
+    headers: dict[str, bytes]
+    value: dict[str, Any]
+    partition: int
+    offset: int
+
+
+def alert_records(brokers: str, topic: str) -> list[AlertRecord]:
+    """The alerts topic's records, partition by partition, in order."""
+    return [AlertRecord(m.key(), headers_of(m), json.loads(m.value()), m.partition(), m.offset())
+            for m in read_topic({"bootstrap.servers": brokers}, topic)]
+
+
+def stored_alerts(url: str, pipeline: str = "transactions") -> dict[str, dict[str, Any]]:
+    """The store's alerts with their details, by alert key."""
+    store = Store(url)
+    try:
+        return {a["alert_key"]: a for a in alert_documents(store, pipeline)}
+    finally:
+        store.close()
+
+
+def alert_summary(alerts: dict[str, dict[str, Any]]) -> list[tuple]:
+    """What two runs over the same stream must agree on, alert by alert."""
+    return sorted((key, a["entity"], a["count"], a["severity"], a["status"], a["first_event_id"], a["suppressed"],
+                   a["last_event_time"]) for key, a in alerts.items())
+
+
+def check_topic_matches_store(records: list[AlertRecord], alerts: dict[str, dict[str, Any]]) -> dict[str, list[AlertRecord]]:
+    """The alerts topic tells each stored alert's story and nothing else: no key twice; per alert one
+    "opened" first, "updated" records with growing counts, "resolved" last iff the store says resolved,
+    and its latest count and severity equal the store's. Returns the records by alert key."""
+    keys = [r.key for r in records]
+    duplicates = sorted(k for k, n in Counter(keys).items() if n > 1)
+    assert not duplicates, f"{len(duplicates)} key(s) twice on the alerts topic, e.g. {duplicates[:3]}"
+    by_alert: dict[str, list[AlertRecord]] = {}
+    for record in records:
+        by_alert.setdefault(record.value["alert_key"], []).append(record)
+    assert set(by_alert) == set(alerts), (
+        f"topic only: {sorted(set(by_alert) - set(alerts))[:3]}, store only: {sorted(set(alerts) - set(by_alert))[:3]}")
+    for alert_key, story in by_alert.items():
+        stored = alerts[alert_key]
+        kinds = [r.value["change"] for r in story]
+        assert kinds[0] == "opened" and "opened" not in kinds[1:], (alert_key, kinds)
+        resolved = [r for r in story if r.value["change"] == "resolved"]
+        assert len(resolved) == (stored["status"] == "resolved") and (not resolved or kinds[-1] == "resolved"), (alert_key, kinds)
+        counts = [r.value["count"] for r in story if r.value["change"] != "resolved"]
+        assert counts == sorted(set(counts)), (alert_key, counts)
+        assert [r.key for r in story if r.value["change"] != "resolved"] == [f"{alert_key}/{c}".encode() for c in counts]
+        latest = story[-1].value
+        assert (latest["count"], latest["severity"], latest["suppressed"]) == (
+            stored["count"], stored["severity"], stored["suppressed"]), (alert_key, latest, stored)
+        assert all(r.partition == story[0].partition for r in story), "one alert's records share one output partition"
+    return by_alert
 
 
 def dead_letters_on_topic(brokers: str, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:

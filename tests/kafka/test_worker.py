@@ -1,4 +1,7 @@
-"""The Kafka worker against a real broker (tansu), end to end: poison records, PostgreSQL, 2 workers, rebalance."""
+"""The Kafka worker against a real broker (tansu), end to end: poison records, PostgreSQL, 2 workers, rebalance.
+
+Alerts are grouped per partition as the embedded runner groups them; the alerts topic carries one record per
+alert change and must tell exactly the story of the store's alerts (:func:`helpers.check_topic_matches_store`)."""
 
 from __future__ import annotations
 
@@ -20,13 +23,16 @@ from tocsin.spec import parse_spec
 from tocsin.store.sql import Store
 
 from .helpers import (
-    alerts_on_topic,
+    alert_records,
+    alert_summary,
+    check_topic_matches_store,
     dead_letters_on_topic,
     kafka_source,
     last_offsets,
     simulator,
     small_spec_data,
     start_worker,
+    stored_alerts,
     topics,
     wait_checkpointed,
 )
@@ -34,13 +40,19 @@ from .helpers import (
 pytestmark = pytest.mark.kafka
 
 
-def run_reference(tmp_path, brokers, names, data) -> dict[str, float]:
-    """An uninterrupted single-worker run over the whole topic: event id -> score."""
+def reference_run(tmp_path, brokers, names, data) -> str:
+    """An uninterrupted single-worker run over the whole topic; returns its store's URL."""
     ref = small_spec_data(f"sqlite:///{tmp_path}/reference.db", tmp_path / "reference-ck", seed=data["source"]["seed"])
     ref["store"]["scored_events"] = data["store"].get("scored_events", False)
+    ref["alerting"] = data.get("alerting", {})
     source = kafka_source(brokers, {"topic": names["topic"], "alerts_topic": None, "dlq_topic": None})
     KafkaWorker(parse_spec(ref), source, StreamSettings(checkpoint_url=str(tmp_path / "reference-ck")), idle_exit=2.0).run()
-    return {r["event_id"]: r["score"] for r in Store(ref["store"]["url"]).anomalies(limit=10_000_000)}
+    return ref["store"]["url"]
+
+
+def run_reference(tmp_path, brokers, names, data) -> dict[str, float]:
+    """An uninterrupted single-worker run over the whole topic: event id -> score."""
+    return stored_scores(reference_run(tmp_path, brokers, names, data))[0]
 
 
 def stored_scores(url: str) -> tuple[dict[str, float], int]:
@@ -69,6 +81,11 @@ def test_poison_records_reach_the_dlq_with_reasons_and_the_rest_is_processed(tmp
     store = Store(data["store"]["url"])
     assert store.count("dead_letters") == sent["malformed"]
     assert stats.anomalies > 0 and store.count("anomalies") == stats.anomalies
+    alerts = stored_alerts(data["store"]["url"])
+    alerting = stats.by_severity["warning"] + stats.by_severity["critical"]
+    assert 0 < len(alerts) < alerting, "anomalies are grouped into fewer alerts"
+    assert sum(a["count"] for a in alerts.values()) <= stats.anomalies
+    check_topic_matches_store(alert_records(kafka_brokers, names["alerts_topic"]), alerts)
 
 
 def test_end_to_end_two_workers_postgres_every_injected_anomaly_accounted_for(tmp_path, kafka_brokers, pg_url):
@@ -102,9 +119,10 @@ def test_end_to_end_two_workers_postgres_every_injected_anomaly_accounted_for(tm
     assert store.anomaly_event_ids("transactions") == flagged
     caught = fraud & flagged
     assert len(caught) / len(fraud - warmup) > 0.3
-    on_topic = [a["event_id"] for a in alerts_on_topic(kafka_brokers, names["alerts_topic"])]
-    assert len(on_topic) == len(set(on_topic)) == store.count("alerts")
-    assert set(on_topic) == {a["first_event_id"] for a in store.alerts(limit=1_000_000)}
+    alerts = stored_alerts(pg_url)
+    assert 0 < len(alerts) == store.count("alerts") < len(flagged) / 2, "anomalies are grouped into alerts"
+    assert {a["first_event_id"] for a in alerts.values()} <= flagged
+    check_topic_matches_store(alert_records(kafka_brokers, names["alerts_topic"]), alerts)
 
 
 def test_rebalance_the_survivor_takes_over_with_state(tmp_path, kafka_brokers):
@@ -147,9 +165,12 @@ def test_rebalance_the_survivor_takes_over_with_state(tmp_path, kafka_brokers):
                 w.wait(30)
     got, rows = stored_scores(data["store"]["url"])
     assert rows == len(got)
-    assert_same(run_reference(tmp_path, kafka_brokers, names, data), got)
-    alerts = [a["event_id"] for a in alerts_on_topic(kafka_brokers, names["alerts_topic"])]
-    assert len(alerts) == len(set(alerts)) == Store(data["store"]["url"]).count("alerts")
+    reference = reference_run(tmp_path, kafka_brokers, names, data)
+    assert_same(stored_scores(reference)[0], got)
+    # the survivor took the partition's alert state over: the same alerts as one uninterrupted worker
+    alerts = stored_alerts(data["store"]["url"])
+    assert alerts and alert_summary(alerts) == alert_summary(stored_alerts(reference))
+    check_topic_matches_store(alert_records(kafka_brokers, names["alerts_topic"]), alerts)
 
 
 @pytest.mark.postgres
@@ -190,4 +211,8 @@ def test_store_outage_pauses_and_resumes_without_loss(tmp_path, kafka_brokers, p
     assert seen[("degraded", ("store",), True)] > 10, seen
     got, rows = stored_scores(url)
     assert rows == len(got)
-    assert_same(run_reference(tmp_path, kafka_brokers, names, data), got)
+    reference = reference_run(tmp_path, kafka_brokers, names, data)
+    assert_same(stored_scores(reference)[0], got)
+    alerts = stored_alerts(url)
+    assert alerts and alert_summary(alerts) == alert_summary(stored_alerts(reference))
+    check_topic_matches_store(alert_records(kafka_brokers, names["alerts_topic"]), alerts)

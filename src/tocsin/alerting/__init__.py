@@ -13,7 +13,7 @@ See ``docs/alerting.md``.
 
 from tocsin.alerting.budget import AlertBudget
 from tocsin.alerting.config import AlertingSpec
-from tocsin.alerting.manager import AlertChanges, AlertManager, idempotency_key
+from tocsin.alerting.manager import AlertChange, AlertChanges, AlertManager, idempotency_key
 from tocsin.alerting.outbox import alert_documents, write_changes
 
-__all__ = ["AlertBudget", "AlertChanges", "AlertManager", "AlertingSpec", "alert_documents", "idempotency_key", "write_changes"]
+__all__ = ["AlertBudget", "AlertChange", "AlertChanges", "AlertManager", "AlertingSpec", "alert_documents", "idempotency_key", "write_changes"]

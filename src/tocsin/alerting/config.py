@@ -217,3 +217,8 @@ class AlertingSpec(_Model):
     def delivers(self) -> bool:
         """True if some route sends to a channel other than the store (a dispatcher is needed)."""
         return any(self.channels[name].kind != "store" for route in self.routes for name in route.channels)
+
+    @property
+    def store_channels(self) -> frozenset[str]:
+        """Names of the ``store`` channels: their deliveries are recorded as delivered when written."""
+        return frozenset(name for name, channel in self.channels.items() if channel.kind == "store")

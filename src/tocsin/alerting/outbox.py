@@ -17,9 +17,10 @@ Writes are idempotent so a replay from a checkpoint changes nothing twice:
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tocsin.alerting.manager import AlertChanges
@@ -28,8 +29,42 @@ from tocsin.store.sql import Store
 from tocsin.store.tables import alerts
 
 
-def _insert(conn: Connection) -> Any:
-    return sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
+@lru_cache(maxsize=None)
+def _statements(dialect: str) -> tuple[Any, Any, Any, Any, Any]:
+    """The idempotent writes of :func:`write_changes` for ``dialect``, built once: constructing an upsert
+    (its ``excluded`` columns) cost more than executing it for a batch of a few alerts."""
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    statement = insert(alerts)
+    alerts_upsert = statement.on_conflict_do_update(
+        index_elements=["pipeline", "alert_key"],
+        set_={
+            "severity": statement.excluded.severity,
+            "score": statement.excluded.score,
+            "count": statement.excluded.count,
+            "updated_at": statement.excluded.updated_at,
+        },
+    )
+    statement = insert(alert_details)
+    details_upsert = statement.on_conflict_do_update(
+        index_elements=["pipeline", "alert_key"],
+        set_={name: statement.excluded[name] for name in ("last_event_time", "suppressed", "rule", "channels", "updated_at")},
+    )
+    deliveries_insert = insert(alert_deliveries).on_conflict_do_nothing(
+        index_elements=["pipeline", "alert_key", "channel", "notification"]
+    )
+    keys = bindparam("b_keys", expanding=True)
+    resolve_alerts = (
+        update(alerts)
+        .where(alerts.c.pipeline == bindparam("b_pipeline"), alerts.c.alert_key.in_(keys), alerts.c.status != "resolved")
+        .values(status="resolved", updated_at=bindparam("b_now"))
+    )
+    resolve_details = (
+        update(alert_details)
+        .where(alert_details.c.pipeline == bindparam("b_pipeline"), alert_details.c.alert_key.in_(keys),
+               alert_details.c.resolved_reason.is_(None))
+        .values(resolved_reason="quiet", updated_at=bindparam("b_now"))
+    )
+    return alerts_upsert, details_upsert, deliveries_insert, resolve_alerts, resolve_details
 
 
 def write_changes(
@@ -45,31 +80,13 @@ def write_changes(
     if not changes:
         return
     now = time.time() if now is None else now
-    insert = _insert(conn)
+    alerts_upsert, details_upsert, deliveries_insert, resolve_alerts, resolve_details = _statements(conn.dialect.name)
     if changes.alerts:
         rows = [{**row, "pipeline": pipeline, "created_at": now, "updated_at": now} for row in changes.alerts]
-        statement = insert(alerts)
-        statement = statement.on_conflict_do_update(
-            index_elements=["pipeline", "alert_key"],
-            set_={
-                "severity": statement.excluded.severity,
-                "score": statement.excluded.score,
-                "count": statement.excluded.count,
-                "updated_at": statement.excluded.updated_at,
-            },
-        )
-        conn.execute(statement, rows)
+        conn.execute(alerts_upsert, rows)
     if changes.details:
         rows = [{**row, "pipeline": pipeline, "resolved_reason": None, "updated_at": now} for row in changes.details]
-        statement = insert(alert_details)
-        statement = statement.on_conflict_do_update(
-            index_elements=["pipeline", "alert_key"],
-            set_={
-                name: statement.excluded[name]
-                for name in ("last_event_time", "suppressed", "rule", "channels", "updated_at")
-            },
-        )
-        conn.execute(statement, rows)
+        conn.execute(details_upsert, rows)
     if changes.deliveries:
         first_attempt = now + (group_wait or 0.0)
         rows = []
@@ -88,25 +105,11 @@ def write_changes(
                     "updated_at": now,
                 }
             )
-        conn.execute(
-            insert(alert_deliveries).on_conflict_do_nothing(
-                index_elements=["pipeline", "alert_key", "channel", "notification"]
-            ),
-            rows,
-        )
+        conn.execute(deliveries_insert, rows)
     if changes.resolved:
-        keys = list(changes.resolved)
-        conn.execute(
-            update(alerts)
-            .where(alerts.c.pipeline == pipeline, alerts.c.alert_key.in_(keys), alerts.c.status != "resolved")
-            .values(status="resolved", updated_at=now)
-        )
-        conn.execute(
-            update(alert_details)
-            .where(alert_details.c.pipeline == pipeline, alert_details.c.alert_key.in_(keys),
-                   alert_details.c.resolved_reason.is_(None))
-            .values(resolved_reason="quiet", updated_at=now)
-        )
+        params = {"b_pipeline": pipeline, "b_keys": list(changes.resolved), "b_now": now}
+        conn.execute(resolve_alerts, params)
+        conn.execute(resolve_details, params)
 
 
 # --- reads -------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 UNEXPLAINED = "unexplained"
@@ -40,6 +41,7 @@ _VALUE = re.compile(r"^(?P<field>.+?)_(zscore|ratio|mean|std)(_|$)")
 _NOVELTY = re.compile(r"^(?P<field>.+?)_(novel|share|seen_count|distinct)$")
 
 
+@lru_cache(maxsize=4096)  # a pipeline has a few dozen feature names; every anomaly asks for three
 def feature_family(feature: str) -> str:
     """The family of one feature name.
 

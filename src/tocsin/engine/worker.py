@@ -17,6 +17,17 @@ checkpoint": the store ignores rows whose key it has, and the output topics are
 read back on takeover so replayed alerts are not produced twice
 (:mod:`tocsin.kafka.sinks`).
 
+Alerts: each partition has its own :class:`~tocsin.engine.outputs.OutputWriter`,
+whose alert manager groups that partition's anomalies into alerts exactly as the
+embedded runner does (entity and pattern within an event-time window,
+suppression, severity rules, budget, routes); its state is saved in the
+partition's checkpoint beside the pipeline's (``alerting/…``), so a replay
+regroups as the first run did. One consume() call writes every partition's
+anomalies, dead letters, scored events, alert changes and pending deliveries in
+one store transaction; a :class:`~tocsin.alerting.dispatcher.Dispatcher` thread
+delivers the routed ones. The alerts topic gets one record per alert change
+(opened, updated, resolved; see ``docs/streaming.md``).
+
 Rebalance: on assignment a partition's checkpoint is loaded into a fresh
 :class:`Pipeline` and the consumer seeks to the offset after it; on revocation
 the partition is checkpointed before it is released (the loop is synchronous,
@@ -50,10 +61,10 @@ import msgspec
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from tocsin.alerts import alerts_from_anomalies
 from tocsin.checkpoint.base import CheckpointStore
-from tocsin.engine.pipeline import Pipeline, ScoredBatch
 from tocsin.engine.gc_tuning import tune_gc_for_hot_loop
+from tocsin.engine.outputs import BatchOutputs, OutputWriter, start_dispatcher, write_outputs
+from tocsin.engine.pipeline import Pipeline, ScoredBatch
 from tocsin.engine.runner import RunStats
 from tocsin.kafka.config import KafkaSource, StreamSettings, open_checkpoint_store
 from tocsin.kafka.consumer import PartitionBatch, consumer_config, split_by_partition
@@ -65,6 +76,8 @@ from tocsin.kafka.sinks import (
     SOURCE_TS_HEADER,
     KafkaProducerHandle,
     TopicSink,
+    alert_change_key,
+    published_alert_counts,
 )
 from tocsin.spec import PipelineSpec
 from tocsin.store.sql import Store, store_url
@@ -87,6 +100,8 @@ class PartitionState:
     partition: int
     name: str
     pipeline: Pipeline
+    #: groups the partition's anomalies into alerts; its state is checkpointed with the pipeline's
+    outputs: OutputWriter
     #: last offset folded into the pipeline's state (-1: none)
     offset: int = -1
     checkpointed: int = -1
@@ -94,6 +109,8 @@ class PartitionState:
     sink_floor: dict[str, int] = field(default_factory=dict)
     #: per output topic: keys already published past the checkpoint, not to send again
     published: dict[str, set[bytes]] = field(default_factory=dict)
+    #: per alert: the highest count among its changes already on the alerts topic past the checkpoint
+    published_counts: dict[str, int] = field(default_factory=dict)
     #: the replay suppression ends after this input offset
     replay_until: int = -1
     #: a checkpoint being written in the background: (offset, snapshot, meta, future)
@@ -199,6 +216,8 @@ class KafkaWorker:
         self.health = Health(self.settings.health_path, worker=worker_id)
         self.stats = RunStats()
         self.states: dict[int, PartitionState] = {}
+        #: delivers the outbox while :meth:`run` runs (when a route names a channel beyond the store)
+        self.dispatcher = None
         self._stop = threading.Event()
         self._last_checkpoint = time.monotonic()
         # One writer thread: periodic checkpoints are packed and written while the next batches are scored.
@@ -266,10 +285,11 @@ class KafkaWorker:
     def _restore(self, partition: int) -> PartitionState:
         name = self.partition_name(partition)
         pipeline = Pipeline(self.spec)
-        state = PartitionState(partition, name, pipeline)
+        state = PartitionState(partition, name, pipeline, OutputWriter(self.spec, self.store, dispatch=False))
         checkpoint = self._retry("checkpoint", lambda: self.checkpoints.load(name))
         if checkpoint is not None:
             pipeline.load_state_dict(checkpoint.state)
+            state.outputs.load_state_dict(checkpoint.state)
             state.offset = state.checkpointed = checkpoint.offset
             state.sink_floor = {k: int(v) for k, v in checkpoint.meta.get("sink_floor", {}).items()}
         for kind, sink in self.sinks.items():
@@ -280,6 +300,8 @@ class KafkaWorker:
             if keys:
                 state.published[sink.topic] = keys
                 state.replay_until = max(state.replay_until, highest)
+                if kind == "alerts":
+                    state.published_counts = published_alert_counts(keys)
         log.info("partition %s: resumed at offset %d; %d output record(s) already published past it",
                  name, state.offset + 1, sum(len(k) for k in state.published.values()))
         return state
@@ -313,6 +335,7 @@ class KafkaWorker:
         idle_since = time.monotonic()
         tune_gc_for_hot_loop()
         try:
+            self.dispatcher = start_dispatcher(self.store, self.spec.alerting, self.spec.name)
             while not self._stop.is_set():
                 messages = self.consumer.consume(num_messages=batch_size, timeout=max_wait)
                 parts = split_by_partition(messages) if messages else []
@@ -337,14 +360,13 @@ class KafkaWorker:
             self.stats.finished = time.monotonic()
             self.consumer.close()  # leaves the group: the revocation callback finds nothing left to save
             self.producer.close()
+            if self.dispatcher is not None:
+                self.dispatcher.stop()
             self.health.write(force=True)
         return self.stats
 
     def _process(self, parts: list[PartitionBatch]) -> None:
-        anomalies_all: list[dict[str, Any]] = []
-        alerts_all: list[dict[str, Any]] = []
-        dead_all: list[dict[str, Any]] = []
-        scored_rows: list[dict[str, Any]] = []
+        batches: list[BatchOutputs] = []
         processed: list[tuple[PartitionState, ScoredBatch]] = []
         for part in parts:
             state = self.states[part.partition]
@@ -357,26 +379,21 @@ class KafkaWorker:
                     positions=part.batch.positions[keep], next_position=part.batch.next_position,
                     lines=[part.batch.lines[i] for i in keep.tolist()]), [part.messages[i] for i in keep.tolist()])
             scored = state.pipeline.process_raw(part.batch, f"kafka:{state.name}")
-            anomalies = scored.anomaly_records(self.spec.detector.kind)
-            alerts = alerts_from_anomalies(anomalies)
-            dead = [d.as_row() for d in scored.dead_letters]
-            anomalies_all += anomalies
-            alerts_all += alerts
-            dead_all += dead
-            if self.spec.store.scored_events:
-                scored_rows += _scored_rows(scored)
-            self._send(state, part, scored, anomalies, alerts, dead)
+            outputs = state.outputs.prepare(scored)
+            batches.append(outputs)
+            self._send(state, part, scored, outputs)
             state.offset = int(part.batch.positions[-1])
             if state.offset > state.replay_until and state.published:
-                state.published = {}
+                state.published, state.published_counts = {}, {}
             processed.append((state, scored))
         if not processed:
             return
-        if anomalies_all or dead_all or scored_rows:
-            self._retry("store", lambda: self.store.write_batch(
-                self.spec.name, anomalies=anomalies_all, alerts=alerts_all, dead_letters=dead_all, scored_events=scored_rows))
+        if any(batches):
+            self._retry("store", lambda: self._write(batches))
         if self.sinks:
             self._retry("kafka", lambda: self.producer.acknowledge(timeout=self.settings.retry_max))
+        if self.dispatcher is not None and any(b.changes.deliveries for b in batches):
+            self.dispatcher.wake()
         if self.cache is not None:
             self._update_cache([scored for _, scored in processed])
         for _, scored in processed:
@@ -385,30 +402,18 @@ class KafkaWorker:
                 self.on_batch(scored, self.stats)
         self.health.events = self.stats.events
 
-    def _send(self, state: PartitionState, part: PartitionBatch, scored: ScoredBatch,
-              anomalies: list[dict[str, Any]], alerts: list[dict[str, Any]], dead: list[dict[str, Any]]) -> None:
+    def _write(self, batches: list[BatchOutputs]) -> None:
+        """Every partition's outputs of one consume() call in one store transaction."""
+        with self.store.engine.begin() as conn:
+            write_outputs(conn, self.store, self.spec.name, self.spec.alerting, batches)
+
+    def _send(self, state: PartitionState, part: PartitionBatch, scored: ScoredBatch, outputs: BatchOutputs) -> None:
         """Hand the partition's outputs to the producer (acknowledged later, for the whole consume() call)."""
         p = str(state.partition).encode()
         alerts_sink, dlq_sink, scored_sink = self.sinks.get("alerts"), self.sinks.get("dlq"), self.sinks.get("scored")
-        if alerts_sink is not None and alerts:
-            skip = state.published.get(alerts_sink.topic, ())
-            by_event = {a["event_id"]: a for a in anomalies}
-            positions = scored.events.positions
-            row_of = {str(scored.events.ids[r]): r for r in scored.anomaly_rows.tolist()}
-            rows = [row_of[a["first_event_id"]] for a in alerts]
-            offsets = positions[rows]
-            stamps = part.timestamps_ms(offsets)
-            for alert, offset, stamp in zip(alerts, offsets.tolist(), stamps):
-                key = alert["first_event_id"].encode()
-                if key in skip:
-                    continue
-                anomaly = by_event[alert["first_event_id"]]
-                value = _encode({"pipeline": self.spec.name, "event_id": alert["first_event_id"], "entity": alert["entity"],
-                                 "event_time": alert["event_time"], "severity": alert["severity"], "score": alert["score"],
-                                 "score_100": anomaly["score_100"], "explanation": alert["explanation"],
-                                 "fields": anomaly["fields"], "partition": state.partition, "offset": offset})
-                alerts_sink.send(state.partition, key, value, [(PARTITION_HEADER, p), (OFFSET_HEADER, str(offset).encode()),
-                                                               (SOURCE_TS_HEADER, str(stamp).encode())])
+        if alerts_sink is not None and outputs.changes.log:
+            self._send_alert_changes(alerts_sink, state, part, scored, outputs)
+        dead = outputs.dead_letters
         if dlq_sink is not None and dead:
             skip = state.published.get(dlq_sink.topic, ())
             for row in dead:
@@ -426,6 +431,53 @@ class KafkaWorker:
                                  "score": float(scored.score[r]), "is_anomaly": bool(scored.is_anomaly[r])})
                 scored_sink.send(state.partition, str(events.ids[r]).encode(), value,
                                  [(PARTITION_HEADER, p), (OFFSET_HEADER, str(int(events.positions[r])).encode())])
+
+    def _send_alert_changes(self, sink: TopicSink, state: PartitionState, part: PartitionBatch, scored: ScoredBatch,
+                            outputs: BatchOutputs) -> None:
+        """One record per alert change: the alert as of the anomaly that changed it (docs/streaming.md).
+
+        While replaying past a checkpoint, a change is skipped when the topic already holds a change
+        of the same alert at the same or a higher count (or its resolution): the replay may cut the
+        stream differently, and counts on the topic must only grow."""
+        log = outputs.changes.log
+        p = str(state.partition).encode()
+        caused = [change.anomaly for change in log if change.anomaly is not None]
+        offsets = scored.events.positions[scored.anomaly_rows[caused]].tolist() if caused else []
+        stamps = iter(part.timestamps_ms(np.asarray(offsets, dtype=np.int64)) if caused else [])
+        offsets_of = iter(offsets)
+        published = state.published.get(sink.topic, ())
+        counts = state.published_counts
+        batch_end = int(part.batch.positions[-1])
+        for change in log:
+            alert, detail = change.alert, change.detail
+            alert_key, kind = alert["alert_key"], change.kind
+            if change.anomaly is None:  # resolved: no anomaly caused it; the watermark passed within this batch
+                offset, stamp = batch_end, None
+                key = alert_change_key(alert_key, None)
+                if key in published:
+                    continue
+            else:
+                offset, stamp = next(offsets_of), next(stamps)
+                key = alert_change_key(alert_key, alert["count"])
+                if counts.get(alert_key, 0) >= alert["count"]:
+                    continue
+                if kind == "opened" and alert_key in counts:
+                    kind = "updated"  # its opening is on the topic already, at a lower count
+            value = _encode({
+                "change": kind, "alert_key": alert_key, "pipeline": self.spec.name, "entity": alert["entity"],
+                "pattern": detail["pattern"], "severity": alert["severity"], "status": alert["status"],
+                "count": alert["count"], "score": alert["score"], "score_100": round(alert["score"] * 100.0, 2),
+                "first_event_id": alert["first_event_id"], "event_id": change.event_id,
+                "window_start": detail["window_start"], "window_end": detail["window_end"],
+                "last_event_time": detail["last_event_time"], "suppressed": detail["suppressed"],
+                "budget_cutoff": detail["budget_cutoff"], "rule": detail["rule"], "channels": detail["channels"],
+                "explanation": alert["explanation"], "attributes": detail["attributes"],
+                "partition": state.partition, "offset": offset,
+            })
+            headers = [(PARTITION_HEADER, p), (OFFSET_HEADER, str(offset).encode())]
+            if stamp is not None:
+                headers.append((SOURCE_TS_HEADER, str(stamp).encode()))
+            sink.send(state.partition, key, value, headers)
 
     def _update_cache(self, batches: list[ScoredBatch]) -> None:
         try:
@@ -461,8 +513,10 @@ class KafkaWorker:
                 if acked is not None:
                     state.sink_floor[sink.topic] = max(state.sink_floor.get(sink.topic, 0), acked + 1)
             meta = {"pipeline": self.spec.name, "worker": self.worker_id, "pid": os.getpid(),
-                    "sink_floor": dict(state.sink_floor), "events_seen": state.pipeline.events_seen}
+                    "sink_floor": dict(state.sink_floor), "events_seen": state.pipeline.events_seen,
+                    "alerts_open": state.outputs.alerts.open_alerts}
             snapshot = state.pipeline.state_dict()  # copies: later batches cannot change it
+            snapshot.update(state.outputs.state_dict())  # a fresh JSON string array, also a copy
             if background:
                 future = self._checkpoint_writer.submit(self.checkpoints.save, state.name, snapshot, state.offset, meta=meta)
                 state.pending = (state.offset, snapshot, meta, future)
@@ -506,13 +560,6 @@ class KafkaWorker:
                 self.consumer.commit(offsets=offsets, asynchronous=True)
             except KafkaException as error:
                 log.info("offset commit failed (advisory): %s", error)
-
-
-def _scored_rows(scored: ScoredBatch) -> list[dict[str, Any]]:
-    rows = np.flatnonzero(scored.scored) if scored.scored is not None else np.empty(0, dtype=np.int64)
-    events = scored.events
-    return [{"event_id": str(events.ids[i]), "entity": str(events.keys[i]), "event_time": float(events.times[i]),
-             "score": float(scored.score[i]), "is_anomaly": bool(scored.is_anomaly[i])} for i in rows.tolist()]
 
 
 # --- processes --------------------------------------------------------------------

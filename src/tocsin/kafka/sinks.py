@@ -9,9 +9,9 @@ crash duplicates or loses alerts. (The tansu broker used in tests also turns
 out to commit, not abort, a fenced producer's open transaction, and shows
 aborted records to readers.) Instead:
 
-* every record carries its identity: the key (the event id for alerts,
-  ``topic/partition/offset`` for dead letters) and headers naming the input
-  partition and offset;
+* every record carries its identity: the key (``{alert_key}/{count}`` or
+  ``{alert_key}/resolved`` for alert changes, ``topic/partition/offset`` for
+  dead letters) and headers naming the input partition and offset;
 * input partition ``p`` writes to output partition ``p % partitions``, with an
   idempotent producer (no duplicates from the client's own retries);
 * a checkpoint records, per output topic, an offset below which nothing of a
@@ -20,6 +20,14 @@ aborted records to readers.) Instead:
   that offset to its end and collects the keys already published for ``p``
   (:meth:`TopicSink.published_keys`); while replaying up to the highest input
   offset among them it does not produce those keys again.
+
+Alert changes need one more rule, because a replay may cut the stream into
+batches differently: an alert's change is keyed by its anomaly count, and the
+record for count *n* is the alert as of its *n*-th anomaly whatever the cut, but
+the replay may report it at counts the first run did not (5 where it reported
+3 and 10). So while replaying, a change is not produced when the topic already
+holds one of the same alert at the same or a higher count
+(:func:`published_alert_counts`): per alert, counts on the topic only grow.
 
 A killed worker's in-flight records land (or not) long before its partitions
 are reassigned (the group waits a session timeout), so the read sees them.
@@ -46,6 +54,30 @@ OFFSET_HEADER = "tocsin-offset"
 SOURCE_TS_HEADER = "tocsin-source-ts"
 REASON_HEADER = "tocsin-reason"
 SOURCE_HEADER = "tocsin-source"
+
+
+def alert_change_key(alert_key: str, count: int | None) -> bytes:
+    """The key of an alert change on the alerts topic: the alert as of its ``count``-th anomaly, or
+    its resolution (``count`` None). The same change gets the same key however the stream is cut.
+
+    >>> alert_change_key("card7:rate:1767229200000", 12), alert_change_key("card7:rate:1767229200000", None)
+    (b'card7:rate:1767229200000/12', b'card7:rate:1767229200000/resolved')
+    """
+    return f"{alert_key}/{'resolved' if count is None else count}".encode()
+
+
+def published_alert_counts(keys: set[bytes]) -> dict[str, int]:
+    """Per alert key, the highest count among the alert-change ``keys`` (resolutions not counted).
+
+    >>> published_alert_counts({b"c1:rate:1/3", b"c1:rate:1/10", b"c1:rate:1/resolved", b"c/2:amount:5/1"})
+    {'c/2:amount:5': 1, 'c1:rate:1': 10}
+    """
+    counts: dict[str, int] = {}
+    for key in sorted(keys):
+        alert_key, _, suffix = key.decode().rpartition("/")
+        if suffix.isdigit():
+            counts[alert_key] = max(counts.get(alert_key, 0), int(suffix))
+    return counts
 
 
 class SinkError(RuntimeError):
