@@ -45,7 +45,7 @@ class KafkaSource(_Model):
     brokers: str = Field("127.0.0.1:9092", description="bootstrap servers, comma-separated; env TOCSIN_KAFKA_BROKERS")
     topic: str = Field("events", description="the events topic; env TOCSIN_KAFKA_TOPIC")
     group: str = Field("tocsin", description="consumer group id; env TOCSIN_KAFKA_GROUP")
-    alerts_topic: str | None = Field("alerts", description="alerts are produced here keyed by event id; null: none")
+    alerts_topic: str | None = Field("alerts", description="alert changes (opened, updated, resolved) are produced here keyed {alert_key}/{count}; null: none")
     dlq_topic: str | None = Field("dead-letters", description="dead letters, raw bytes with the reason in headers; null: none")
     scored_topic: str | None = Field(None, description="every scored event (at-least-once, keyed by event id); null: none")
     client: dict[str, Any] = Field(
