@@ -39,3 +39,27 @@ def test_non_strings_are_interned_by_their_text():
     index = KeyIndex()
     assert index.ids(np.array([1, "1", 2.5], dtype=object)).tolist() == [0, 0, 1]
     assert index.values() == ["1", "2.5"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(first=st.lists(words, max_size=40), later=st.lists(st.lists(words, max_size=200), max_size=4))
+def test_a_snapshot_is_unchanged_by_later_keys_and_restores_exactly(first, later):
+    # The snapshot holds views of the arena, not copies: keys added after it (and the growth
+    # they cause) must not reach it.
+    index = KeyIndex()
+    index.ids(np.array(first, dtype=object))
+    snapshot = index.state_dict()
+    frozen = {name: array.copy() for name, array in snapshot.items()}
+    for batch in later:
+        index.ids(np.array(batch + [f"new-{i}" for i in range(300)], dtype=object))
+    assert all(np.array_equal(snapshot[name], frozen[name]) for name in frozen)
+    restored = KeyIndex()
+    restored.load_state_dict(snapshot)
+    assert restored.values() == list(dict.fromkeys(first))
+
+
+def test_loads_the_earlier_string_array_format():
+    restored = KeyIndex()
+    restored.load_state_dict({"values": np.array(["b", "a", "日本"], dtype=np.str_)})
+    assert restored.values() == ["b", "a", "日本"]
+    assert restored.ids(np.array(["a", "c"], dtype=object)).tolist() == [1, 3]

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from tocsin.checkpoint.base import Checkpoint, CheckpointError, CheckpointStore, pack_checkpoint, unpack_checkpoint
+from tocsin.checkpoint.base import Checkpoint, CheckpointError, CheckpointStore, checkpoint_arrays, unpack_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +102,14 @@ class LocalCheckpointStore(CheckpointStore):
         meta: dict[str, Any] | None = None,
     ) -> Checkpoint:
         stem = file_stem(partition)
-        blob, created_at = pack_checkpoint(partition, state, offset, meta)  # raises before any file is touched
+        arrays, created_at = checkpoint_arrays(partition, state, offset, meta)  # raises before any file is touched
 
         self._remove_stale_temps(stem)
         fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=f".{stem}.", suffix=_TMP_SUFFIX)
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(blob)
+                np.savez(f, **arrays)  # the same bytes as pack_checkpoint's blob, straight to the file
                 f.flush()
                 os.fsync(f.fileno())
             current = self.directory / (stem + _SUFFIX)

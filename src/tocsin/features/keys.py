@@ -168,11 +168,23 @@ class KeyIndex:
         return list(self._values)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {"values": np.array(self.values(), dtype=np.str_)}
+        """The strings as their UTF-32 code points and offsets: views, not copies.
+
+        New keys are only ever appended past ``offsets[n]`` (a growth copies into a new array and
+        leaves the old one to the views), so the views cannot change after this call. Building a
+        string array instead took ~16 ms per 100k keys, in line, at every checkpoint."""
+        n = len(self._values)
+        offsets = self._offsets[: n + 1]
+        return {"codepoints": self._arena[: int(offsets[-1])], "offsets": offsets}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self.__init__()
-        values = [str(v) for v in state["values"].tolist()]
+        if "values" in state:  # the format before code points
+            values = [str(v) for v in state["values"].tolist()]
+        else:
+            offsets = state["offsets"].tolist()
+            text = np.ascontiguousarray(state["codepoints"], dtype=np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
+            values = [text[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
         if values:
             self.ids(np.array(values, dtype=object))
         if len(self._values) != len(values):
