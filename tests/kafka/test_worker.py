@@ -13,12 +13,13 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from tocsin.engine.worker import KafkaWorker
-from tocsin.kafka.admin import read_topic
+from tocsin.kafka.admin import create_topics, headers_of, read_topic
 from tocsin.kafka.config import StreamSettings, open_checkpoint_store
 from tocsin.kafka.producer import produce_events
-from tocsin.kafka.sinks import REASON_HEADER
+from tocsin.kafka.sinks import OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER
 from tocsin.spec import parse_spec
 from tocsin.store.sql import Store
 
@@ -216,3 +217,29 @@ def test_store_outage_pauses_and_resumes_without_loss(tmp_path, kafka_brokers, p
     alerts = stored_alerts(url)
     assert alerts and alert_summary(alerts) == alert_summary(stored_alerts(reference))
     check_topic_matches_store(alert_records(kafka_brokers, names["alerts_topic"]), alerts)
+
+
+def test_scored_topic_carries_every_scored_event_once_with_its_input_offset(tmp_path, kafka_brokers):
+    data = small_spec_data(f"sqlite:///{tmp_path}/store.db", tmp_path / "ck")
+    data["store"]["scored_events"] = True  # the topic and the store get the same rows
+    names = topics(kafka_brokers)
+    names["scored_topic"] = f"scored-{names['topic']}"
+    create_topics({"bootstrap.servers": kafka_brokers}, {names["scored_topic"]: 2})
+    produce_events({"bootstrap.servers": kafka_brokers}, names["topic"], simulator(data), 12_000)
+    stats = KafkaWorker(parse_spec(data), kafka_source(kafka_brokers, names), StreamSettings(checkpoint_url=str(tmp_path / "ck")),
+                        idle_exit=2.0).run()
+    inputs = {json.loads(m.value())["tx_id"]: (m.partition(), m.offset())
+              for m in read_topic({"bootstrap.servers": kafka_brokers}, names["topic"])}
+    records = list(read_topic({"bootstrap.servers": kafka_brokers}, names["scored_topic"]))
+    values = [json.loads(m.value()) for m in records]
+    assert 0 < len(records) == stats.scored < stats.events  # the warm-up events are not scored
+    assert len({v["event_id"] for v in values}) == len(values)
+    for message, value in zip(records, values):
+        headers = headers_of(message)
+        assert message.key().decode() == value["event_id"]
+        assert (int(headers[PARTITION_HEADER]), int(headers[OFFSET_HEADER])) == inputs[value["event_id"]]
+        assert set(value) == {"event_id", "entity", "event_time", "score", "is_anomaly"}
+    store = Store(data["store"]["url"])
+    with store.engine.connect() as conn:
+        stored = {row.event_id: (row.score, row.is_anomaly) for row in conn.execute(text("select event_id, score, is_anomaly from scored_events"))}
+    assert stored == {v["event_id"]: (v["score"], v["is_anomaly"]) for v in values}
