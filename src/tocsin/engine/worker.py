@@ -63,7 +63,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 
 from tocsin.checkpoint.base import CheckpointStore
 from tocsin.engine.gc_tuning import tune_gc_for_hot_loop
-from tocsin.engine.outputs import BatchOutputs, OutputWriter, start_dispatcher, write_outputs
+from tocsin.engine.outputs import BatchOutputs, OutputWriter, scored_event_rows, start_dispatcher, write_outputs
 from tocsin.engine.pipeline import Pipeline, ScoredBatch
 from tocsin.engine.runner import RunStats
 from tocsin.kafka.config import KafkaSource, StreamSettings, open_checkpoint_store
@@ -445,13 +445,11 @@ class KafkaWorker:
                     (PARTITION_HEADER, p), (OFFSET_HEADER, str(row["position"]).encode()),
                     (REASON_HEADER, row["reason"].encode()), (SOURCE_HEADER, row["source"].encode())])
         if scored_sink is not None:
-            rows = np.flatnonzero(scored.scored) if scored.scored is not None else np.empty(0, dtype=np.int64)
-            events = scored.events
-            for r in rows.tolist():
-                value = _encode({"event_id": events.ids[r], "entity": events.keys[r], "event_time": float(events.times[r]),
-                                 "score": float(scored.score[r]), "is_anomaly": bool(scored.is_anomaly[r])})
-                scored_sink.send(state.partition, str(events.ids[r]).encode(), value,
-                                 [(PARTITION_HEADER, p), (OFFSET_HEADER, str(int(events.positions[r])).encode())])
+            rows = outputs.scored_events or scored_event_rows(scored)  # the store's rows, when it keeps them too
+            positions = scored.events.positions[np.flatnonzero(scored.scored)].tolist() if rows else []
+            for row, position in zip(rows, positions):
+                scored_sink.send(state.partition, row["event_id"].encode(), _encode(row),
+                                 [(PARTITION_HEADER, p), (OFFSET_HEADER, str(position).encode())])
 
     def _send_alert_changes(self, sink: TopicSink, state: PartitionState, part: PartitionBatch, scored: ScoredBatch,
                             outputs: BatchOutputs) -> None:
@@ -546,7 +544,7 @@ class KafkaWorker:
             meta = {"pipeline": self.spec.name, "worker": self.worker_id, "pid": os.getpid(),
                     "sink_floor": dict(state.sink_floor), "events_seen": state.pipeline.events_seen,
                     "alerts_open": state.outputs.alerts.open_alerts}
-            snapshot = state.pipeline.state_dict()  # copies: later batches cannot change it
+            snapshot = state.pipeline.state_dict()  # copies (or views of append-only data): later batches cannot change it
             state.snapshot_at = time.monotonic()
             snapshot.update(state.outputs.state_dict())  # a fresh JSON string array, also a copy
             if background:
