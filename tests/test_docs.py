@@ -5,14 +5,13 @@ from pathlib import Path
 import pytest
 
 from tocsin import spec
-from tocsin.kafka.config import KafkaSource, StreamSettings
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "spec.md").read_text()
 MODELS = [
-    spec.SimulatorSource, spec.FileSource, KafkaSource, spec.SchemaSpec, spec.WindowFeature, spec.DecayedStatsFeature,
+    spec.SimulatorSource, spec.FileSource, spec.KafkaSource, spec.SchemaSpec, spec.WindowFeature, spec.DecayedStatsFeature,
     spec.RecencyFeature, spec.VelocityFeature, spec.NoveltyFeature, spec.ValueFeature, spec.DetectorSpec,
     spec.CalibrationSpec, spec.ThresholdSpec, spec.SeveritySpec, spec.StoreSpec, spec.CheckpointSpec, spec.RunnerSpec,
-    StreamSettings,
+    spec.StreamSettings, spec.MetricsSpec,
 ]
 
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from tocsin.alerting import AlertChanges, AlertingSpec, AlertManager, alert_documents, write_changes
+from tocsin.vocabulary import ALERT_SEVERITIES
 
-__all__ = ["ALERT_SEVERITIES", "AlertChanges", "AlertManager", "AlertingSpec", "alert_documents", "alerts_from_anomalies", "write_changes"]
+__all__ = ["AlertChanges", "AlertManager", "AlertingSpec", "alert_documents", "alerts_from_anomalies", "write_changes"]
 
-ALERT_SEVERITIES = ("warning", "critical")
 
 
 def alerts_from_anomalies(anomalies: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 
-from tocsin.alerting.config import AlertingSpec
+from tocsin.spec.alerting import AlertingSpec
 from tocsin.alerting.dispatcher import Dispatcher
 from tocsin.store.sql import Store
 

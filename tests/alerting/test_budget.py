@@ -9,7 +9,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tocsin.alerting.budget import DAY, AlertBudget
-from tocsin.alerting.config import AlertingSpec
+from tocsin.spec.alerting import AlertingSpec
 from tocsin.alerting.manager import AlertManager
 from tocsin.alerting.metrics import register_alert_metrics
 

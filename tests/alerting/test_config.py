@@ -1,4 +1,4 @@
-"""Tests for src/tocsin/alerting/config.py: the docs' recipe validates; mistakes name the field."""
+"""Tests for src/tocsin/spec/alerting.py (and the channels built from it): the docs' recipe validates; mistakes name the field."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from tocsin.alerting.channels import build_channels
-from tocsin.alerting.config import AlertingSpec
+from tocsin.spec.alerting import AlertingSpec
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "alerting.md"
 

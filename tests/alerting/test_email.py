@@ -12,7 +12,7 @@ from aiosmtpd.controller import Controller  # noqa: E402
 from aiosmtpd.smtp import AuthResult  # noqa: E402
 
 from tocsin.alerting.channels.email import message_id  # noqa: E402
-from tocsin.alerting.config import AlertingSpec  # noqa: E402
+from tocsin.spec.alerting import AlertingSpec  # noqa: E402
 from tocsin.alerting.dispatcher import Dispatcher  # noqa: E402
 from tocsin.alerting.manager import AlertManager  # noqa: E402
 from tocsin.alerting.outbox import delivery_rows  # noqa: E402

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tocsin.alerting.config import AlertingSpec
+from tocsin.spec.alerting import AlertingSpec
 from tocsin.alerting.dispatcher import Dispatcher
 from tocsin.alerting.manager import AlertManager
 from tocsin.alerting.outbox import delivery_rows

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tocsin.alerting.config import AlertingSpec
+from tocsin.spec.alerting import AlertingSpec
 from tocsin.alerting.dispatcher import Dispatcher
 from tocsin.alerting.manager import AlertManager
 from tocsin.alerting.outbox import delivery_rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tocsin.alerting.config import AlertingSpec
+from tocsin.spec.alerting import AlertingSpec
 from tocsin.alerting.manager import AlertManager
 
 from tests.alerting.helpers import T0, anomaly, burst

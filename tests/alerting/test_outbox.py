@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tocsin.alerting.config import AlertingSpec
+from tocsin.spec.alerting import AlertingSpec
 from tocsin.alerting.manager import AlertManager
 from tocsin.alerting.outbox import alert_documents, delivery_rows
 from tocsin.alerting.tables import ensure_tables

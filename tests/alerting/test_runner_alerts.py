@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tocsin.alerting.config import AlertingSpec
+from tocsin.spec.alerting import AlertingSpec
 from tocsin.alerting.outbox import alert_documents, delivery_rows
 from tocsin.checkpoint.local import LocalCheckpointStore
 from tocsin.engine.runner import Runner

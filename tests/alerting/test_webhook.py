@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tocsin.alerting.channels import build_channels, verify_signature
-from tocsin.alerting.config import AlertingSpec
+from tocsin.spec.alerting import AlertingSpec
 from tocsin.alerting.dispatcher import Dispatcher
 from tocsin.alerting.manager import AlertManager
 from tocsin.alerting.outbox import alert_documents, delivery_rows

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tocsin.checkpoint.postgres import SqlCheckpointStore
-from tocsin.kafka.config import open_checkpoint_store
+from tocsin.checkpoint import open_checkpoint_store
 
 from ._contract import check_contract
 

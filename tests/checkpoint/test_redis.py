@@ -8,7 +8,7 @@ import pytest
 from tocsin.checkpoint.base import CheckpointError
 from tocsin.checkpoint.base import pack_checkpoint, unpack_checkpoint
 from tocsin.checkpoint.redis import RedisCheckpointStore
-from tocsin.kafka.config import open_checkpoint_store
+from tocsin.checkpoint import open_checkpoint_store
 
 from ._contract import check_contract
 

@@ -18,9 +18,9 @@ import yaml
 
 from tocsin.alerting.outbox import alert_documents
 from tocsin.kafka.admin import create_topics, headers_of, read_topic
-from tocsin.kafka.config import KafkaSource, StreamSettings
+from tocsin.spec import KafkaSource, StreamSettings
 from tocsin.simulate import TransactionSimulator
-from tocsin.spec import parse_spec
+from tocsin.spec import PipelineSpec, parse_spec
 from tocsin.store.sql import Store
 
 REFERENCE = Path(__file__).resolve().parents[2] / "src" / "tocsin" / "specs" / "transactions.yaml"
@@ -57,10 +57,15 @@ def kafka_source(brokers: str, names: dict[str, str], group: str | None = None) 
                        session_timeout_ms=SESSION_TIMEOUT_MS, max_poll_interval_ms=60_000, **names)
 
 
+def worker_spec(spec_data: dict[str, Any], source: KafkaSource, settings: StreamSettings) -> PipelineSpec:
+    """The spec a worker runs: ``spec_data`` with ``source`` and ``settings`` as its source and stream sections."""
+    return parse_spec({**spec_data, "source": source.model_dump(mode="json"), "stream": settings.model_dump(mode="json")})
+
+
 def start_worker(tmp: Path, spec_data: dict[str, Any], source: KafkaSource, settings: StreamSettings, worker_id: str,
                  idle_exit: float | None = None) -> subprocess.Popen:
-    config = {"spec": spec_data, "source": source.model_dump(mode="json"), "settings": settings.model_dump(mode="json"),
-              "worker_id": worker_id, "idle_exit": idle_exit}
+    spec = worker_spec(spec_data, source, settings)
+    config = {"spec": spec.model_dump(mode="json", by_alias=True), "worker_id": worker_id, "idle_exit": idle_exit}
     path = tmp / f"worker-{worker_id}-{uuid.uuid4().hex[:6]}.json"
     path.write_text(json.dumps(config))
     log = open(tmp / f"worker-{worker_id}.log", "ab")

@@ -9,11 +9,10 @@ import pytest
 
 from tocsin.checkpoint.local import LocalCheckpointStore
 from tocsin.engine.worker import KafkaWorker
-from tocsin.kafka.config import StreamSettings
+from tocsin.spec import StreamSettings
 from tocsin.kafka.producer import produce_events
-from tocsin.spec import parse_spec
 
-from .helpers import kafka_source, last_offsets, simulator, small_spec_data, topics
+from .helpers import kafka_source, last_offsets, simulator, small_spec_data, topics, worker_spec
 from .test_worker import assert_same, run_reference, stored_scores
 
 pytestmark = pytest.mark.kafka
@@ -53,7 +52,7 @@ def test_background_writes_and_their_failures_lose_nothing(tmp_path, kafka_broke
     producer = threading.Thread(target=produce_events, args=(client, names["topic"], sim, 45_000),
                                 kwargs={"rate": 7_000, "start_position": 5_000})
     checkpoints = FlakyInBackground(tmp_path / "ck" / data["name"], failures=2)
-    worker = KafkaWorker(parse_spec(data), kafka_source(kafka_brokers, names), StreamSettings(retry_initial=0.05),
+    worker = KafkaWorker(worker_spec(data, kafka_source(kafka_brokers, names), StreamSettings(retry_initial=0.05)),
                          checkpoints=checkpoints, idle_exit=3.0)
     producer.start()
     worker.run()

@@ -1,6 +1,6 @@
 """The group consumer's settings: what the worker's guarantees and throughput rest on."""
 
-from tocsin.kafka.config import KafkaSource
+from tocsin.spec import KafkaSource
 from tocsin.kafka.consumer import consumer_config
 
 

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from tocsin.alerting.outbox import delivery_rows
-from tocsin.kafka.config import StreamSettings, open_checkpoint_store
+from tocsin.checkpoint import open_checkpoint_store
+from tocsin.spec import StreamSettings
 from tocsin.kafka.producer import produce_events
 from tocsin.store.sql import Store
 

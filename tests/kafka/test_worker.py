@@ -17,10 +17,10 @@ from sqlalchemy import text
 
 from tocsin.engine.worker import KafkaWorker
 from tocsin.kafka.admin import create_topics, headers_of, read_topic
-from tocsin.kafka.config import StreamSettings, open_checkpoint_store
+from tocsin.checkpoint import open_checkpoint_store
+from tocsin.spec import StreamSettings
 from tocsin.kafka.producer import produce_events
 from tocsin.kafka.sinks import OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER
-from tocsin.spec import parse_spec
 from tocsin.store.sql import Store
 
 from .helpers import (
@@ -36,6 +36,7 @@ from .helpers import (
     stored_alerts,
     topics,
     wait_checkpointed,
+    worker_spec,
 )
 
 pytestmark = pytest.mark.kafka
@@ -47,7 +48,7 @@ def reference_run(tmp_path, brokers, names, data) -> str:
     ref["store"]["scored_events"] = data["store"].get("scored_events", False)
     ref["alerting"] = data.get("alerting", {})
     source = kafka_source(brokers, {"topic": names["topic"], "alerts_topic": None, "dlq_topic": None})
-    KafkaWorker(parse_spec(ref), source, StreamSettings(checkpoint_url=str(tmp_path / "reference-ck")), idle_exit=2.0).run()
+    KafkaWorker(worker_spec(ref, source, StreamSettings(checkpoint_url=str(tmp_path / "reference-ck"))), idle_exit=2.0).run()
     return ref["store"]["url"]
 
 
@@ -72,7 +73,7 @@ def test_poison_records_reach_the_dlq_with_reasons_and_the_rest_is_processed(tmp
     names = topics(kafka_brokers)
     sent = produce_events({"bootstrap.servers": kafka_brokers}, names["topic"], simulator(data), 30_000, malformed_share=0.05)
     assert 1_000 < sent["malformed"] < 2_000
-    worker = KafkaWorker(parse_spec(data), kafka_source(kafka_brokers, names), StreamSettings(checkpoint_url=str(tmp_path / "ck")),
+    worker = KafkaWorker(worker_spec(data, kafka_source(kafka_brokers, names), StreamSettings(checkpoint_url=str(tmp_path / "ck"))),
                          idle_exit=2.0)
     stats = worker.run()
     assert stats.dead_letters == sent["malformed"] and stats.events == 30_000 - sent["malformed"]
@@ -226,7 +227,7 @@ def test_scored_topic_carries_every_scored_event_once_with_its_input_offset(tmp_
     names["scored_topic"] = f"scored-{names['topic']}"
     create_topics({"bootstrap.servers": kafka_brokers}, {names["scored_topic"]: 2})
     produce_events({"bootstrap.servers": kafka_brokers}, names["topic"], simulator(data), 12_000)
-    stats = KafkaWorker(parse_spec(data), kafka_source(kafka_brokers, names), StreamSettings(checkpoint_url=str(tmp_path / "ck")),
+    stats = KafkaWorker(worker_spec(data, kafka_source(kafka_brokers, names), StreamSettings(checkpoint_url=str(tmp_path / "ck"))),
                         idle_exit=2.0).run()
     inputs = {json.loads(m.value())["tx_id"]: (m.partition(), m.offset())
               for m in read_topic({"bootstrap.servers": kafka_brokers}, names["topic"])}

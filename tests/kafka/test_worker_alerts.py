@@ -16,7 +16,7 @@ from tocsin.checkpoint.local import LocalCheckpointStore
 from tocsin.engine.runner import Runner
 from tocsin.engine.worker import KafkaWorker
 from tocsin.kafka.admin import read_topic
-from tocsin.kafka.config import StreamSettings
+from tocsin.spec import StreamSettings
 from tocsin.kafka.producer import event_lines, events_producer
 from tocsin.kafka.sinks import OFFSET_HEADER, PARTITION_HEADER, SOURCE_TS_HEADER
 from tocsin.spec import parse_spec
@@ -33,6 +33,7 @@ from .helpers import (
     small_spec_data,
     stored_alerts,
     topics,
+    worker_spec,
 )
 from .test_worker import reference_run
 
@@ -74,7 +75,7 @@ def test_a_card_testing_burst_in_one_partition_is_one_alert_with_the_count_in_th
                         "routes": [{"match": {"severity": ["critical"]}, "channels": ["db", "hook"]}]}
     names = topics(kafka_brokers, partitions=2)
     publish(kafka_brokers, names["topic"], events)
-    worker = KafkaWorker(parse_spec(data), kafka_source(kafka_brokers, names), StreamSettings(checkpoint_url=str(tmp_path / "ck")),
+    worker = KafkaWorker(worker_spec(data, kafka_source(kafka_brokers, names), StreamSettings(checkpoint_url=str(tmp_path / "ck"))),
                          idle_exit=3.0)
     stats = worker.run()
     assert stats.events == len(events)
@@ -148,7 +149,7 @@ def test_a_replay_cut_into_other_batches_sends_no_key_twice_and_counts_only_grow
     checkpoints = SavesUpTo(tmp_path / "ck" / spec.name, limit=checkpoint_at - 1)
     for start, end in ((0, checkpoint_at), (checkpoint_at, 6_900)):
         publish(kafka_brokers, names["topic"], events.take(slice(start, end)))
-        KafkaWorker(spec, source, StreamSettings(), checkpoints=checkpoints, idle_exit=2.0).run()
+        KafkaWorker(worker_spec(data, source, StreamSettings()), checkpoints=checkpoints, idle_exit=2.0).run()
     assert checkpoints.load(f"{names['topic']}/0").offset == checkpoint_at - 1
     first = alert_records(kafka_brokers, names["alerts_topic"])
     lost = [r for r in first if r.value["entity"] == card and int(r.headers[OFFSET_HEADER]) >= checkpoint_at]
@@ -156,7 +157,7 @@ def test_a_replay_cut_into_other_batches_sends_no_key_twice_and_counts_only_grow
 
     publish(kafka_brokers, names["topic"], events.take(slice(6_900, len(events))))
     replay = source.model_copy(update={"fetch_max_messages": replay_batch})
-    stats = KafkaWorker(spec, replay, StreamSettings(), checkpoints=LocalCheckpointStore(tmp_path / "ck" / spec.name),
+    stats = KafkaWorker(worker_spec(data, replay, StreamSettings()), checkpoints=LocalCheckpointStore(tmp_path / "ck" / spec.name),
                         idle_exit=2.0).run()
     assert stats.events == len(events) - checkpoint_at
 
@@ -189,7 +190,7 @@ def test_the_worker_groups_budgets_and_routes_like_the_embedded_runner(tmp_path,
     data["alerting"] = alerting
     names = topics(kafka_brokers, partitions=1)
     publish(kafka_brokers, names["topic"], events)
-    KafkaWorker(parse_spec(data), kafka_source(kafka_brokers, names), StreamSettings(checkpoint_url=str(tmp_path / "worker-ck")),
+    KafkaWorker(worker_spec(data, kafka_source(kafka_brokers, names), StreamSettings(checkpoint_url=str(tmp_path / "worker-ck"))),
                 idle_exit=3.0).run()
     worker_store = Store(data["store"]["url"])
 

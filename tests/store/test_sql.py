@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.exc import IntegrityError
 
-from tocsin.store import Store, metadata, store_url
+from tocsin.store import Store, metadata
 
 
 @pytest.fixture(
@@ -96,13 +96,6 @@ def test_ping_false_when_database_unreachable(tmp_path):
     (tmp_path / "gone" / "x.db").unlink()
     (tmp_path / "gone").rmdir()
     assert s.ping() is False
-
-
-def test_store_url_env_override(monkeypatch):
-    monkeypatch.delenv("TOCSIN_STORE_URL", raising=False)
-    assert store_url("sqlite:///a.db") == "sqlite:///a.db"
-    monkeypatch.setenv("TOCSIN_STORE_URL", "postgresql+psycopg://db/tocsin")
-    assert store_url("sqlite:///a.db") == "postgresql+psycopg://db/tocsin"
 
 
 def test_writing_the_same_rows_twice_leaves_one_row_each(store):

@@ -1,6 +1,6 @@
 """Alerting: from anomalies to alerts people can act on, and their delivery.
 
-* :mod:`~tocsin.alerting.config`: the spec's ``alerting`` section;
+* :mod:`~tocsin.spec.alerting` (in the spec package): the ``alerting`` section;
 * :mod:`~tocsin.alerting.patterns`: the pattern an anomaly's explanation shows;
 * :mod:`~tocsin.alerting.budget`: the per-day alert budget and its cut-off;
 * :mod:`~tocsin.alerting.manager`: grouping, suppression, severity, lifecycle, routing;
@@ -12,7 +12,7 @@ See ``docs/alerting.md``.
 """
 
 from tocsin.alerting.budget import AlertBudget
-from tocsin.alerting.config import AlertingSpec
+from tocsin.spec import AlertingSpec
 from tocsin.alerting.manager import AlertChange, AlertChanges, AlertManager, idempotency_key
 from tocsin.alerting.outbox import alert_documents, write_changes
 

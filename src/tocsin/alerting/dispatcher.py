@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from tocsin.alerting.channels import Channel, DeliveryError, build_channels
-from tocsin.alerting.config import AlertingSpec, RetrySpec
+from tocsin.spec.alerting import AlertingSpec, RetrySpec
 from tocsin.alerting.outbox import alert_documents, claim, due_deliveries, mark_delivered, mark_failed_attempt
 from tocsin.alerting.tables import alert_deliveries, ensure_tables
 from tocsin.store.sql import Store

@@ -51,10 +51,10 @@ import msgspec
 import numpy as np
 
 from tocsin.alerting.budget import AlertBudget
-from tocsin.alerting.config import SEVERITY_ORDER, AlertingSpec, Route
 from tocsin.alerting.patterns import UNEXPLAINED, families
+from tocsin.spec.alerting import AlertingSpec, Route
+from tocsin.vocabulary import SEVERITIES, SEVERITY_ORDER
 
-SEVERITY_NAMES = ("info", "warning", "critical")
 #: the state's JSON: msgspec writes dataclasses as objects ~10x faster than json.dumps(asdict(...))
 _encode_state = msgspec.json.Encoder().encode
 
@@ -125,7 +125,7 @@ class AlertChanges:
 class AlertManager:
     """Turns a pipeline's anomaly records into grouped alerts; state is checkpointed with the pipeline.
 
-    >>> from tocsin.alerting.config import AlertingSpec
+    >>> from tocsin.spec.alerting import AlertingSpec
     >>> manager = AlertManager(AlertingSpec(window="1h"), pipeline="tx")
     >>> burst = [{"event_id": f"e{i}", "entity": "card7", "event_time": 1000.0 + i, "score": 0.9995,
     ...           "severity": "warning", "explanation": [{"feature": "count_1m"}], "fields": {}} for i in range(500)]
@@ -273,7 +273,7 @@ class AlertManager:
 
     def _matches(self, route: Route, group: Group) -> bool:
         match = route.match
-        if match.severity is not None and SEVERITY_NAMES[group.severity] not in match.severity:
+        if match.severity is not None and SEVERITIES[group.severity] not in match.severity:
             return False
         if match.pipeline is not None and self.pipeline not in match.pipeline:
             return False
@@ -331,7 +331,7 @@ class AlertManager:
         return {
             "alert_key": group.key,
             "entity": group.entity,
-            "severity": SEVERITY_NAMES[group.severity],
+            "severity": SEVERITIES[group.severity],
             "status": "open",
             "first_event_id": group.first_event_id,
             "event_time": group.window_start,

@@ -27,6 +27,7 @@ from tocsin.alerting.manager import AlertChanges
 from tocsin.alerting.tables import alert_deliveries, alert_details, ensure_tables
 from tocsin.store.sql import Store
 from tocsin.store.tables import alerts
+from tocsin.vocabulary import score_100
 
 
 @lru_cache(maxsize=None)
@@ -143,7 +144,7 @@ def alert_documents(store: Store, pipeline: str, keys: list[str] | None = None, 
     for row in deliveries:
         by_key.setdefault(row.pop("alert_key"), []).append(row)
     for doc in documents:
-        doc["score_100"] = round(doc["score"] * 100.0, 2)
+        doc["score_100"] = score_100(doc["score"])
         doc["deliveries"] = by_key.get(doc["alert_key"], [])
     return documents
 

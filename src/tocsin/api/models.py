@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tocsin.vocabulary import Severity
+
 MAX_BATCH_EVENTS = 10_000
 
-Severity = Literal["info", "warning", "critical"]
 AlertStatus = Literal["open", "acknowledged", "resolved"]
 FeedbackLabel = Literal["true_positive", "false_positive"]
 RoleName = Literal["viewer", "analyst", "admin"]

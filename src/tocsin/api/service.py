@@ -41,7 +41,7 @@ from tocsin.api.metrics import SEVERITIES, ServiceMetrics
 from tocsin.checkpoint.base import CheckpointStore
 from tocsin.engine.pipeline import Pipeline, ScoredBatch
 from tocsin.spec import PipelineSpec
-from tocsin.store.sql import Store, store_url
+from tocsin.store.sql import Store
 from tocsin.store.tables import alerts as alerts_table
 from tocsin.store.tables import anomalies as anomalies_table
 
@@ -223,7 +223,7 @@ class Service:
     ) -> None:
         self.spec = spec
         self.pipeline = pipeline or Pipeline(spec)
-        self.store = store if store is not None else Store(store_url(spec.store.url))
+        self.store = store if store is not None else Store(spec.store.url)
         self.outputs = OutputWriter(spec, self.store)
         self._output_lock = threading.Lock()
         self.lock = threading.RLock()

@@ -42,7 +42,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from tocsin.engine.worker import KafkaWorker
 from tocsin.kafka.admin import create_topics
-from tocsin.kafka.config import KafkaSource, StreamSettings
+from tocsin.spec import KafkaSource, StreamSettings
 from tocsin.kafka.producer import events_producer, produce_events
 from tocsin.kafka.sinks import SOURCE_TS_HEADER
 from tocsin.simulate import TransactionSimulator
@@ -168,8 +168,8 @@ def _throughput_run(brokers: str, spec: Any, sim: TransactionSimulator, events: 
         marks.setdefault("first", time.monotonic() - scored.seconds)
         marks["last"] = time.monotonic()
 
-    worker = KafkaWorker(spec, source, StreamSettings(checkpoint_url=str(workdir / f"ck-throughput-{trial}")), idle_exit=2.0,
-                         on_batch=on_batch)
+    stream = StreamSettings(checkpoint_url=str(workdir / f"ck-throughput-{trial}"))
+    worker = KafkaWorker(spec.model_copy(update={"source": source, "stream": stream}), idle_exit=2.0, on_batch=on_batch)
     stats = worker.run()
     seconds = marks["last"] - marks["first"]
     events_per_s = stats.events / seconds
@@ -190,8 +190,8 @@ def _latency_run(brokers: str, data: dict[str, Any], partitions: int, rate: floa
     produce_events(source.client_config(), source.topic, sim, warm, chunk=20_000, producer=producer)
     health = workdir / "latency-health.json"
     settings = StreamSettings(checkpoint_url=str(workdir / "ck-latency"), health_path=health)
-    config = {"spec": {**data, "store": {"url": f"sqlite:///{workdir / 'latency.db'}"}}, "source": source.model_dump(mode="json"),
-              "settings": settings.model_dump(mode="json"), "worker_id": "bench"}
+    config = {"spec": {**data, "store": {"url": f"sqlite:///{workdir / 'latency.db'}"}, "source": source.model_dump(mode="json"),
+                       "stream": settings.model_dump(mode="json")}, "worker_id": "bench"}
     path = workdir / "latency-worker.json"
     path.write_text(json.dumps(config))
     worker = subprocess.Popen([sys.executable, "-m", "tocsin.engine.worker", str(path)])

@@ -141,7 +141,7 @@ def run(
 
     spec = _load(spec_path)
     if spec.source.kind == "kafka":
-        return run_workers(spec_path, workers, True)
+        return run_workers(spec, workers)
     if isinstance(spec.source, FileSourceSpec):
         source = FileSource(spec.source.path, spec.source.format)
     else:

@@ -5,7 +5,6 @@ Plain functions with Typer annotations; :mod:`tocsin.cli.main` registers them.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import signal
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Optional
 import typer
 
 from tocsin.cli.common import console, write_json
+from tocsin.spec import PipelineSpec
 
 
 def produce_command(
@@ -27,37 +27,28 @@ def produce_command(
     malformed: float = typer.Option(0.0, help="share of records replaced by malformed ones (to exercise the DLQ)"),
 ) -> None:
     """Publish simulated card transactions to a Kafka topic, keyed by card."""
-    import os
-
     from tocsin.kafka.admin import create_topics
     from tocsin.kafka.producer import produce_events
     from tocsin.simulate import TransactionSimulator
+    from tocsin.spec import EnvironmentOverrides, SpecError
 
-    client = {"bootstrap.servers": brokers or os.environ.get("TOCSIN_KAFKA_BROKERS", "127.0.0.1:9092")}
-    if os.environ.get("TOCSIN_KAFKA_CONFIG"):
-        client.update(json.loads(os.environ["TOCSIN_KAFKA_CONFIG"]))
+    try:
+        client = EnvironmentOverrides.read().kafka_client(brokers)
+    except SpecError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from None
     create_topics(client, {topic: partitions})
     console.print(f"publishing {events:,} events to {topic} at {rate:,.0f}/s" if rate else f"publishing {events:,} events to {topic}")
     result = produce_events(client, topic, TransactionSimulator(users=users, seed=seed), events, rate=rate, malformed_share=malformed)
     console.print(f"published {result['events']:,} events in {result['seconds']:.1f} s ({result['events_per_s']:,.0f}/s)")
 
 
-def run_workers(
-    spec_path: Path = typer.Argument(..., metavar="SPEC", help="pipeline spec (YAML) with source.kind: kafka"),
-    workers: int = typer.Option(1, min=1, help="worker processes (each owns some partitions)"),
-    create_topics_: bool = typer.Option(True, "--create-topics/--no-create-topics", help="create missing output topics"),
-) -> None:
+def run_workers(spec: PipelineSpec, workers: int, create_topics_: bool = True) -> None:
     """Run a pipeline on Kafka with N worker processes in one consumer group; Ctrl-C or SIGTERM stops them cleanly."""
     from tocsin.engine.worker import worker_main
     from tocsin.kafka.admin import create_topics, partition_count
-    from tocsin.kafka.config import load_stream_spec
-    from tocsin.spec import SpecError
 
-    try:
-        spec, source, settings = load_stream_spec(spec_path)
-    except SpecError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(2) from None
+    source = spec.source
     if create_topics_:
         inputs = partition_count(source.client_config(), source.topic)
         outputs = [t for t in (source.alerts_topic, source.dlq_topic, source.scored_topic) if t]
@@ -65,11 +56,7 @@ def run_workers(
     console.print(f"[b]{spec.name}[/]: {workers} worker(s) on {source.topic} (group {source.group}) at {source.brokers}")
     context = multiprocessing.get_context("spawn")
     spec_data = spec.model_dump(mode="json", by_alias=True)
-    processes = [
-        context.Process(target=worker_main, name=f"tocsin-worker-{i}",
-                        args=(spec_data, source.model_dump(mode="json"), settings.model_dump(mode="json"), str(i)))
-        for i in range(workers)
-    ]
+    processes = [context.Process(target=worker_main, name=f"tocsin-worker-{i}", args=(spec_data, str(i))) for i in range(workers)]
     for process in processes:
         process.start()
 

@@ -39,7 +39,7 @@ from tocsin.engine.outputs import OutputWriter
 from tocsin.engine.pipeline import Pipeline, ScoredBatch
 from tocsin.sources.base import Source
 from tocsin.spec import PipelineSpec
-from tocsin.store.sql import Store, store_url
+from tocsin.store.sql import Store
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class Runner:
         self.spec = spec
         self.source = source
         self.pipeline = pipeline or Pipeline(spec)
-        self.store = store if store is not None else Store(store_url(spec.store.url))
+        self.store = store if store is not None else Store(spec.store.url)
         self.outputs = OutputWriter(spec, self.store, alerting=alerting, dispatch=dispatch)
         self.alerting = self.outputs.alerting
         self.alerts = self.outputs.alerts

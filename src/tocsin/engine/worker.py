@@ -66,7 +66,7 @@ from tocsin.engine.gc_tuning import tune_gc_for_hot_loop
 from tocsin.engine.outputs import BatchOutputs, OutputWriter, scored_event_rows, start_dispatcher, write_outputs
 from tocsin.engine.pipeline import Pipeline, ScoredBatch
 from tocsin.engine.runner import RunStats
-from tocsin.kafka.config import KafkaSource, StreamSettings, open_checkpoint_store
+from tocsin.checkpoint import open_checkpoint_store
 from tocsin.kafka.consumer import PartitionBatch, consumer_config, split_by_partition
 from tocsin.kafka.sinks import (
     OFFSET_HEADER,
@@ -79,8 +79,8 @@ from tocsin.kafka.sinks import (
     alert_change_key,
     published_alert_counts,
 )
-from tocsin.spec import PipelineSpec
-from tocsin.store.sql import Store, store_url
+from tocsin.spec import KafkaSource, PipelineSpec
+from tocsin.store.sql import Store
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +190,6 @@ class KafkaWorker:
     def __init__(
         self,
         spec: PipelineSpec,
-        source: KafkaSource,
-        settings: StreamSettings | None = None,
         *,
         store: Store | None = None,
         checkpoints: CheckpointStore | None = None,
@@ -200,13 +198,15 @@ class KafkaWorker:
         consumer_overrides: dict[str, Any] | None = None,
         on_batch: Callable[[ScoredBatch, RunStats], None] | None = None,
     ) -> None:
+        if not isinstance(spec.source, KafkaSource):
+            raise ValueError(f"source.kind is {spec.source.kind!r}: a Kafka worker needs source.kind: kafka")
         self.spec = spec
-        self.source = source.with_env()
-        self.settings = (settings or StreamSettings()).with_env()
+        self.source: KafkaSource = spec.source
+        self.settings = spec.stream
         self.worker_id = worker_id
         self.idle_exit = idle_exit
         self.on_batch = on_batch
-        self.store = store if store is not None else Store(store_url(spec.store.url))
+        self.store = store if store is not None else Store(spec.store.url)
         if checkpoints is None:
             checkpoints = open_checkpoint_store(self.settings.checkpoint_url or str(spec.checkpoint.dir), spec.name)
         self.checkpoints = checkpoints
@@ -604,16 +604,15 @@ def _yield_cpu_to_scoring() -> None:
 # --- processes --------------------------------------------------------------------
 
 
-def worker_main(spec_data: dict[str, Any], source_data: dict[str, Any], settings_data: dict[str, Any],
-                worker_id: str, idle_exit: float | None = None, consumer_overrides: dict[str, Any] | None = None) -> None:
+def worker_main(spec_data: dict[str, Any], worker_id: str, idle_exit: float | None = None,
+                consumer_overrides: dict[str, Any] | None = None) -> None:
     """Entry point of one worker process (picklable arguments only); SIGTERM stops it cleanly."""
     from tocsin.spec import parse_spec
 
     logging.basicConfig(level=os.environ.get("TOCSIN_LOG_LEVEL", "WARNING"),
                         format=f"%(asctime)s worker {worker_id} %(levelname)s %(name)s: %(message)s")
     spec = parse_spec(spec_data)
-    worker = KafkaWorker(spec, KafkaSource.model_validate(source_data), StreamSettings.model_validate(settings_data),
-                         worker_id=worker_id, idle_exit=idle_exit, consumer_overrides=consumer_overrides)
+    worker = KafkaWorker(spec, worker_id=worker_id, idle_exit=idle_exit, consumer_overrides=consumer_overrides)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     stats = worker.run()
@@ -622,13 +621,12 @@ def worker_main(spec_data: dict[str, Any], source_data: dict[str, Any], settings
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m tocsin.engine.worker SPEC.json`` where the JSON file holds
-    ``{"spec": …, "source": …, "settings": …, "worker_id": …, "idle_exit": …}`` (used by tests and --workers)."""
+    ``{"spec": …, "worker_id": …, "idle_exit": …}`` (used by tests and the benchmark)."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     config = json.loads(Path(args[0]).read_text())
-    worker_main(config["spec"], config["source"], config.get("settings", {}), str(config.get("worker_id", "0")),
-                config.get("idle_exit"), config.get("consumer_overrides"))
+    worker_main(config["spec"], str(config.get("worker_id", "0")), config.get("idle_exit"), config.get("consumer_overrides"))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,5 @@
-"""Kafka: the consumer-group source, the producer sinks (alerts, dead letters, scored events) and topic helpers.
+"""Kafka: the consumer-group batching, the producer sinks (alerts, dead letters, scored events) and topic helpers.
 
-The worker that ties them to per-partition pipelines is :mod:`tocsin.engine.worker`.
+The source's settings are the spec's (:class:`tocsin.spec.KafkaSource`); the worker
+that ties them to per-partition pipelines is :mod:`tocsin.engine.worker`.
 """
-
-from tocsin.kafka.config import KafkaSource, StreamSettings, open_checkpoint_store
-
-__all__ = ["KafkaSource", "StreamSettings", "open_checkpoint_store"]

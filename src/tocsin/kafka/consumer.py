@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import KafkaError
 
-from tocsin.kafka.config import KafkaSource
+from tocsin.spec import KafkaSource
 from tocsin.sources.base import SourceBatch
 
 log = logging.getLogger(__name__)

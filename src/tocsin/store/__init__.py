@@ -1,6 +1,6 @@
 """The results store: SQLAlchemy tables and a batched, idempotent writer/reader."""
 
-from tocsin.store.sql import Store, store_url
+from tocsin.store.sql import Store
 from tocsin.store.tables import metadata
 
-__all__ = ["Store", "metadata", "store_url"]
+__all__ = ["Store", "metadata"]

@@ -14,7 +14,6 @@ raises and rolls the whole call back; nothing of that call is written.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -59,11 +58,6 @@ from tocsin.store.tables import (
 Row = Mapping[str, Any]
 
 _SUPPORTED_DIALECTS = ("sqlite", "postgresql")
-
-
-def store_url(spec_url: str) -> str:
-    """The store URL to use: env ``TOCSIN_STORE_URL`` if set, else the spec's."""
-    return os.environ.get("TOCSIN_STORE_URL") or spec_url
 
 
 # --- JSON ---------------------------------------------------------------------

@@ -40,7 +40,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-SEVERITIES = ("info", "warning", "critical")
+from tocsin.vocabulary import SEVERITIES
+
 ALERT_STATUSES = ("open", "acknowledged", "resolved")
 FEEDBACK_LABELS = ("true_positive", "false_positive")
 

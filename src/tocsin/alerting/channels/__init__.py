@@ -14,7 +14,7 @@ from tocsin.alerting.channels.email import EmailChannel
 from tocsin.alerting.channels.kafka import KafkaChannel
 from tocsin.alerting.channels.store import StoreChannel
 from tocsin.alerting.channels.webhook import WebhookChannel, sign, verify_signature
-from tocsin.alerting.config import AlertingSpec
+from tocsin.spec.alerting import AlertingSpec
 
 __all__ = [
     "Channel", "DeliveryError", "EmailChannel", "KafkaChannel", "StoreChannel", "WebhookChannel",

@@ -26,23 +26,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from tocsin.durations import Duration
+from tocsin.spec.base import SpecModel
+from tocsin.vocabulary import Severity
 
 
-Severity = Literal["info", "warning", "critical"]
-SEVERITY_ORDER: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # --- severity rules and budget ---------------------------------------------------
 
 
-class SeverityRule(_Model):
+class SeverityRule(SpecModel):
     """Raise an alert's severity to ``severity`` when every condition given here holds.
 
     The score gives the base severity (the pipeline's ``severity`` cut-offs);
@@ -61,7 +57,7 @@ class SeverityRule(_Model):
         return self
 
 
-class BudgetSpec(_Model):
+class BudgetSpec(SpecModel):
     """At most ``per_day`` new alerts per event-time day (UTC) for this pipeline.
 
     When the day's pace projects past the budget, the score needed to *open* an
@@ -78,7 +74,7 @@ class BudgetSpec(_Model):
 # --- channels ---------------------------------------------------------------------
 
 
-class WebhookChannel(_Model):
+class WebhookChannel(SpecModel):
     """POST the alert as JSON; signed with HMAC-SHA256 when ``secret_env`` is set."""
 
     kind: Literal["webhook"]
@@ -88,7 +84,7 @@ class WebhookChannel(_Model):
     timeout: Duration = 10.0
 
 
-class SlackChannel(_Model):
+class SlackChannel(SpecModel):
     """POST a Slack-compatible message (``text`` + ``blocks``) to an incoming-webhook URL."""
 
     kind: Literal["slack"]
@@ -97,7 +93,7 @@ class SlackChannel(_Model):
     timeout: Duration = 10.0
 
 
-class EmailChannel(_Model):
+class EmailChannel(SpecModel):
     """Mail the alert over SMTP (plain, STARTTLS, or implicit TLS with ``ssl``)."""
 
     kind: Literal["email"]
@@ -121,7 +117,7 @@ class EmailChannel(_Model):
         return self
 
 
-class KafkaChannel(_Model):
+class KafkaChannel(SpecModel):
     """Produce the alert as JSON to ``topic``, keyed by its idempotency key."""
 
     kind: Literal["kafka"]
@@ -133,7 +129,7 @@ class KafkaChannel(_Model):
     timeout: Duration = 10.0
 
 
-class StoreChannel(_Model):
+class StoreChannel(SpecModel):
     """The results store (always written); naming it in a route only records it as a delivery."""
 
     kind: Literal["store"]
@@ -147,7 +143,7 @@ ChannelSpec = Annotated[
 # --- routes -----------------------------------------------------------------------
 
 
-class RouteMatch(_Model):
+class RouteMatch(SpecModel):
     """Conditions an alert must meet (all given ones); an empty match takes every alert."""
 
     severity: list[Severity] | None = Field(None, min_length=1)
@@ -160,12 +156,12 @@ class RouteMatch(_Model):
     )
 
 
-class Route(_Model):
+class Route(SpecModel):
     match: RouteMatch = Field(default_factory=RouteMatch)
     channels: list[str] = Field(min_length=1)
 
 
-class RetrySpec(_Model):
+class RetrySpec(SpecModel):
     """Delivery retries: exponential backoff with full jitter, per (alert, channel)."""
 
     initial: Duration = 1.0
@@ -179,7 +175,7 @@ class RetrySpec(_Model):
 # --- the section --------------------------------------------------------------------
 
 
-class AlertingSpec(_Model):
+class AlertingSpec(SpecModel):
     """How anomalies become alerts, and where alerts go."""
 
     min_severity: Severity = Field("warning", description="the lowest anomaly severity that can open an alert")

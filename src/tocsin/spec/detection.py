@@ -1,0 +1,60 @@
+"""How rows become decisions: the ``detector``, ``calibration``, ``threshold`` and ``severity`` sections."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from tocsin.spec.base import SpecModel
+
+
+class DetectorSpec(SpecModel):
+    kind: str = Field("isolation_forest", description="a detector name from `tocsin.detectors.DETECTORS`")
+    params: dict[str, Any] = Field(default_factory=dict, description="passed to the detector's constructor")
+    features: list[str] | None = Field(None, description="feature names to score on; all features when omitted")
+    warmup_events: int = Field(20_000, ge=100, description="events whose features train the detector before scoring starts")
+    refit_every: int | None = Field(
+        50_000, ge=100, description="events from the first fit to the first refit on the most recent train_window events; null fits once"
+    )
+    refit_growth: float = Field(
+        2.0, ge=1.0, description="each interval between refits is this many times the one before (state matures early, so refit early)"
+    )
+    refit_max_every: int = Field(1_000_000, ge=100, description="the interval between refits stops growing here")
+    train_window: int = Field(50_000, ge=100, description="most recent events a (re)fit learns from")
+
+    @model_validator(mode="after")
+    def _window_holds_warmup(self) -> DetectorSpec:
+        if self.train_window < self.warmup_events:
+            raise ValueError(
+                f"train_window ({self.train_window}) must be >= warmup_events ({self.warmup_events}), "
+                "or the first fit would see fewer rows than the warm-up"
+            )
+        return self
+
+
+class CalibrationSpec(SpecModel):
+    window: int = Field(50_000, ge=100, description="recent raw scores the calibrated score is ranked against")
+    tail_quantile: float = Field(0.98, gt=0.5, lt=1.0, description="above this quantile the tail is extrapolated")
+    update_every: int = Field(
+        1_000, ge=1, description="scored events between calibration/threshold updates; fixed counts keep results independent of batch cuts"
+    )
+
+
+class ThresholdSpec(SpecModel):
+    kind: Literal["fixed", "quantile", "adaptive"] = "fixed"
+    value: float = Field(0.995, gt=0, lt=1, description="fixed: calibrated-score cut-off; quantile: q of recent calibrated scores")
+    target_rate: float = Field(0.005, gt=0, lt=1, description="adaptive: share of events to flag")
+
+
+class SeveritySpec(SpecModel):
+    """Calibrated-score cut-offs; an anomaly below ``warning`` is ``info``."""
+
+    warning: float = Field(0.999, gt=0, lt=1)
+    critical: float = Field(0.9999, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeveritySpec:
+        if self.critical < self.warning:
+            raise ValueError(f"critical ({self.critical}) must be >= warning ({self.warning})")
+        return self

@@ -1,0 +1,78 @@
+"""The streaming features a pipeline computes per key: the ``features`` section (a list, each item picked by ``kind``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, model_validator
+
+from tocsin.durations import Duration
+from tocsin.spec.base import SpecModel
+
+
+class _FeatureBase(SpecModel):
+    by: str | None = Field(
+        "entity",
+        description="'entity' (the schema's key field), a categorical field name, or 'global' for one state shared by all events",
+    )
+
+
+class WindowFeature(_FeatureBase):
+    """Count (and sum of ``field``) of the key's earlier events in sliding time windows."""
+
+    kind: Literal["window"]
+    field: str | None = None
+    windows: list[Duration] = Field(default_factory=lambda: [60.0, 3600.0], min_length=1)
+
+
+class DecayedStatsFeature(_FeatureBase):
+    """z-score and ratio of ``field`` against the key's time-decayed mean and std."""
+
+    kind: Literal["decayed_stats"]
+    field: str
+    half_life: Duration = 86_400.0
+    outputs: list[Literal["zscore", "ratio", "mean", "std"]] = Field(default_factory=lambda: ["zscore", "ratio"])
+
+
+class RecencyFeature(_FeatureBase):
+    """Seconds since the key's previous event (``cap`` when there is none)."""
+
+    kind: Literal["recency"]
+    cap: Duration = 30 * 86_400.0
+
+
+class VelocityFeature(_FeatureBase):
+    """Time-decayed event rate of the key, in events per minute (and, with ``baseline``, relative to its usual rate)."""
+
+    kind: Literal["velocity"]
+    half_life: Duration = 600.0
+    baseline: Duration | None = Field(
+        None, description="also output the rate relative to the key's own rate over this longer half-life (a burst ratio)"
+    )
+
+    @model_validator(mode="after")
+    def _baseline_longer(self) -> VelocityFeature:
+        if self.baseline is not None and self.baseline <= self.half_life:
+            raise ValueError(f"baseline ({self.baseline:g}s) must be longer than half_life ({self.half_life:g}s)")
+        return self
+
+
+class NoveltyFeature(_FeatureBase):
+    """Whether the key has seen this value of a categorical ``field`` before, and how often."""
+
+    kind: Literal["novelty"]
+    field: str
+
+
+class ValueFeature(SpecModel):
+    """A numeric field passed through, optionally as log1p of its magnitude."""
+
+    kind: Literal["value"]
+    field: str
+    log: bool = False
+
+
+FeatureSpec = Annotated[
+    Union[WindowFeature, DecayedStatsFeature, RecencyFeature, VelocityFeature, NoveltyFeature, ValueFeature],
+    Field(discriminator="kind"),
+]

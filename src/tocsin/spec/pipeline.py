@@ -1,0 +1,104 @@
+"""The whole spec (:class:`PipelineSpec`), its checks across sections, and loading it from YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+
+from tocsin.spec.alerting import AlertingSpec
+from tocsin.spec.base import SpecError, SpecModel
+from tocsin.spec.environment import apply_environment
+from tocsin.spec.detection import CalibrationSpec, DetectorSpec, SeveritySpec, ThresholdSpec
+from tocsin.spec.features import FeatureSpec
+from tocsin.spec.runtime import CheckpointSpec, MetricsSpec, RunnerSpec, StoreSpec, StreamSettings
+from tocsin.spec.schema import SchemaSpec
+from tocsin.spec.sources import FileSource, SourceSpec
+
+
+class PipelineSpec(SpecModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    source: SourceSpec
+    event_schema: SchemaSpec = Field(alias="schema")
+    features: list[FeatureSpec] = Field(min_length=1)
+    detector: DetectorSpec = Field(default_factory=DetectorSpec)
+    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
+    threshold: ThresholdSpec = Field(default_factory=ThresholdSpec)
+    severity: SeveritySpec = Field(default_factory=SeveritySpec)
+    store: StoreSpec = Field(default_factory=StoreSpec)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    runner: RunnerSpec = Field(default_factory=RunnerSpec)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    alerting: AlertingSpec = Field(default_factory=AlertingSpec)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _features_name_declared_fields(self) -> PipelineSpec:
+        schema = self.event_schema
+        for i, feature in enumerate(self.features):
+            by = getattr(feature, "by", "entity")
+            if by not in ("entity", "global", None) and by not in schema.categorical:
+                raise ValueError(
+                    f"features.{i}.by: {by!r} is not a categorical field; use 'entity', 'global' "
+                    f"or one of {schema.categorical}"
+                )
+            name = getattr(feature, "field", None)
+            if name is None:
+                continue
+            wanted = schema.categorical if feature.kind == "novelty" else schema.numeric
+            role = "categorical" if feature.kind == "novelty" else "numeric"
+            if name not in wanted:
+                raise ValueError(
+                    f"features.{i}.field: {name!r} is not a declared {role} field; add it to schema.{role} "
+                    f"or use one of {wanted}"
+                )
+        return self
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"invalid pipeline spec {source}:"]
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function-"))
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field; remove it or check its spelling"
+        elif item["type"] == "union_tag_invalid":
+            message = f"{message} (this field's 'kind' picks its type)"
+        got = item.get("input")
+        hint = "" if item["type"] in ("missing", "value_error") or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {path or '<root>'}: {message}{hint}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: Any, source: str = "<dict>") -> PipelineSpec:
+    """A validated spec from already-parsed YAML/JSON data."""
+    if not isinstance(data, dict):
+        raise SpecError(f"invalid pipeline spec {source}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        return PipelineSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(_format_validation_error(error, source)) from None
+
+
+def load_spec(path: str | Path) -> PipelineSpec:
+    """Read and validate a YAML pipeline spec; relative paths inside it resolve against its folder, and
+    the deployment's ``TOCSIN_*`` environment variables (:mod:`tocsin.spec.environment`) override it."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise SpecError(f"cannot read pipeline spec {path}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SpecError(f"pipeline spec {path} is not valid YAML: {error}") from None
+    spec = parse_spec(data, str(path))
+    if isinstance(spec.source, FileSource) and not spec.source.path.is_absolute():
+        resolved = (path.parent / spec.source.path).resolve()
+        if resolved.exists() or not spec.source.path.exists():
+            spec = spec.model_copy(update={"source": spec.source.model_copy(update={"path": resolved})})
+    return apply_environment(spec)
