@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tocsin.detectors import DETECTORS, row_pipeline_kinds
 from tocsin.engine.pipeline import Pipeline
 from tocsin.simulate import TransactionSimulator
 from tocsin.spec import SpecError, parse_spec
@@ -143,3 +144,42 @@ def test_decisions_do_not_depend_on_batch_cuts(small_spec):
     np.testing.assert_array_equal(np.concatenate([p.score for p in parts]), reference.score)
     np.testing.assert_array_equal(np.concatenate([p.is_anomaly for p in parts]), reference.is_anomaly)
     assert pipeline.fits == expected.fits >= 2
+
+
+@pytest.mark.parametrize("kind", sorted(set(DETECTORS) - set(row_pipeline_kinds())))
+def test_kinds_the_row_pipeline_cannot_drive_are_refused_at_construction(tmp_path, kind):
+    data = small_spec_dict(tmp_path)
+    data["detector"].update(kind=kind, params={})
+    with pytest.raises(SpecError, match=rf"detector\.kind '{kind}' needs per-series timestamps.*use one of \[.*'isolation_forest'"):
+        Pipeline(parse_spec(data))
+
+
+def test_the_timestamp_detectors_are_the_ones_refused():
+    assert {"seasonal", "seasonal_forecast", "timeseries"} <= set(DETECTORS) - set(row_pipeline_kinds())
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "message"),
+    [
+        ("isolation_forest", {"n_estimators": -1}, r"detector\.params\.n_estimators must be a positive int, got -1"),
+        ("isolation_forest", {"n_trees": 5}, r"detector\.params\.n_trees is not a parameter of isolation_forest"),
+        ("ewma", {"alpha": 7}, r"detector\.params\.alpha must be a positive number and at most 1\.0, got 7"),
+        ("rules", {"rules": ["count_1m >"]}, r"detector\.params\.rules\[0\]: .*not a valid expression"),
+        ("rules", {"rules": ["speed > 3"]}, r"detector\.params\.rules\[0\]: .*unknown column\(s\) \['speed'\]"),
+    ],
+)
+def test_bad_detector_param_values_are_refused_at_construction(tmp_path, kind, params, message):
+    data = small_spec_dict(tmp_path)
+    data["detector"].update(kind=kind, params=params)
+    with pytest.raises(SpecError, match=rf"^invalid pipeline spec: {message}"):
+        Pipeline(parse_spec(data))
+
+
+def test_rules_read_the_pipeline_feature_names(tmp_path):
+    data = small_spec_dict(tmp_path)
+    data["detector"].update(kind="rules", params={"rules": ["count_1m > 5 or abs(amount_zscore_30d) > 6"]})
+    spec = parse_spec(data)
+    pipeline = Pipeline(spec)
+    assert pipeline.detector.features == pipeline.feature_names
+    outputs = run(pipeline, stream(spec, 3_000))
+    assert outputs[-1].scored.all() and np.isfinite(outputs[-1].raw_score).all()

@@ -5,47 +5,23 @@ discovery: every public module of this package that defines a
 :class:`~tocsin.detectors.base.Detector` subclass with a class attribute
 ``kind`` registers it, so adding a detector is adding one module. A module
 whose optional dependency is missing (PyTorch for the deep models) is skipped
-and named in ``UNAVAILABLE`` with the reason. Calibration
+and named in ``UNAVAILABLE`` with the reason. Each detector class declares
+its :class:`~tocsin.detectors.base.Capabilities`; :func:`build_detector`
+(:mod:`tocsin.detectors.from_spec`) turns the spec's ``detector`` section into a
+detector, or an error naming the field, before any event is read. Calibration
 (:mod:`tocsin.detectors.calibration`) and thresholds
 (:mod:`tocsin.detectors.thresholds`) turn raw scores into decisions.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
-from tocsin.detectors.base import Detector, NotFittedError
+from tocsin.detectors.base import Capabilities, Detector, NotFittedError
+from tocsin.detectors.from_spec import build_detector, check_detector_spec, row_pipeline_kinds
 from tocsin.detectors.isolation_forest import IsolationForest
+from tocsin.detectors.registry import DETECTORS, UNAVAILABLE
 from tocsin.detectors.robust_zscore import RobustZScore
 
-#: modules of this package that hold machinery, not detectors
-_NOT_DETECTORS = {"base", "calibration", "thresholds"}
-
-DETECTORS: dict[str, type[Detector]] = {}
-UNAVAILABLE: dict[str, str] = {}
-
-
-def _discover() -> None:
-    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        name = module_info.name
-        if name.startswith("_") or name in _NOT_DETECTORS:
-            continue
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ImportError as error:  # an optional extra is not installed
-            UNAVAILABLE[name] = str(error)
-            continue
-        for value in vars(module).values():
-            if (
-                isinstance(value, type)
-                and issubclass(value, Detector)
-                and value.__module__ == module.__name__
-                and isinstance(getattr(value, "kind", None), str)
-            ):
-                DETECTORS[value.kind] = value
-
-
-_discover()
-
-__all__ = ["DETECTORS", "UNAVAILABLE", "Detector", "IsolationForest", "NotFittedError", "RobustZScore"]
+__all__ = [
+    "DETECTORS", "UNAVAILABLE", "Capabilities", "Detector", "IsolationForest", "NotFittedError", "RobustZScore",
+    "build_detector", "check_detector_spec", "row_pipeline_kinds",
+]

@@ -1,14 +1,26 @@
-"""What the PyTorch detectors share: scaling rows into the network's range and the
-mini-batch mean-squared-error training loop (autoencoder: target = input; LSTM
-forecaster: target = the next row)."""
+"""What the PyTorch detectors share: the check of their training parameters, scaling
+rows into the network's range and the mini-batch mean-squared-error training loop
+(autoencoder: target = input; LSTM forecaster: target = the next row)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
 
+from tocsin.detectors.base import check_positive, check_random_state
+
 #: scaled values are clipped to +-CLIP so one wild row cannot blow up a gradient step
 CLIP = 10.0
+
+
+def check_training_params(detector: Any) -> None:
+    """The training parameters both detectors take: ``epochs``, ``batch_size``, ``learning_rate``, ``random_state``."""
+    check_positive("epochs", detector.epochs, integer=True)
+    check_positive("batch_size", detector.batch_size, integer=True)
+    check_positive("learning_rate", detector.learning_rate)
+    check_random_state(detector.random_state)
 
 
 def scale_rows(X: np.ndarray, center: np.ndarray, scale: np.ndarray) -> torch.Tensor:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch  # at module top on purpose: without PyTorch this module is skipped by discovery
 
-from tocsin.detectors._torch_training import scale_rows, train_mse
-from tocsin.detectors.base import Detector
+from tocsin.detectors._torch_training import check_training_params, scale_rows, train_mse
+from tocsin.detectors.base import Capabilities, Detector, check_positive
 from tocsin.detectors.knn import _column_scaling
 
 #: Scaled inputs are clipped to this many robust standard deviations, so one
@@ -42,7 +44,9 @@ class Autoencoder(Detector):
     relations that hold in most rows; a row that breaks them is reconstructed
     badly. Training is deterministic for a given ``random_state`` (weights and
     shuffling use their own generator; PyTorch's global RNG is left alone).
-    ``partial_fit`` runs one more epoch on new rows with the same scaling.
+    ``partial_fit`` runs one more epoch on new rows with the same scaling
+    (fine-tuning, not online learning: the result depends on how rows are
+    batched).
     ``explain`` gives each column's squared error.
 
     **Good at**: anomalies that break non-linear relations between many
@@ -95,6 +99,7 @@ class Autoencoder(Detector):
     """
 
     kind = "autoencoder"
+    capabilities = Capabilities(explains=True)
 
     def __init__(
         self,
@@ -112,11 +117,18 @@ class Autoencoder(Detector):
         self.learning_rate = learning_rate
         self.random_state = random_state
 
+    def check_params(self, feature_names: Sequence[str] | None = None) -> None:
+        if self.hidden is not None:
+            if not isinstance(self.hidden, (list, tuple)):
+                raise ValueError(f"hidden must be a list of layer widths (positive ints) or None, got {self.hidden!r}")
+            for width in self.hidden:
+                check_positive("hidden", width, integer=True)
+        check_positive("latent", self.latent, integer=True, optional=True)
+        check_training_params(self)
+
     def _architecture(self, n_features: int) -> tuple[list[int], int]:
         hidden = [max(4, 2 * n_features)] if self.hidden is None else [int(h) for h in self.hidden]
         latent = min(8, max(1, n_features // 2)) if self.latent is None else int(self.latent)
-        if latent < 1 or any(h < 1 for h in hidden):
-            raise ValueError(f"layer widths must be >= 1, got hidden={self.hidden!r}, latent={self.latent!r}")
         return hidden, latent
 
     def _new_module(self, n_features: int) -> torch.nn.Sequential:
@@ -129,9 +141,7 @@ class Autoencoder(Detector):
         return 0 if self.random_state is None else int(self.random_state)
 
     def fit(self, X: np.ndarray) -> Autoencoder:
-        for name in ("epochs", "batch_size"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
-                raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
+        self.check_params()
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
             raise ValueError(f"X must be 2-D with at least one row and one feature, got shape {X.shape}")

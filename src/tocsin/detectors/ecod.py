@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from tocsin.detectors.base import Detector
+from tocsin.detectors.base import Capabilities, Detector, check_positive, check_random_state
 
 
 def _as_2d_float(X: np.ndarray) -> np.ndarray:
@@ -72,16 +74,20 @@ class ECOD(Detector):
     """
 
     kind = "ecod"
+    capabilities = Capabilities(explains=True)
 
     def __init__(self, max_samples: int | None = None, random_state: int | None = None) -> None:
         self.max_samples = max_samples
         self.random_state = random_state
 
+    def check_params(self, feature_names: Sequence[str] | None = None) -> None:
+        check_positive("max_samples", self.max_samples, integer=True, optional=True)
+        check_random_state(self.random_state)
+
     def fit(self, X: np.ndarray) -> ECOD:
         from scipy.stats import skew
 
-        if self.max_samples is not None and not (isinstance(self.max_samples, int) and self.max_samples > 0):
-            raise ValueError(f"max_samples must be a positive int or None, got {self.max_samples!r}")
+        self.check_params()
         X = _as_2d_float(X)
         if X.shape[0] == 0:
             raise ValueError("cannot fit on 0 rows")

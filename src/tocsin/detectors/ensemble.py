@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-import inspect
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from tocsin.detectors.base import Detector
+from tocsin.detectors.base import Capabilities, Detector, check_random_state, param_path, registered_detectors
 
 _COMBINES = ("mean", "max", "rank")
 #: Quantiles of each member's training scores kept for ``combine="rank"``.
@@ -26,9 +26,7 @@ DEFAULT_MEMBERS: list[dict[str, Any]] = [
 
 
 def _detector_classes() -> dict[str, type[Detector]]:
-    from tocsin.detectors import DETECTORS
-
-    return DETECTORS
+    return registered_detectors()
 
 
 class Ensemble(Detector):
@@ -55,7 +53,10 @@ class Ensemble(Detector):
     ``explain`` sums the members' explanations, each normalised to sum 1 per
     row and weighted by the member's positive standardised score (its
     calibrated value for ``"rank"``), so the member that found the row odd
-    speaks loudest. ``partial_fit`` is offered when every member has it.
+    speaks loudest. ``partial_fit`` is offered when every member has it (it
+    is not online in the sense of :class:`~tocsin.detectors.base.Capabilities`:
+    the standardisation stays as fitted). Members get rows alone, so a member
+    that needs timestamps or labels is refused.
 
     **Good at**: being good everywhere: members fail on different datasets, and
     the average of standardised scores is rarely far from the best member and
@@ -99,6 +100,7 @@ class Ensemble(Detector):
     """
 
     kind = "ensemble"
+    capabilities = Capabilities(explains=True)
 
     def __init__(
         self,
@@ -116,26 +118,42 @@ class Ensemble(Detector):
             raise ValueError("members must be a non-empty list of {'kind': ..., 'params': {...}}")
         return [dict(spec) for spec in specs]
 
-    def _build_members(self) -> list[Detector]:
+    def _build_members(self, feature_names: Sequence[str] | None = None) -> list[Detector]:
         classes = _detector_classes()
         built = []
         for position, spec in enumerate(self._member_specs()):
-            if not isinstance(spec, dict) or "kind" not in spec or set(spec) - {"kind", "params"}:
+            if (
+                not isinstance(spec, dict)
+                or "kind" not in spec
+                or set(spec) - {"kind", "params"}
+                or not isinstance(spec.get("params") or {}, dict)
+            ):
                 raise ValueError(f"members[{position}] must be {{'kind': ..., 'params': {{...}}}}, got {spec!r}")
             if spec["kind"] not in classes:
                 raise ValueError(f"members[{position}]: unknown detector kind {spec['kind']!r}; known: {sorted(classes)}")
             if spec["kind"] == self.kind:
                 raise ValueError(f"members[{position}]: an ensemble cannot hold an ensemble")
             cls = classes[spec["kind"]]
+            missing = cls.capabilities.missing_from_rows()
+            if missing is not None:
+                raise ValueError(f"members[{position}]: {spec['kind']!r} needs {missing}, which an ensemble does not pass")
             params = copy.deepcopy(spec.get("params") or {})
-            if "random_state" in inspect.signature(cls.__init__).parameters and params.get("random_state") is None:
+            if "random_state" in cls.param_names() and params.get("random_state") is None:
                 params["random_state"] = self.random_state
-            built.append(cls(**params))
+            try:
+                built.append(cls.from_params(params, feature_names))
+            except ValueError as error:
+                raise ValueError(param_path(f"members[{position}].params", error, [*cls.param_names(), *params])) from None
         return built
 
-    def fit(self, X: np.ndarray) -> Ensemble:
+    def check_params(self, feature_names: Sequence[str] | None = None) -> None:
         if self.combine not in _COMBINES:
             raise ValueError(f"combine must be one of {_COMBINES}, got {self.combine!r}")
+        check_random_state(self.random_state)
+        self._build_members(feature_names)
+
+    def fit(self, X: np.ndarray) -> Ensemble:
+        self.check_params()
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] == 0:
             raise ValueError(f"X must be 2-D with at least one row, got shape {X.shape}")

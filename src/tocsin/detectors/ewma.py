@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from numba import njit
 
-from tocsin.detectors.streaming import StreamingDetector, check_positive
+from tocsin.detectors.base import Capabilities, check_positive
+from tocsin.detectors.streaming import StreamingDetector
 
 
 class EWMAZScore(StreamingDetector):
@@ -65,6 +67,7 @@ class EWMAZScore(StreamingDetector):
     """
 
     kind = "ewma"
+    capabilities = Capabilities(per_series=True, online=True, explains=True)
     _state_names = ("mean_", "var_", "low_", "high_", "count_")
 
     def __init__(self, alpha: float = 0.05, warmup: int = 20, relative_floor: float = 1e-3) -> None:
@@ -72,7 +75,7 @@ class EWMAZScore(StreamingDetector):
         self.warmup = warmup
         self.relative_floor = relative_floor
 
-    def _validate(self) -> None:
+    def check_params(self, feature_names: Sequence[str] | None = None) -> None:
         check_positive("alpha", self.alpha, upper=1.0)
         check_positive("warmup", self.warmup, integer=True)
         check_positive("relative_floor", self.relative_floor)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from numba import njit
 
-from tocsin.detectors.streaming import StreamingDetector, check_positive
+from tocsin.detectors.base import Capabilities, check_positive
+from tocsin.detectors.streaming import StreamingDetector
 from tocsin.detectors.seasonal import DAY_SECONDS, _buckets
 
 
@@ -25,7 +27,8 @@ class SeasonalForecast(StreamingDetector):
     decades: ``-log10 P(|Z| >= |residual| / (sd + floor))`` for a standard
     normal Z, the largest over columns; 0 until ``warmup`` rows.
 
-    Rows need ``timestamps=`` (``datetime64`` or epoch seconds).
+    Rows need ``timestamps=`` (``datetime64`` or epoch seconds); as its
+    capabilities say, the row pipeline, which passes rows alone, refuses it.
 
     **Good at**: seasonal series with a moving level: unlike a seasonal profile
     it separates "the whole series went up" (absorbed by the level within
@@ -79,7 +82,7 @@ class SeasonalForecast(StreamingDetector):
     """
 
     kind = "seasonal_forecast"
-    needs_timestamps = True
+    capabilities = Capabilities(needs_timestamps=True, per_series=True, online=True, explains=True)
     _state_names = ("level_", "season_", "bucket_count_", "residual_var_", "low_", "high_", "count_")
 
     def __init__(
@@ -100,7 +103,7 @@ class SeasonalForecast(StreamingDetector):
         self.warmup = warmup
         self.relative_floor = relative_floor
 
-    def _validate(self) -> None:
+    def check_params(self, feature_names: Sequence[str] | None = None) -> None:
         check_positive("period", self.period)
         check_positive("n_buckets", self.n_buckets, integer=True)
         for name in ("alpha", "gamma", "residual_alpha"):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Sequence
+
 import numpy as np
 from numba import njit
 
-from tocsin.detectors.base import Detector
+from tocsin.detectors.base import Capabilities, Detector, check_random_state
 
 # Layout: every tree is a complete binary tree of ``height`` levels of splits,
 # nodes numbered breadth first (children of i are 2i+1 and 2i+2), internal nodes
@@ -136,8 +139,9 @@ class HalfSpaceTrees(Detector):
     the trees and streams ``X`` through the windows in order. ``partial_fit``
     streams more rows with the same limits (on an unfitted detector it fits);
     any split of the same rows into ``partial_fit`` calls gives the same state.
-    ``score_samples`` does not learn: for River's ``score_one`` then
-    ``learn_one`` call ``score_samples`` then ``partial_fit`` per batch.
+    ``score_samples`` does not learn; ``score_partial_fit`` is River's
+    ``score_one`` then ``learn_one`` for every row, with scores that do not
+    depend on how a stream is cut into batches (capabilities: online).
     Before the first window has completed every score is 0. Missing values go
     to the right child.
 
@@ -189,6 +193,7 @@ class HalfSpaceTrees(Detector):
     """
 
     kind = "half_space_trees"
+    capabilities = Capabilities(online=True, explains=True)
 
     def __init__(
         self,
@@ -204,16 +209,17 @@ class HalfSpaceTrees(Detector):
         self.padding = padding
         self.random_state = random_state
 
-    def _validate(self) -> None:
+    def check_params(self, feature_names: Sequence[str] | None = None) -> None:
         for name, low, high in (("n_trees", 1, 10_000), ("height", 1, 24), ("window_size", 1, 2**30)):
             value = getattr(self, name)
-            if not (isinstance(value, (int, np.integer)) and low <= value <= high):
+            if isinstance(value, bool) or not (isinstance(value, (int, np.integer)) and low <= value <= high):
                 raise ValueError(f"{name} must be an int in [{low}, {high}], got {value!r}")
-        if not (0.0 <= float(self.padding) < 0.5):
-            raise ValueError(f"padding must be in [0, 0.5), got {self.padding!r}")
+        if isinstance(self.padding, bool) or not (isinstance(self.padding, numbers.Real) and 0.0 <= self.padding < 0.5):
+            raise ValueError(f"padding must be a number in [0, 0.5), got {self.padding!r}")
+        check_random_state(self.random_state)
 
     def fit(self, X: np.ndarray) -> HalfSpaceTrees:
-        self._validate()
+        self.check_params()
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] == 0:
             raise ValueError(f"X must be 2-D with at least one row, got shape {X.shape}")
@@ -263,7 +269,25 @@ class HalfSpaceTrees(Detector):
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """``1 - mass score / maximum`` in [0, 1]; higher is more anomalous (0 before the first full window)."""
+        return self._scores(self._scaled(X))
+
+    def score_partial_fit(self, X: np.ndarray) -> np.ndarray:
+        """The streaming step (River's ``score_one`` then ``learn_one``): each row is scored against
+        the reference window, then learned. Identical to one row at a time, so the scores do not
+        depend on where a stream is cut into batches. Needs a fitted detector: the feature limits
+        come from the fit rows."""
         Z = self._scaled(X)
+        out = np.empty(Z.shape[0])
+        start = 0
+        while start < Z.shape[0]:
+            # the reference changes only when the latest window fills: rows up to there share it
+            stop = min(Z.shape[0], start + int(self._state[1] - self._state[0]))
+            out[start:stop] = self._scores(Z[start:stop])
+            _learn(Z[start:stop], self.split_feature_, self.split_value_, self.l_mass_, self.r_mass_, self._state)
+            start = stop
+        return out
+
+    def _scores(self, Z: np.ndarray) -> np.ndarray:
         if self._state[2]:
             return np.zeros(Z.shape[0])
         raw = _mass_scores(Z, self.split_feature_, self.split_value_, self.l_mass_, self._size_limit(), np.empty(Z.shape[0]))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
 
-from types import SimpleNamespace
-
 from tocsin.detectors._iforest_kernels import grow_forest, path_attributions, path_length_sums_threaded
-from tocsin.detectors.base import Detector
+from tocsin.detectors.base import Capabilities, Detector, check_positive, check_random_state
 
 _TREE_LEAF = -1  # scikit-learn's marker for "no child"
 
@@ -119,6 +119,7 @@ class IsolationForest(Detector):
     """
 
     kind = "isolation_forest"
+    capabilities = Capabilities(explains=True)
 
     def __init__(
         self,
@@ -134,15 +135,22 @@ class IsolationForest(Detector):
         self.random_state = random_state
         self.trainer = trainer
 
+    def check_params(self, feature_names: Sequence[str] | None = None) -> None:
+        """The ranges scikit-learn accepts, checked without data (its own check runs only in ``fit``)."""
+        check_positive("n_estimators", self.n_estimators, integer=True)
+        if not (self.max_samples == "auto" or _is_count_or_share(self.max_samples)):
+            raise ValueError(f"max_samples must be 'auto', a positive int or a float in (0, 1], got {self.max_samples!r}")
+        if not _is_count_or_share(self.max_features):
+            raise ValueError(f"max_features must be a positive int or a float in (0, 1], got {self.max_features!r}")
+        check_random_state(self.random_state)
+        if self.trainer not in ("sklearn", "compiled"):
+            raise ValueError(f"trainer must be 'sklearn' or 'compiled', got {self.trainer!r}")
+
     def fit(self, X: np.ndarray) -> IsolationForest:
-        if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
-            kind = type(self.random_state).__name__
-            raise ValueError(f"random_state must be an int or None (it is saved with the model), got {kind}")
+        self.check_params()
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[0] == 0:
             raise ValueError(f"X must be 2-D with at least one row, got shape {X.shape}")
-        if self.trainer not in ("sklearn", "compiled"):
-            raise ValueError(f"trainer must be 'sklearn' or 'compiled', got {self.trainer!r}")
         if self.trainer == "compiled" and self.max_features in (1.0, X.shape[1]):
             self._load_sklearn_model(self._grow_compiled(X), n_features=X.shape[1])
             return self
@@ -331,6 +339,13 @@ class IsolationForest(Detector):
             setattr(self, name, value)
         self.max_samples_ = int(state["max_samples"])
         self.n_features_in_ = n_features
+
+
+def _is_count_or_share(value: object) -> bool:
+    """A positive int (a count) or a float in (0, 1] (a share), as scikit-learn takes ``max_samples``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return value >= 1 if isinstance(value, numbers.Integral) else 0 < value <= 1
 
 
 def _round_down_to_float32(threshold: np.ndarray) -> np.ndarray:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from tocsin.detectors.base import Detector
+from tocsin.detectors.base import Capabilities, Detector, check_positive, check_random_state
 from tocsin.detectors.robust_zscore import MAD_TO_STD, MEAN_ABS_DEV_TO_STD
 
 _SCALINGS = ("robust", "standard", "none")
@@ -102,6 +104,7 @@ class KNN(Detector):
     """
 
     kind = "knn"
+    capabilities = Capabilities(explains=True)
 
     def __init__(
         self,
@@ -117,18 +120,17 @@ class KNN(Detector):
         self.max_samples = max_samples
         self.random_state = random_state
 
-    def _validate(self) -> None:
-        if not (isinstance(self.n_neighbors, int) and self.n_neighbors >= 1):
-            raise ValueError(f"n_neighbors must be an int >= 1, got {self.n_neighbors!r}")
+    def check_params(self, feature_names: Sequence[str] | None = None) -> None:
+        check_positive("n_neighbors", self.n_neighbors, integer=True)
         if self.method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
         if self.scaling not in _SCALINGS:
             raise ValueError(f"scaling must be one of {_SCALINGS}, got {self.scaling!r}")
-        if self.max_samples is not None and not (isinstance(self.max_samples, int) and self.max_samples > 0):
-            raise ValueError(f"max_samples must be a positive int or None, got {self.max_samples!r}")
+        check_positive("max_samples", self.max_samples, integer=True, optional=True)
+        check_random_state(self.random_state)
 
     def fit(self, X: np.ndarray) -> KNN:
-        self._validate()
+        self.check_params()
         X = _as_2d_float(X)
         if X.shape[0] == 0:
             raise ValueError("cannot fit on 0 rows")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch  # at module top on purpose: without PyTorch this module is skipped by discovery
 
-from tocsin.detectors._torch_training import scale_rows, train_mse
-from tocsin.detectors.base import Detector
+from tocsin.detectors._torch_training import check_training_params, scale_rows, train_mse
+from tocsin.detectors.base import Capabilities, Detector, check_positive
 from tocsin.detectors.knn import _column_scaling
 
 
@@ -33,7 +35,10 @@ class LSTMForecaster(Detector):
     ``t`` of ``X`` is forecast from the context and the rows of ``X`` before it;
     the score is the mean squared error over the scaled columns. It does not
     move the context; ``partial_fit(X)`` trains one epoch on the continuation
-    and then moves the context to the end of ``X``. Deterministic for a given
+    and then moves the context to the end of ``X`` (fine-tuning, not online
+    learning: the result depends on how rows are batched). It needs no
+    timestamps, but it reads the rows as one equally spaced sequence.
+    Deterministic for a given
     ``random_state`` (PyTorch's global RNG is left alone). ``explain`` gives
     each column's squared error.
 
@@ -88,6 +93,7 @@ class LSTMForecaster(Detector):
     """
 
     kind = "lstm_forecaster"
+    capabilities = Capabilities(explains=True)
 
     def __init__(
         self,
@@ -115,10 +121,13 @@ class LSTMForecaster(Detector):
             torch.manual_seed(self._seed())
             return _Forecaster(n_features, int(self.hidden), int(self.layers))
 
+    def check_params(self, feature_names: Sequence[str] | None = None) -> None:
+        for name in ("lookback", "hidden", "layers"):
+            check_positive(name, getattr(self, name), integer=True)
+        check_training_params(self)
+
     def fit(self, X: np.ndarray) -> LSTMForecaster:
-        for name in ("lookback", "hidden", "layers", "epochs", "batch_size"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
-                raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
+        self.check_params()
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] == 0 or X.shape[0] <= self.lookback:
             raise ValueError(f"X must be 2-D with more than lookback={self.lookback} rows, got shape {X.shape}")

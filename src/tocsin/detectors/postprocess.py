@@ -28,7 +28,7 @@ import math
 import numpy as np
 from numba import njit
 
-from tocsin.detectors.streaming import check_positive
+from tocsin.detectors.base import check_positive
 
 #: Smallest probability a surprise is computed from (caps the surprise at 300 decades).
 _MIN_PROBABILITY = 1e-300

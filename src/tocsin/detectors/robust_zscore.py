@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
-from tocsin.detectors.base import Detector
+from tocsin.detectors.base import Capabilities, Detector, check_positive
 
 #: 1.4826 * MAD estimates the standard deviation of normal data.
 MAD_TO_STD = 1.4826
@@ -78,13 +79,16 @@ class RobustZScore(Detector):
     """
 
     kind = "robust_zscore"
+    capabilities = Capabilities(explains=True)
 
     def __init__(self, min_scale: float = 1e-9) -> None:
         self.min_scale = min_scale
 
+    def check_params(self, feature_names: Sequence[str] | None = None) -> None:
+        check_positive("min_scale", self.min_scale)
+
     def fit(self, X: np.ndarray) -> RobustZScore:
-        if not (isinstance(self.min_scale, (int, float)) and self.min_scale > 0):
-            raise ValueError(f"min_scale must be a positive number, got {self.min_scale!r}")
+        self.check_params()
         X = _as_2d_float(X)
         if X.shape[0] == 0:
             raise ValueError("cannot fit on 0 rows")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from tocsin.detectors.base import Detector
+from tocsin.detectors.base import Capabilities, Detector
 
 _COMPARE = {
     ast.Lt: np.less,
@@ -180,6 +180,10 @@ class Rules(Detector):
     column, or a pandas DataFrame). ``score_samples``/``explain`` accept a
     rows x features array in that column order, or a mapping/DataFrame by
     name. ``fit`` learns nothing else: it checks every rule's columns exist.
+    ``check_params(feature_names)`` checks the same without data, so a rule
+    that does not parse or reads no known column fails when a spec is loaded;
+    built from a pipeline spec, ``features`` defaults to the pipeline's
+    feature names.
 
     ``explain`` credits each fired rule's weight equally to the columns it reads.
 
@@ -217,6 +221,7 @@ class Rules(Detector):
     """
 
     kind = "rules"
+    capabilities = Capabilities(explains=True)
 
     def __init__(
         self,
@@ -231,13 +236,41 @@ class Rules(Detector):
     def _rule_list(self) -> list[str]:
         return [self.rules] if isinstance(self.rules, str) else list(self.rules)
 
-    def fit(self, X: Any = None) -> Rules:
+    def check_params(self, feature_names: Sequence[str] | None = None) -> None:
+        """Every rule parses and, where the column names are known (``features``, or
+        ``feature_names``: the columns ``X`` will have), reads only known columns."""
+        if not isinstance(self.rules, (str, list, tuple)) or not self._rule_list():
+            raise ValueError(f"rules must hold at least one rule (an expression or a list of them), got {self.rules!r}")
         rules = self._rule_list()
-        if not rules:
-            raise ValueError("Rules needs at least one rule")
+        columns_read = []
+        for position, rule in enumerate(rules):
+            try:
+                columns_read.append(parse_rule(rule)[1])
+            except RuleError as error:
+                raise RuleError(f"rules[{position}]: {error}") from None
+        self._weights(rules)
+        names = None if feature_names is None else [str(name) for name in feature_names]
+        if self.features is not None:
+            if not isinstance(self.features, (list, tuple)):
+                raise ValueError(f"features must be a list of column names or None, got {self.features!r}")
+            features = [str(name) for name in self.features]
+            if names is not None and features != names:
+                raise ValueError(f"features must name the columns X will have, in order, {names}; got {features}")
+            names = features
+        if names is not None and len(set(names)) != len(names):
+            raise ValueError(f"features must be unique column names, got {names}")
+        for position, (rule, columns) in enumerate(zip(rules, columns_read)):
+            unknown = [column for column in columns if names is not None and column not in names]
+            if unknown:
+                raise RuleError(f"rules[{position}]: rule {rule!r} reads unknown column(s) {unknown}; columns are {names}")
+
+    def _weights(self, rules: list[str]) -> np.ndarray:
         weights = np.ones(len(rules)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
         if weights.shape != (len(rules),):
             raise ValueError(f"weights must be one number per rule ({len(rules)}), got {self.weights!r}")
+        return weights
+
+    def fit(self, X: Any = None) -> Rules:
         if self.features is not None:
             names = [str(name) for name in self.features]
         elif isinstance(X, Mapping):
@@ -245,19 +278,16 @@ class Rules(Detector):
         elif hasattr(X, "columns"):
             names = [str(name) for name in X.columns]
         else:
+            names = None
+        self.check_params(names)
+        if names is None:
             raise ValueError("Rules needs column names: give features=[...] or fit on a mapping/DataFrame of columns")
-        if len(set(names)) != len(names):
-            raise ValueError(f"feature names must be unique, got {names}")
-        for rule in rules:
-            unknown = [column for column in parse_rule(rule)[1] if column not in names]
-            if unknown:
-                raise RuleError(f"rule {rule!r} reads unknown column(s) {unknown}; columns are {names}")
         if X is not None and not isinstance(X, Mapping) and not hasattr(X, "columns"):
             array = np.asarray(X)
             if array.ndim == 2 and array.shape[1] != len(names):
                 raise ValueError(f"X has {array.shape[1]} columns, features names {len(names)}")
         self.features_ = np.array(names, dtype=np.str_)
-        self.weights_ = weights
+        self.weights_ = self._weights(self._rule_list())
         self._parsed = None
         return self
 

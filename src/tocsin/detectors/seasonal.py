@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from numba import njit
 
-from tocsin.detectors.streaming import StreamingDetector, check_positive
+from tocsin.detectors.base import Capabilities, check_positive
+from tocsin.detectors.streaming import StreamingDetector
 
 DAY_SECONDS = 86_400
 WEEK_SECONDS = 7 * DAY_SECONDS
@@ -26,7 +28,8 @@ class SeasonalProfile(StreamingDetector):
     ``|x - mean_bucket| / (sd_bucket + floor)``, ``floor = relative_floor x
     (max - min seen)``; 0 until the row's bucket has seen ``min_count`` values.
 
-    Rows need ``timestamps=``: one per row, ``datetime64`` or epoch seconds.
+    Rows need ``timestamps=``: one per row, ``datetime64`` or epoch seconds; as
+    its capabilities say, the row pipeline, which passes rows alone, refuses it.
 
     **Good at**: daily and weekly patterns (traffic, load, temperature): the
     nightly dip is normal at night and alarming at noon; it learns the shape
@@ -75,7 +78,7 @@ class SeasonalProfile(StreamingDetector):
     """
 
     kind = "seasonal"
-    needs_timestamps = True
+    capabilities = Capabilities(needs_timestamps=True, per_series=True, online=True, explains=True)
     _state_names = ("mean_", "var_", "bucket_count_", "low_", "high_", "count_")
 
     def __init__(
@@ -92,7 +95,7 @@ class SeasonalProfile(StreamingDetector):
         self.min_count = min_count
         self.relative_floor = relative_floor
 
-    def _validate(self) -> None:
+    def check_params(self, feature_names: Sequence[str] | None = None) -> None:
         check_positive("period", self.period)
         check_positive("n_buckets", self.n_buckets, integer=True)
         check_positive("alpha", self.alpha, upper=1.0)

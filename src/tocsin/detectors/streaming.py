@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tocsin.detectors.base import Detector
+from tocsin.detectors.base import Capabilities, Detector
 
 
 def as_rows(X: Any) -> np.ndarray:
@@ -48,8 +48,9 @@ class StreamingDetector(Detector):
     """Base of the online detectors: score each row from the past, then learn it.
 
     Subclasses set ``_state_names`` (learned arrays, all ending in ``_``, one
-    of them ``count_``, the rows seen per column) and
-    implement ``_validate``, ``_init_state(n_features)`` and
+    of them ``count_``, the rows seen per column) and ``capabilities`` (a
+    detector that needs ``timestamps=`` says so there), and
+    implement ``check_params``, ``_init_state(n_features)`` and
     ``_run(X, seconds, learn, score)``, which walks the rows in order, writes
     each row's per-column contribution (computed *before* that row is learned)
     and updates the state in place when ``learn`` is true. ``_reduce`` turns
@@ -57,13 +58,18 @@ class StreamingDetector(Detector):
     """
 
     _state_names: tuple[str, ...] = ()
-    #: True when rows need ``timestamps=``
-    needs_timestamps = False
+    capabilities = Capabilities(per_series=True, online=True, explains=True)
+
+    @property
+    def needs_timestamps(self) -> bool:
+        """True when rows need ``timestamps=`` (as ``capabilities`` says; a composed
+        detector may need them only for some parameters)."""
+        return self.capabilities.needs_timestamps
 
     # -- the contract -------------------------------------------------------
     def fit(self, X: np.ndarray, timestamps: Any = None) -> StreamingDetector:
         """Forget everything, then learn ``X`` row by row (no scoring)."""
-        self._validate()
+        self.check_params()
         X = as_rows(X)
         self._init_state(X.shape[1])
         self._run(X, self._seconds(X, timestamps), learn=True, score=False)
@@ -116,7 +122,7 @@ class StreamingDetector(Detector):
     def _start(self, X: Any) -> np.ndarray:
         X = as_rows(X)
         if not self.is_fitted:
-            self._validate()
+            self.check_params()
             self._init_state(X.shape[1])
         elif X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} columns, the detector has seen {self.n_features_in_}")
@@ -141,19 +147,8 @@ class StreamingDetector(Detector):
             return np.zeros(contributions.shape[0])
         return np.fmax.reduce(contributions, axis=1)
 
-    def _validate(self) -> None:  # pragma: no cover - every subclass overrides
-        raise NotImplementedError
-
     def _init_state(self, n_features: int) -> None:  # pragma: no cover
         raise NotImplementedError
 
     def _run(self, X: np.ndarray, seconds: np.ndarray, learn: bool, score: bool) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
-
-
-def check_positive(name: str, value: Any, integer: bool = False, upper: float | None = None) -> None:
-    """Raise ValueError unless ``value`` is a positive number (an int when ``integer``), at most ``upper``."""
-    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0 or (upper is not None and value > upper):
-        bound = f" and at most {upper}" if upper is not None else ""
-        raise ValueError(f"{name} must be a positive {'int' if integer else 'number'}{bound}, got {value!r}")

@@ -12,16 +12,18 @@ of parameters for every series.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numba import njit
 
+from tocsin.detectors.base import Capabilities, check_positive
 from tocsin.detectors.ewma import EWMAZScore
 from tocsin.detectors.forecast import SeasonalForecast
 from tocsin.detectors.postprocess import AlarmSuppressor, AnomalyLikelihood, TailSurprise, surprise_to_unit
 from tocsin.detectors.seasonal import DAY_SECONDS, SeasonalProfile
-from tocsin.detectors.streaming import StreamingDetector, as_rows, check_positive
+from tocsin.detectors.streaming import StreamingDetector, as_rows
 
 
 class ValueRarity(StreamingDetector):
@@ -77,6 +79,7 @@ class ValueRarity(StreamingDetector):
     """
 
     kind = "value_rarity"
+    capabilities = Capabilities(per_series=True, online=True, explains=True)
     _state_names = ("counts_", "total_", "low_", "high_", "count_", "recent_", "recent_position_")
 
     def __init__(self, n_bins: int = 40, decay: float = 0.999, memory: int = 4096, warmup: int = 20) -> None:
@@ -85,7 +88,7 @@ class ValueRarity(StreamingDetector):
         self.memory = memory
         self.warmup = warmup
 
-    def _validate(self) -> None:
+    def check_params(self, feature_names: Sequence[str] | None = None) -> None:
         check_positive("n_bins", self.n_bins, integer=True)
         check_positive("decay", self.decay, upper=1.0)
         check_positive("memory", self.memory, integer=True)
@@ -158,8 +161,20 @@ def _rarity(X, counts, total, low, high, count, recent, recent_position, decay, 
     return out
 
 
-#: component name -> how to build it from a TimeSeriesDetector's parameters
-_COMPONENTS = ("seasonal", "rarity", "ewma", "forecast")
+#: component name -> its class and, for each of its parameters that a TimeSeriesDetector
+#: sets, the TimeSeriesDetector parameter that sets it (errors name the latter)
+_COMPONENTS: dict[str, tuple[type[StreamingDetector], dict[str, str]]] = {
+    "seasonal": (SeasonalProfile, {"period": "seasonal_period", "n_buckets": "seasonal_buckets", "alpha": "seasonal_alpha"}),
+    "rarity": (ValueRarity, {"n_bins": "rarity_bins", "decay": "rarity_decay"}),
+    "ewma": (EWMAZScore, {}),
+    "forecast": (SeasonalForecast, {"period": "seasonal_period", "n_buckets": "seasonal_buckets"}),
+}
+#: the same for the calibration (by ``calibration``) and the alarm suppressor
+_CALIBRATIONS: dict[str, tuple[type, dict[str, str]]] = {
+    "tail": (TailSurprise, {"window": "calibration_window", "tail_quantile": "tail_quantile", "warmup": "warmup"}),
+    "likelihood": (AnomalyLikelihood, {"history": "calibration_window", "warmup": "warmup"}),
+}
+_SUPPRESSOR: tuple[type, dict[str, str]] = (AlarmSuppressor, {"halflife": "suppress_halflife", "gamma": "suppress_gamma"})
 
 
 class TimeSeriesDetector(StreamingDetector):
@@ -191,6 +206,10 @@ class TimeSeriesDetector(StreamingDetector):
 
     Rows need ``timestamps=`` when a seasonal component is used. With several
     columns each component scores the most anomalous column.
+
+    Capabilities: online, and it needs timestamps with its default components
+    (the seasonal profile), so the row pipeline refuses the kind; not per
+    series, as the calibration sees the most anomalous column of each row.
 
     **Good at**: the NAB mix: spikes and dips off a daily pattern, new levels,
     flat-lined or stuck signals, with one early alarm per event (NAB standard
@@ -240,6 +259,7 @@ class TimeSeriesDetector(StreamingDetector):
     """
 
     kind = "timeseries"
+    capabilities = Capabilities(needs_timestamps=True, online=True, explains=True)
     _state_names = ("n_columns_",)
 
     def __init__(
@@ -276,36 +296,41 @@ class TimeSeriesDetector(StreamingDetector):
     def needs_timestamps(self) -> bool:  # type: ignore[override]
         return any(name in ("seasonal", "forecast") for name in self.components)
 
-    def _validate(self) -> None:
-        unknown = [name for name in self.components if name not in _COMPONENTS]
-        if not self.components or unknown:
-            raise ValueError(f"components must be a non-empty list of {_COMPONENTS}, got {list(self.components)!r}")
+    def check_params(self, feature_names: Sequence[str] | None = None) -> None:
+        components = self.components
+        if not isinstance(components, (list, tuple)) or not components or any(
+            not isinstance(name, str) or name not in _COMPONENTS for name in components
+        ):
+            raise ValueError(f"components must be a non-empty list of {list(_COMPONENTS)}, got {self.components!r}")
         if self.combine not in ("sum", "max"):
             raise ValueError(f"combine must be 'sum' or 'max', got {self.combine!r}")
-        if self.calibration not in ("tail", "likelihood"):
+        if self.calibration not in _CALIBRATIONS:
             raise ValueError(f"calibration must be 'tail' or 'likelihood', got {self.calibration!r}")
-        check_positive("suppress_halflife", self.suppress_halflife)
-        # the parts validate the rest when they are built
-        self._build_parts()
+        # the parts check the rest when they are built
+        self._make_parts()
+
+    def _make(self, cls: type, settings: dict[str, str]) -> Any:
+        """``cls`` with its parameters from this detector's; an error names this detector's parameter."""
+        try:
+            made = cls(**{inner: getattr(self, outer) for inner, outer in settings.items()})
+            if isinstance(made, StreamingDetector):
+                made.check_params()
+        except ValueError as error:
+            message = str(error)
+            for inner, outer in settings.items():
+                if message.startswith(f"{inner} "):
+                    message = outer + message[len(inner) :]
+                    break
+            raise ValueError(message) from None
+        return made
+
+    def _make_parts(self) -> tuple[list[StreamingDetector], list[Any], AlarmSuppressor]:
+        parts = [self._make(*_COMPONENTS[name]) for name in self.components]
+        calibrators = [self._make(*_CALIBRATIONS[self.calibration]) for _ in self.components]
+        return parts, calibrators, self._make(*_SUPPRESSOR)
 
     def _build_parts(self) -> None:
-        def make(name: str) -> StreamingDetector:
-            if name == "seasonal":
-                return SeasonalProfile(period=self.seasonal_period, n_buckets=self.seasonal_buckets, alpha=self.seasonal_alpha)
-            if name == "rarity":
-                return ValueRarity(n_bins=self.rarity_bins, decay=self.rarity_decay)
-            if name == "ewma":
-                return EWMAZScore()
-            return SeasonalForecast(period=self.seasonal_period, n_buckets=self.seasonal_buckets)
-
-        self.parts_ = [make(name) for name in self.components]
-        for part in self.parts_:
-            part._validate()
-        if self.calibration == "tail":
-            self.calibrators_ = [TailSurprise(self.calibration_window, self.tail_quantile, self.warmup) for _ in self.components]
-        else:
-            self.calibrators_ = [AnomalyLikelihood(history=self.calibration_window, warmup=self.warmup) for _ in self.components]
-        self.suppressor_ = AlarmSuppressor(self.suppress_halflife, self.suppress_gamma)
+        self.parts_, self.calibrators_, self.suppressor_ = self._make_parts()
 
     def _init_state(self, n_features: int) -> None:
         self._build_parts()
@@ -337,7 +362,7 @@ class TimeSeriesDetector(StreamingDetector):
 
     def fit(self, X: np.ndarray, timestamps: Any = None) -> TimeSeriesDetector:
         """Forget everything, then learn ``X`` row by row (the calibration learns too)."""
-        self._validate()
+        self.check_params()
         X = as_rows(X)
         self._init_state(X.shape[1])
         self._run_scores(X, self._seconds(X, timestamps), learn=True)

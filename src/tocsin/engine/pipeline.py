@@ -28,7 +28,7 @@ import numpy as np
 
 from tocsin.batch import EventBatch
 from tocsin.decode import RAW_FIELD, Decoder, DeadLetter
-from tocsin.detectors import DETECTORS, UNAVAILABLE
+from tocsin.detectors import build_detector
 from tocsin.detectors.calibration import ScoreCalibrator
 from tocsin.detectors.thresholds import SEVERITIES, assign_severity, build_threshold
 from tocsin.engine.training import TrainingWindow
@@ -128,17 +128,10 @@ class Pipeline:
             )
         self.feature_names: list[str] = list(wanted)
         self._columns = np.array([names.index(n) for n in wanted], dtype=np.int64)
-        detector_cls = DETECTORS.get(spec.detector.kind)
-        if detector_cls is None:
-            raise SpecError(
-                f"invalid pipeline spec: detector.kind {spec.detector.kind!r} is not a detector; "
-                f"choose from {sorted(DETECTORS)}"
-                + (f" (not installed: {sorted(UNAVAILABLE)})" if UNAVAILABLE else "")
-            )
-        try:
-            self.detector = detector_cls(**spec.detector.params)
-        except TypeError as error:
-            raise SpecError(f"invalid pipeline spec: detector.params: {error}") from None
+        try:  # kind, capabilities and params are checked here, not after the warm-up
+            self.detector = build_detector(spec.detector.kind, spec.detector.params, self.feature_names)
+        except SpecError as error:
+            raise SpecError(f"invalid pipeline spec: {error}") from None
         self.calibrator = ScoreCalibrator(window=spec.calibration.window, tail_quantile=spec.calibration.tail_quantile)
         self.threshold = build_threshold(spec.threshold)
         self._decoders: dict[str, Decoder] = {}
@@ -163,6 +156,8 @@ class Pipeline:
             return decoder.decode_lines(raw.lines, raw.positions)
         if raw.table is not None:
             return decoder.decode_table(raw.table, raw.positions)
+        if raw.records is not None:
+            return decoder.decode_records(raw.records, raw.positions)
         return EventBatch.empty(self.spec.event_schema.numeric, self.spec.event_schema.categorical), []
 
     def process_raw(self, raw: SourceBatch, source: str) -> ScoredBatch:

@@ -18,15 +18,17 @@ from tocsin.batch import EventBatch
 
 @dataclass
 class SourceBatch:
-    """What one read returned: either raw JSON ``lines``, an Arrow ``table``, or a
-    ready ``events`` batch (sources that generate columns themselves), with the
-    positions of its records and the position to resume from afterwards."""
+    """What one read returned: either raw JSON ``lines``, an Arrow ``table``, parsed
+    ``records`` (dicts, e.g. an HTTP request's events), or a ready ``events`` batch
+    (sources that generate columns themselves), with the positions of its records
+    and the position to resume from afterwards."""
 
     positions: np.ndarray
     next_position: int
     lines: list[bytes] | None = None
     table: Any = None
     events: EventBatch | None = None
+    records: list[dict[str, Any]] | None = None
 
     def __len__(self) -> int:
         return len(self.positions)
