@@ -1,5 +1,6 @@
-"""Decoding: one pass to columns; every bad record becomes a dead letter with its reason."""
+"""Decoding: one pass to columns; every bad record becomes a dead letter with its reason and code."""
 
+import json
 import math
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tocsin.decode import RAW_FIELD, Decoder
+from tocsin.decode import DEAD_LETTER_CODES, RAW_FIELD, DeadLetter, Decoder
 from tocsin.spec import SchemaSpec
 
 SCHEMA = SchemaSpec(
@@ -20,9 +21,16 @@ SCHEMA = SchemaSpec(
 def line(i, **overrides):
     record = {"tx_id": f"t{i}", "card_id": "c1", "ts": 1000.0 + i, "amount": 10.0 + i, "merchant_id": "m1", "is_fraud": 0}
     record.update(overrides)
-    import json
-
     return json.dumps(record).encode()
+
+
+def decode(path, decoder, records, positions=None):
+    """``records`` (dicts) through one of the three inputs: JSON lines, dicts (HTTP) or an Arrow table."""
+    if path == "lines":
+        return decoder.decode_lines([json.dumps(r).encode() for r in records], positions)
+    if path == "records":
+        return decoder.decode_records(records, positions)
+    return decoder.decode_table(pa.Table.from_pylist(records), positions)
 
 
 def test_good_lines_become_columns():
@@ -42,21 +50,28 @@ def test_integer_ids_and_categories_become_text():
 
 
 @pytest.mark.parametrize(
-    ("raw", "reason"),
+    ("raw", "code", "reason"),
     [
-        (b"{not json", "malformed"),
-        (line(1, amount="12"), "field `amount`: expected a number, got `str`"),
-        (line(1, ts=None), "field `ts`: expected a number, got `null`"),
-        (line(1, card_id=""), "field `card_id` is empty"),
-        (line(1).replace(b"11.0", b"1e999"), "field `amount`: number out of range"),
-        (b"", "truncated"),
-        (line(1) + b" " + line(2), "trailing characters"),
-        (b'{"tx_id": "t1", "card_id": "c1", "ts": 1, "merchant_id": "m"}', "missing required field `amount`"),
-        (line(1, padding="x" * 400), "over the 300-byte limit"),
-        (b"[1, 2]", "Expected `object`"),
+        (b"{not json", "malformed", "malformed"),
+        (line(1, amount="12"), "wrong_type", "field `amount`: expected a number, got `str`"),
+        (line(1, amount="true"), "wrong_type", "field `amount`: expected a number, got `str`"),
+        (line(1, card_id=True), "wrong_type", "field `card_id`: expected `int | str`, got `bool`"),
+        (line(1, tx_id=False), "wrong_type", "field `tx_id`: expected `int | str`, got `bool`"),
+        (line(1, ts=True), "wrong_type", "field `ts`: expected a number, got `bool`"),
+        (line(1, merchant_id=1.5), "wrong_type", "field `merchant_id`: expected"),
+        (line(1, ts=None), "missing_field", "field `ts`: expected a number, got `null`"),
+        (line(1, card_id=""), "empty_value", "field `card_id` is empty"),
+        (line(1, tx_id=""), "empty_value", "field `tx_id` is empty"),
+        (line(1).replace(b"11.0", b"1e999"), "not_finite", "field `amount`: number out of range"),
+        (b"", "malformed", "truncated"),
+        (line(1) + b" " + line(2), "malformed", "trailing characters"),
+        (b'{"tx_id": "t1", "card_id": "c1", "ts": 1, "merchant_id": "m"}', "missing_field", "missing required field `amount`"),
+        (line(1, padding="x" * 400), "oversize", "over the 300-byte limit"),
+        (b"[1, 2]", "malformed", "Expected `object`"),
+        (b"7", "malformed", "Expected `object`"),
     ],
 )
-def test_bad_record_is_a_dead_letter_and_the_rest_goes_on(raw, reason):
+def test_bad_record_is_a_dead_letter_and_the_rest_goes_on(raw, code, reason):
     decoder = Decoder(SCHEMA, source="unit")
     batch, dead = decoder.decode_lines([line(0), raw, line(2)], positions=np.array([10, 11, 12]))
     assert batch.ids.tolist() == ["t0", "t2"]
@@ -64,6 +79,85 @@ def test_bad_record_is_a_dead_letter_and_the_rest_goes_on(raw, reason):
     assert len(dead) == 1
     assert dead[0].position == 11 and dead[0].source == "unit" and dead[0].raw == raw
     assert reason in dead[0].reason
+    assert dead[0].code == code
+
+
+def test_integers_beyond_float_range_are_dead_letters_not_a_failed_batch():
+    """JSON integers are unbounded; one past 1.8e308 must not sink its whole batch."""
+    decoder = Decoder(SCHEMA.model_copy(update={"max_event_bytes": 4096}))
+    batch, dead = decoder.decode_lines([line(0), line(1, amount=10**400), line(2, ts=-(10**400))])
+    assert batch.ids.tolist() == ["t0"]
+    assert [(d.code, d.reason) for d in dead] == [
+        ("not_finite", "field `amount` is NaN or infinite, expected a finite number"),
+        ("not_finite", "field `ts` is not a valid time"),
+    ]
+
+
+def test_iso_time_rejects_booleans_and_bad_text():
+    iso = Decoder(SCHEMA.model_copy(update={"time_format": "iso8601"}))
+    _, dead = iso.decode_lines([line(0, ts=True), line(1, ts="yesterday")])
+    assert [(d.code, d.reason) for d in dead] == [
+        ("wrong_type", "field `ts`: expected `str`, got `bool`"), ("bad_time", "field `ts` is not a valid time"),
+    ]
+
+
+def test_dead_letter_code_is_from_the_vocabulary_and_not_in_the_row():
+    letter = DeadLetter(source="s", position=1, reason="why", raw=b"x", code="oversize")
+    assert letter.as_row() == {"source": "s", "position": 1, "reason": "why", "raw": b"x"}
+    assert len(set(DEAD_LETTER_CODES)) == len(DEAD_LETTER_CODES)
+    with pytest.raises(ValueError, match="not one of"):
+        DeadLetter(source="s", position=1, reason="why", raw=b"x", code="amount was 12")
+
+
+@pytest.mark.parametrize("path", ["lines", "records", "table"])
+def test_booleans_are_numbers_and_categories(path):
+    """Login events carry ``"success": true``: 1.0/0.0 in a numeric field, "true"/"false" as a category."""
+    records = [{"tx_id": f"t{i}", "card_id": "c1", "ts": 1.0 + i, "amount": flag, "merchant_id": flag, "is_fraud": flag}
+               for i, flag in enumerate([True, False])]
+    batch, dead = decode(path, Decoder(SCHEMA), records)
+    assert dead == []
+    assert batch.numeric["amount"].tolist() == [1.0, 0.0]
+    assert batch.categorical["merchant_id"].tolist() == ["true", "false"]
+    assert batch.labels.tolist() == [1, 0]
+
+
+def test_booleans_mixed_with_numbers_and_text_in_one_batch():
+    batch, dead = Decoder(SCHEMA).decode_lines([line(0, amount=True), line(1, amount=2), line(2, merchant_id=7), line(3, merchant_id=False)])
+    assert dead == []
+    assert batch.numeric["amount"].tolist() == [1.0, 2.0, 12.0, 13.0]
+    assert batch.categorical["merchant_id"].tolist() == ["m1", "m1", "7", "false"]
+
+
+@pytest.mark.parametrize("field", ["tx_id", "card_id", "ts"])
+@pytest.mark.parametrize("path", ["lines", "records", "table"])
+def test_booleans_in_the_id_key_or_time_are_a_wrong_type(path, field):
+    records = [{"tx_id": f"t{i}", "card_id": "c1", "ts": 1.0 + i, "amount": 1.0, "merchant_id": "m"} for i in range(2)]
+    for record in records:
+        record[field] = True
+    batch, dead = decode(path, Decoder(SCHEMA), records)
+    assert len(batch) == 0
+    assert [d.code for d in dead] == ["wrong_type", "wrong_type"]
+    assert all(d.reason.startswith(f"field `{field}`: expected") and d.reason.endswith("got `bool`") for d in dead)
+
+
+NO_ID = SCHEMA.model_copy(update={"id_field": None})
+
+
+@pytest.mark.parametrize("path", ["lines", "records", "table"])
+def test_without_an_id_field_ids_come_from_source_and_position(path):
+    records = [{"card_id": "c1", "ts": 1.0 + i, "amount": 1.0, "merchant_id": "m"} for i in range(3)]
+    records[1]["card_id"] = ""  # a dead letter between two events keeps their positions
+    decoder = Decoder(NO_ID, source="file:tx.jsonl")
+    batch, dead = decode(path, decoder, records, positions=np.array([7, 8, 9]))
+    assert batch.ids.tolist() == ["file:tx.jsonl:7", "file:tx.jsonl:9"]
+    assert [(d.position, d.code) for d in dead] == [(8, "empty_value")]
+    replay, _ = decode(path, Decoder(NO_ID, source="file:tx.jsonl"), records, positions=np.array([7, 8, 9]))
+    assert replay.ids.tolist() == batch.ids.tolist()
+
+
+def test_without_an_id_field_an_id_in_the_data_is_ignored():
+    batch, dead = Decoder(NO_ID, source="s").decode_lines([line(0, tx_id=""), line(1, tx_id=True), line(2)])
+    assert dead == [] and batch.ids.tolist() == ["s:0", "s:1", "s:2"]
 
 
 def test_nan_in_python_dicts_is_a_dead_letter():
@@ -73,7 +167,13 @@ def test_nan_in_python_dicts_is_a_dead_letter():
     batch, dead = Decoder(SCHEMA).decode_records(records)
     assert batch.ids.tolist() == ["c"]
     assert [d.position for d in dead] == [0, 1]
-    assert all("finite number" in d.reason for d in dead)
+    assert all("finite number" in d.reason and d.code == "not_finite" for d in dead)
+
+
+def test_unserialisable_dict_is_a_dead_letter():
+    records = [{"tx_id": "a", "card_id": "c", "ts": 1, "amount": object(), "merchant_id": "m"}]
+    batch, dead = Decoder(SCHEMA).decode_records(records)
+    assert len(batch) == 0 and dead[0].code == "not_serialisable" and "not JSON-serialisable" in dead[0].reason
 
 
 def test_epoch_ms_and_iso_times():
@@ -94,26 +194,103 @@ def test_arrow_table_path_validates_vectorised():
     batch, dead = Decoder(SCHEMA).decode_table(table, positions=np.arange(4) + 100)
     assert batch.ids.tolist() == ["a"]
     assert batch.categorical["merchant_id"].tolist() == ["1"]
-    assert [(d.position, d.reason) for d in dead] == [
-        (101, "field `amount` is NaN or infinite, expected a finite number"),
-        (102, "missing required field `tx_id`"),
-        (103, "field `card_id` is empty"),
+    assert [(d.position, d.code, d.reason) for d in dead] == [
+        (101, "not_finite", "field `amount` is NaN or infinite, expected a finite number"),
+        (102, "missing_field", "missing required field `tx_id`"),
+        (103, "empty_value", "field `card_id` is empty"),
     ]
 
 
 def test_arrow_table_missing_column():
     table = pa.table({"tx_id": ["a"], "card_id": ["c"], "ts": [1.0], "merchant_id": ["m"]})
     batch, dead = Decoder(SCHEMA).decode_table(table)
-    assert len(batch) == 0 and "missing required field `amount`" in dead[0].reason
+    assert len(batch) == 0 and "missing required field `amount`" in dead[0].reason and dead[0].code == "missing_field"
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.one_of(
-    st.builds(lambda i, a: line(i, amount=a), st.integers(0, 10**6), st.floats(-1e9, 1e9)),
-    st.binary(max_size=40),
-), max_size=30))
-def test_nothing_is_lost(lines):
-    """Every record comes out either as an event or as a dead letter, never both, never neither."""
-    batch, dead = Decoder(SCHEMA).decode_lines(lines)
-    assert len(batch) + len(dead) == len(lines)
-    assert sorted(batch.positions.tolist() + [d.position for d in dead]) == list(range(len(lines)))
+def test_arrow_table_text_in_a_numeric_column_is_a_wrong_type():
+    table = pa.table({"tx_id": ["a", "b"], "card_id": ["c", "c"], "ts": [1.0, 2.0], "amount": ["true", "2"], "merchant_id": ["m", "m"]})
+    batch, dead = Decoder(SCHEMA).decode_table(table)
+    assert batch.numeric["amount"].tolist() == [2.0]
+    assert [(d.code, d.reason) for d in dead] == [("wrong_type", "field `amount` is not a number")]
+
+
+def test_arrow_iso_time_that_is_not_a_time():
+    iso = Decoder(SCHEMA.model_copy(update={"time_format": "iso8601"}))
+    table = pa.table({"tx_id": ["a", "b"], "card_id": ["c", "c"], "ts": ["2026-01-01T00:00:01Z", "soon"], "amount": [1.0, 2.0], "merchant_id": ["m", "m"]})
+    batch, dead = iso.decode_table(table)
+    assert batch.times.tolist() == [1767225601.0]
+    assert [(d.code, d.reason) for d in dead] == [("bad_time", "field `ts` is not an ISO-8601 time")]
+
+
+ANY_VALUE = st.one_of(st.booleans(), st.integers(), st.floats(), st.text(max_size=3), st.none())
+
+
+def _field(good):
+    return st.one_of(good, good, good, ANY_VALUE)  # mostly good, so batches hold events and dead letters
+
+
+RECORDS = st.fixed_dictionaries(
+    {"tx_id": _field(st.text(max_size=4)), "card_id": _field(st.sampled_from(["c1", "c2", 3])),
+     "ts": _field(st.floats(0, 2e9)), "amount": _field(st.one_of(st.booleans(), st.integers(), st.floats(-1e9, 1e9))),
+     "merchant_id": _field(st.one_of(st.booleans(), st.sampled_from(["m1", "m2", 5])))},
+    optional={"is_fraud": st.one_of(st.booleans(), st.sampled_from([0, 1]))},
+)
+
+
+def _category(value):
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _is_valid(record, schema, path):
+    """The rules, one record at a time: the oracle the batch decoder must agree with."""
+    if path == "lines" and isinstance(record, dict) and any(isinstance(v, float) and not math.isfinite(v) for v in record.values()):
+        return False  # json.dumps writes NaN/Infinity, which is not JSON
+
+    def number(v, bools):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return bools and isinstance(v, bool)
+        try:
+            return math.isfinite(float(v))
+        except OverflowError:  # an integer past float range
+            return False
+
+    def text(v):  # an id or key: non-empty text or an integer, not a boolean
+        return (isinstance(v, str) and v != "") or (isinstance(v, int) and not isinstance(v, bool))
+
+    return (
+        isinstance(record, dict) and "card_id" in record
+        and (schema.id_field is None or text(record["tx_id"]))
+        and text(record["card_id"])
+        and number(record["ts"], bools=False)
+        and number(record["amount"], bools=True)
+        and isinstance(record["merchant_id"], str | int)  # a boolean is an int here
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.one_of(RECORDS, st.binary(max_size=40)), max_size=30),
+    st.sampled_from([SCHEMA, NO_ID]),
+    st.sampled_from(["lines", "records"]),
+)
+def test_nothing_is_lost(items, schema, path):
+    """Every record comes out either as an event or as a dead letter, never both, never neither;
+    exactly the valid ones are events (booleans included, as 1.0/0.0 and "true"/"false"), and
+    without an id field ids follow positions."""
+    schema = schema.model_copy(update={"max_event_bytes": 1 << 20})
+    if path == "records":
+        items = [item if isinstance(item, dict) else {"raw": item} for item in items]
+        batch, dead = Decoder(schema, source="prop").decode_records(items)
+    else:
+        batch, dead = Decoder(schema, source="prop").decode_lines([i if isinstance(i, bytes) else json.dumps(i).encode() for i in items])
+    assert len(batch) + len(dead) == len(items)
+    assert sorted(batch.positions.tolist() + [d.position for d in dead]) == list(range(len(items)))
+    assert {d.code for d in dead} <= set(DEAD_LETTER_CODES)
+    assert batch.positions.tolist() == [i for i, item in enumerate(items) if _is_valid(item, schema, path)]
+    events = [items[p] for p in batch.positions.tolist()]
+    assert batch.numeric["amount"].tolist() == [float(e["amount"]) for e in events]
+    assert batch.categorical["merchant_id"].tolist() == [_category(e["merchant_id"]) for e in events]
+    if schema.id_field is None:
+        assert batch.ids.tolist() == [f"prop:{p}" for p in batch.positions.tolist()]
+    else:
+        assert batch.ids.tolist() == [str(e["tx_id"]) for e in events]

@@ -1,10 +1,20 @@
 """Decoding and validation: raw records in, one columnar batch and dead letters out.
 
 Three inputs share one set of rules: JSON lines (bytes), Python dicts (the HTTP
-API) and Arrow tables (CSV/Parquet replay). A record that cannot be trusted —
-undecodable, missing its id/key/time, a wrong type, NaN/inf, an empty key,
-oversize — becomes a :class:`DeadLetter` carrying the raw bytes, the reason and
-its source position; the rest of the batch goes on.
+API) and Arrow tables (CSV/Parquet replay). A record that cannot be trusted
+becomes a :class:`DeadLetter` carrying the raw bytes, the reason, a code from
+:data:`DEAD_LETTER_CODES` and its source position; the rest of the batch goes on.
+Such a record is:
+
+- not JSON or not an object, over ``max_event_bytes``, or (HTTP) not JSON-serialisable;
+- without (or null in) its id, key, time or a declared field;
+- of a wrong type: text for a number, a float category, a boolean id, key or time;
+- NaN, infinite or beyond float range; an empty id or key; an unreadable time.
+
+Booleans are values, not wrong types (login events carry ``"success": true``):
+1.0/0.0 in a numeric field, the category "true"/"false" in a categorical one.
+Without a ``schema.id_field`` an event's id is ``"<source>:<position>"``: a
+replay of the same input gets the same ids, which the store absorbs.
 
 JSON is decoded by msgspec into a Struct type generated from the spec, the
 whole batch in one call; only when that fails is it decoded line by line to find
@@ -29,33 +39,53 @@ from tocsin.spec import SchemaSpec
 RAW_FIELD = "_raw"
 """Name of the ``EventBatch.extra`` column holding each record's raw bytes (for the store and dead letters)."""
 
+#: why a record became a dead letter, as a short stable code (a bounded metrics label)
+DEAD_LETTER_CODES: tuple[str, ...] = (
+    "malformed",  # not JSON, or not one JSON object (truncated, trailing data, an array, a bare value)
+    "not_serialisable",  # a Python dict (HTTP) that cannot be encoded as JSON
+    "oversize",  # over schema.max_event_bytes
+    "missing_field",  # the id, key, time or a declared field is absent or null (or its column is)
+    "wrong_type",  # a value of another type, e.g. text for a number, a boolean for the key
+    "not_finite",  # a number (an epoch time too) that is NaN, infinite or beyond float range
+    "empty_value",  # an empty id or key
+    "bad_time",  # an ISO-8601 event time that does not parse
+)
+
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A record that was not processed, with why and where it came from."""
+    """A record that was not processed, with why and where it came from.
+
+    ``reason`` is for people; ``code`` (one of :data:`DEAD_LETTER_CODES`) is for
+    counting. The store has no column for the code, so :meth:`as_row` leaves it out.
+    """
 
     source: str
     position: int
     reason: str
     raw: bytes
+    code: str
+
+    def __post_init__(self) -> None:
+        if self.code not in DEAD_LETTER_CODES:
+            raise ValueError(f"dead-letter code {self.code!r} is not one of {DEAD_LETTER_CODES}")
 
     def as_row(self) -> dict[str, Any]:
         return {"source": self.source, "position": self.position, "reason": self.reason, "raw": self.raw}
 
 
-_Scalar = str | int
-_Number = float | int
+_Scalar = str | int  # ids and keys
+_Number = float | int  # times
+_Measure = float | int | bool  # numeric fields: a boolean counts as 1.0/0.0
+_Category = str | int | bool  # categorical fields: a boolean is the category "true"/"false"
 
 
 def _event_struct(schema: SchemaSpec) -> type:
     time_type: Any = str if schema.time_format == "iso8601" else _Number
-    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
-        (schema.id_field, _Scalar),
-        (schema.key_field, _Scalar),
-        (schema.time_field, time_type),
-    ]
-    fields += [(name, _Number) for name in schema.numeric]
-    fields += [(name, _Scalar) for name in schema.categorical]
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [(schema.id_field, _Scalar)] if schema.id_field is not None else []
+    fields += [(schema.key_field, _Scalar), (schema.time_field, time_type)]
+    fields += [(name, _Measure) for name in schema.numeric]
+    fields += [(name, _Category) for name in schema.categorical]
     if schema.label_field:
         fields.append((schema.label_field, int | float | bool | None, None))
     # Struct field names must be identifiers; rename and map back with `rename`.
@@ -84,8 +114,8 @@ class Decoder:
     ...     b'{"id": "a", "card": "c1", "ts": 1.5, "amount": 12.5}',
     ...     b'{"id": "b", "card": "c1", "ts": 2.0}',
     ... ])
-    >>> batch.numeric["amount"].tolist(), [d.reason for d in dead]
-    ([12.5], ['Object missing required field `amount`'])
+    >>> batch.numeric["amount"].tolist(), [(d.code, d.reason) for d in dead]
+    ([12.5], [('missing_field', 'Object missing required field `amount`')])
     """
 
     def __init__(self, schema: SchemaSpec, source: str = "input") -> None:
@@ -110,7 +140,7 @@ class Decoder:
             keep = []
             for i, line in enumerate(lines):
                 if len(line) > limit:
-                    dead.append(self._dead(positions[i], f"record is {len(line)} bytes, over the {limit}-byte limit", line))
+                    dead.append(self._dead(positions[i], "oversize", f"record is {len(line)} bytes, over the {limit}-byte limit", line))
                 else:
                     keep.append(i)
             lines = [lines[i] for i in keep]
@@ -126,7 +156,7 @@ class Decoder:
                     records.append(self._one_decoder.decode(line))
                     good.append(i)
                 except (msgspec.DecodeError, msgspec.ValidationError) as error:
-                    dead.append(self._dead(positions[i], _reason(error), line))
+                    dead.append(self._dead(positions[i], *_rejection(error), line))
             lines = [lines[i] for i in good]
             positions = positions[good]
         batch, more_dead = self._columns(records, lines, positions)
@@ -146,7 +176,7 @@ class Decoder:
                 lines.append(encode(record))
                 keep.append(i)
             except (TypeError, ValueError, OverflowError) as error:
-                dead.append(self._dead(positions[i], f"record is not JSON-serialisable: {error}", repr(record).encode()))
+                dead.append(self._dead(positions[i], "not_serialisable", f"record is not JSON-serialisable: {error}", repr(record).encode()))
         # NaN/inf serialise as null in msgspec: check them on the dicts so the reason is exact.
         for j, i in enumerate(keep):
             record = records[i]
@@ -154,7 +184,7 @@ class Decoder:
                 value = record.get(name)
                 if isinstance(value, float) and not math.isfinite(value):
                     lines[j] = b""
-                    dead.append(self._dead(positions[i], f"field `{name}` is {value}, expected a finite number", repr(record).encode()))
+                    dead.append(self._dead(positions[i], "not_finite", f"field `{name}` is {value}, expected a finite number", repr(record).encode()))
                     break
         good = [j for j, line in enumerate(lines) if line]
         batch, more_dead = self.decode_lines([lines[j] for j in good], positions[[keep[j] for j in good]])
@@ -167,25 +197,34 @@ class Decoder:
 
         n = table.num_rows
         positions = _positions(positions, n)
+        names = set(table.column_names)  # built anew on every access (~10 µs): once per batch
         bad = np.zeros(n, dtype=bool)
+        codes = np.empty(n, dtype=object)
         reasons = np.empty(n, dtype=object)
 
-        def flag(mask: np.ndarray, reason: str) -> None:
+        def flag(mask: np.ndarray, code: str, reason: str) -> None:
             new = mask & ~bad
-            reasons[new] = reason
-            bad[:] |= mask
+            if new.any():  # the common case is a clean column: skip the object-array writes
+                codes[new] = code
+                reasons[new] = reason
+                bad[:] |= new
 
         def column(name: str) -> Any:
-            if name not in table.column_names:
-                flag(np.ones(n, dtype=bool), f"missing required field `{name}` (no such column)")
+            if name not in names:
+                flag(np.ones(n, dtype=bool), "missing_field", f"missing required field `{name}` (no such column)")
                 return None
             return table.column(name)
+
+        def not_boolean(name: str, expected: str) -> None:
+            """The id, key and time take no booleans: the same wrong type as in JSON."""
+            if name in names and pa.types.is_boolean(table.column(name).type):
+                flag(~np.asarray(table.column(name).is_null(), dtype=bool), "wrong_type", f"field `{name}`: expected {expected}, got `bool`")
 
         def as_text(name: str) -> np.ndarray:
             col = column(name)
             if col is None:
                 return np.full(n, "", dtype=object)
-            flag(np.asarray(col.is_null(), dtype=bool), f"missing required field `{name}`")
+            flag(np.asarray(col.is_null(), dtype=bool), "missing_field", f"missing required field `{name}`")
             text = pc.cast(col, pa.string()) if not pa.types.is_string(col.type) else col
             values = np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
             return values
@@ -194,7 +233,7 @@ class Decoder:
             col = column(name)
             if col is None:
                 return np.zeros(n)
-            flag(np.asarray(col.is_null(), dtype=bool), f"missing required field `{name}`")
+            flag(np.asarray(col.is_null(), dtype=bool), "missing_field", f"missing required field `{name}`")
             if pa.types.is_timestamp(col.type):
                 values = pc.cast(col, pa.timestamp("us")).cast(pa.int64()).to_numpy(zero_copy_only=False) / 1e6
                 return np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
@@ -202,35 +241,40 @@ class Decoder:
                 values = np.asarray(pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.float64)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 values = np.array([_to_float(v) for v in col.to_pylist()], dtype=np.float64)
-                flag(np.isnan(values) & ~np.asarray(col.is_null(), dtype=bool), f"field `{name}` is not a number")
-            flag(~np.isfinite(values) & ~bad, f"field `{name}` is NaN or infinite, expected a finite number")
+                flag(np.isnan(values) & ~np.asarray(col.is_null(), dtype=bool), "wrong_type", f"field `{name}` is not a number")
+            flag(~np.isfinite(values) & ~bad, "not_finite", f"field `{name}` is NaN or infinite, expected a finite number")
             return values
 
         schema = self.schema
-        ids = as_text(schema.id_field)
+        for name, expected in ((schema.id_field, "`int | str`"), (schema.key_field, "`int | str`"),
+                               (schema.time_field, "`str`" if schema.time_format == "iso8601" else "a number")):
+            if name is not None:
+                not_boolean(name, expected)
+        ids = as_text(schema.id_field) if schema.id_field is not None else self._derived_ids(positions)
         keys = as_text(schema.key_field)
-        if schema.time_format == "iso8601" and schema.time_field in table.column_names and not pa.types.is_timestamp(table.column(schema.time_field).type):
+        if schema.time_format == "iso8601" and schema.time_field in names and not pa.types.is_timestamp(table.column(schema.time_field).type):
             raw_times = table.column(schema.time_field).to_pylist()
             times = np.array([_iso_or_nan(v) for v in raw_times], dtype=np.float64)
-            flag(~np.isfinite(times), f"field `{schema.time_field}` is not an ISO-8601 time")
+            flag(~np.isfinite(times), "bad_time", f"field `{schema.time_field}` is not an ISO-8601 time")
         else:
             times = as_float(schema.time_field) * (1.0 if column_is_timestamp(table, schema.time_field) else self._time_scale)
         numeric = {name: as_float(name) for name in schema.numeric}
         categorical = {name: as_text(name) for name in schema.categorical}
         labels = None
-        if schema.label_field and schema.label_field in table.column_names:
+        if schema.label_field and schema.label_field in names:
             labels = np.nan_to_num(
                 np.asarray(pc.cast(table.column(schema.label_field), pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.float64)
             ).astype(np.int8)
-        flag(np.array([not k for k in keys], dtype=bool), f"field `{schema.key_field}` is empty")
-        flag(np.array([not k for k in ids], dtype=bool), f"field `{schema.id_field}` is empty")
+        flag(np.array([not k for k in keys], dtype=bool), "empty_value", f"field `{schema.key_field}` is empty")
+        if schema.id_field is not None:
+            flag(np.array([not k for k in ids], dtype=bool), "empty_value", f"field `{schema.id_field}` is empty")
 
         dead = []
         bad_rows = np.flatnonzero(bad)
         if len(bad_rows):
             rows = table.take(pa.array(bad_rows)).to_pylist()
             for row_index, row in zip(bad_rows, rows):
-                dead.append(self._dead(positions[row_index], str(reasons[row_index]), msgspec.json.encode(row, enc_hook=str)))
+                dead.append(self._dead(positions[row_index], codes[row_index], reasons[row_index], msgspec.json.encode(row, enc_hook=str)))
         good = ~bad
         batch = EventBatch(
             ids=ids[good],
@@ -256,42 +300,43 @@ class Decoder:
         def text(field: str) -> np.ndarray:
             raw = values(field)
             out = np.empty(n, dtype=object)
-            if n and set(map(type, raw)) != {str}:  # ids and categories may arrive as integers
-                raw = [v if type(v) is str else str(v) for v in raw]
+            if n and set(map(type, raw)) != {str}:  # ids and categories may arrive as integers, categories as booleans
+                raw = [v if type(v) is str else _BOOL_TEXT[v] if type(v) is bool else str(v) for v in raw]
             out[:] = raw
             return out
 
-        ids = text(schema.id_field)
+        ids = text(schema.id_field) if schema.id_field is not None else self._derived_ids(positions)
         keys = text(schema.key_field)
         if schema.time_format == "iso8601":
             times = np.array([_iso_or_nan(v) for v in values(schema.time_field)], dtype=np.float64)
         else:
-            times = np.fromiter(values(schema.time_field), dtype=np.float64, count=n) * self._time_scale
-        numeric = {name: np.fromiter(values(name), dtype=np.float64, count=n) for name in schema.numeric}
+            times = _floats(values(schema.time_field)) * self._time_scale
+        numeric = {name: _floats(values(name)) for name in schema.numeric}
         categorical = {name: text(name) for name in schema.categorical}
         labels = None
         if schema.label_field:
             labels = np.array([1 if v else 0 for v in values(schema.label_field)], dtype=np.int8)
 
         bad = np.zeros(n, dtype=bool)
-        reasons: dict[int, str] = {}
+        reasons: dict[int, tuple[str, str]] = {}
 
-        def flag(mask: np.ndarray, reason: str) -> None:
+        def flag(mask: np.ndarray, code: str, reason: str) -> None:
             for i in np.flatnonzero(mask & ~bad):
-                reasons[int(i)] = reason
+                reasons[int(i)] = (code, reason)
             bad[:] |= mask
 
-        flag(~np.isfinite(times), f"field `{schema.time_field}` is not a valid time")
+        flag(~np.isfinite(times), "bad_time" if schema.time_format == "iso8601" else "not_finite", f"field `{schema.time_field}` is not a valid time")
         for name, column in numeric.items():
             finite = np.isfinite(column)
             if not finite.all():
-                flag(~finite, f"field `{name}` is NaN or infinite, expected a finite number")
-        flag(keys == "", f"field `{schema.key_field}` is empty")
-        flag(ids == "", f"field `{schema.id_field}` is empty")
+                flag(~finite, "not_finite", f"field `{name}` is NaN or infinite, expected a finite number")
+        flag(keys == "", "empty_value", f"field `{schema.key_field}` is empty")
+        if schema.id_field is not None:
+            flag(ids == "", "empty_value", f"field `{schema.id_field}` is empty")
 
         raw = np.empty(n, dtype=object)
         raw[:] = lines
-        dead = [self._dead(positions[i], reason, lines[i]) for i, reason in reasons.items()]
+        dead = [self._dead(positions[i], *reason, lines[i]) for i, reason in reasons.items()]
         batch = EventBatch(
             ids=ids, keys=keys, times=times, numeric=numeric, categorical=categorical,
             positions=positions, labels=labels, extra={RAW_FIELD: raw},
@@ -300,8 +345,14 @@ class Decoder:
             batch = batch.take(~bad)
         return batch, dead
 
-    def _dead(self, position: int, reason: str, raw: bytes) -> DeadLetter:
-        return DeadLetter(source=self.source, position=int(position), reason=reason, raw=bytes(raw))
+    def _derived_ids(self, positions: np.ndarray) -> np.ndarray:
+        """Ids for a schema without an id field: ``"<source>:<position>"``, the same on every replay."""
+        ids = np.empty(len(positions), dtype=object)
+        ids[:] = [f"{self.source}:{p}" for p in positions.tolist()]
+        return ids
+
+    def _dead(self, position: int, code: str, reason: str, raw: bytes) -> DeadLetter:
+        return DeadLetter(source=self.source, position=int(position), reason=reason, raw=bytes(raw), code=code)
 
 
 def column_is_timestamp(table: Any, name: str) -> bool:
@@ -322,9 +373,26 @@ def _positions(positions: np.ndarray | None, n: int) -> np.ndarray:
 _AT_FIELD = re.compile(r"^(?P<message>.*) - at `\$\.(?P<field>[^`]+)`$")
 
 
-def _reason(error: Exception) -> str:
+def _rejection(error: Exception) -> tuple[str, str]:
+    """The code and reason of a record msgspec rejected."""
+    message = str(error)
+    if not isinstance(error, msgspec.ValidationError):  # a DecodeError: not JSON at all
+        code = "malformed"
+    elif message.startswith("Object missing required field") or ", got `null`" in message:
+        code = "missing_field"
+    elif message.startswith("Number out of range"):
+        code = "not_finite"
+    elif " - at `$." not in message:  # rejected as a whole: an array or a bare value, not an object
+        code = "malformed"
+    else:
+        code = "wrong_type"
+    return code, _reason(message)
+
+
+def _reason(message: str) -> str:
     """msgspec's message, reworded to name the field first: "field `amount`: expected a number, got `str`"."""
-    text = str(error).removesuffix(" - at `$`").replace("`int | float`", "a number").replace("`str | int`", "text or an integer")
+    text = message.removesuffix(" - at `$`").replace("`bool | int | float`", "a number").replace("`int | float`", "a number")
+    text = text.replace("`str | int`", "text or an integer")
     match = _AT_FIELD.match(text)
     if match:
         return f"field `{match['field']}`: {match['message'][0].lower()}{match['message'][1:]}"
@@ -342,8 +410,21 @@ def _iso_or_nan(value: Any) -> float:
         return float("nan")
 
 
+_BOOL_TEXT = {True: "true", False: "false"}
+
+
+def _floats(values: list[Any]) -> np.ndarray:
+    """Numbers (and booleans) as float64; an integer beyond float range becomes inf, flagged as not finite."""
+    try:
+        return np.fromiter(values, dtype=np.float64, count=len(values))
+    except OverflowError:  # JSON integers are unbounded: one past 1.8e308 must not sink the batch
+        return np.array([_to_float(v) for v in values], dtype=np.float64)
+
+
 def _to_float(value: Any) -> float:
     try:
         return float(value)
+    except OverflowError:  # an integer past float range
+        return math.inf if value > 0 else -math.inf
     except (TypeError, ValueError):
         return float("nan")

@@ -7,21 +7,24 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from tocsin.batch import EventBatch
+from tocsin.decode import Decoder
 from tocsin.sources.file import FileSource, infer_format
+from tocsin.spec import SchemaSpec
 
 ROWS = [{"id": f"e{i}", "key": f"k{i % 3}", "ts": float(i), "x": i * 1.5} for i in range(10)]
 
 
-def write(tmp_path, fmt):
-    path = tmp_path / f"events.{fmt}"
+def write(tmp_path, fmt, rows=ROWS, name="events"):
+    path = tmp_path / f"{name}.{fmt}"
     if fmt == "jsonl":
-        path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     elif fmt == "json":
-        path.write_text(json.dumps(ROWS))
+        path.write_text(json.dumps(rows))
     elif fmt == "csv":
-        pacsv.write_csv(pa.Table.from_pylist(ROWS), path)
+        pacsv.write_csv(pa.Table.from_pylist(rows), path)  # booleans as true/false, read back as a boolean column
     else:
-        pq.write_table(pa.Table.from_pylist(ROWS), path)
+        pq.write_table(pa.Table.from_pylist(rows), path)
     return path
 
 
@@ -66,3 +69,30 @@ def test_unknown_suffix_names_the_fix(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         FileSource(tmp_path / "nope.jsonl")
+
+
+LOGINS = [{"user": f"u{i % 2}", "ts": float(i), "success": i % 3 != 0, "attempts": i, "mfa": i % 2 == 0} for i in range(6)]
+LOGIN_SCHEMA = SchemaSpec(id_field=None, key_field="user", numeric=["success", "attempts"], categorical=["mfa"])
+
+
+def decode_all(source, size):
+    decoder, batches = Decoder(LOGIN_SCHEMA, source=source.name), []
+    while (raw := source.read(size, 0)) is not None:
+        batch, dead = decoder.decode_table(raw.table, raw.positions) if raw.table is not None else decoder.decode_lines(raw.lines, raw.positions)
+        assert dead == []
+        batches.append(batch)
+    return EventBatch.concat(batches)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "parquet"])
+def test_boolean_fields_and_derived_ids_survive_every_format(tmp_path, fmt):
+    """A boolean is 1.0/0.0 or "true"/"false" in every format; without an id field a replay,
+    whole or resumed, gives each record the same id."""
+    path = write(tmp_path, fmt, LOGINS, "logins")
+    events = decode_all(FileSource(path), 4)
+    assert events.numeric["success"].tolist() == [float(r["success"]) for r in LOGINS]
+    assert events.categorical["mfa"].tolist() == ["true" if r["mfa"] else "false" for r in LOGINS]
+    assert events.ids.tolist() == [f"file:logins.{fmt}:{i}" for i in range(len(LOGINS))]
+    resumed = FileSource(path)
+    resumed.seek(3)
+    assert decode_all(resumed, 2).ids.tolist() == events.ids.tolist()[3:]

@@ -26,7 +26,7 @@ def with_file_source(spec: PipelineSpec, path: Path, label_column: str | None) -
     """The spec reading ``path`` instead of its own source, with ``label_column`` as ground truth."""
     schema = spec.event_schema
     if label_column:
-        if label_column in (schema.numeric + schema.categorical + [schema.id_field, schema.key_field, schema.time_field]):
+        if label_column in {*schema.numeric, *schema.categorical, schema.id_field, schema.key_field, schema.time_field} - {None}:
             raise ValueError(f"--label-column {label_column!r} is also a scored field of the schema; labels must not be scored")
         schema = schema.model_copy(update={"label_field": label_column})
     source = FileSourceSpec(kind="file", path=Path(path))
@@ -76,4 +76,5 @@ def backtest(
     report["aucpr"] = float(average_precision_score(y, s)) if len(y) and 0 < y.sum() < len(y) else None
     report["aucroc"] = float(roc_auc_score(y, s)) if len(y) and 0 < y.sum() < len(y) else None
     report["positives"] = int(y.sum()) if len(y) else 0
+    report["problem"] = runner.problem()  # None, or why nothing was scored
     return report
