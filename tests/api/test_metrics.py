@@ -6,27 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-from pathlib import Path
 
 import yaml
 
 from tocsin.api.logs import JsonFormatter
 from tests.api.conftest import EVENTS, WARM_EVENTS
-
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-PROMQL_WORDS = {"sum", "rate", "by", "max", "histogram_quantile", "le", "path", "severity", "detector", "version", "status", "label_values", "pipeline"}
-
-
-def grafana_metric_names() -> set[str]:
-    dashboard = json.loads((DEPLOY / "grafana" / "tocsin.json").read_text())
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    exprs += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
-    names = set()
-    for expr in exprs:
-        expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
-        expr = re.sub(r"\[[^]]*\]", "", expr)  # ranges
-        names |= {w for w in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr) if w.startswith("tocsin_")}
-    return names
+from tests.metrics_helpers import DEPLOY, grafana_metric_names
 
 
 def test_every_metric_the_grafana_dashboard_queries_is_exported(client, seeded) -> None:
