@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from tocsin.detectors.thresholds import (
-    SEVERITIES,
     AdaptiveThreshold,
     FixedThreshold,
     QuantileThreshold,
@@ -13,6 +12,7 @@ from tocsin.detectors.thresholds import (
     build_threshold,
 )
 from tocsin.spec import ThresholdSpec
+from tocsin.vocabulary import SEVERITIES
 
 
 def test_fixed():

@@ -75,15 +75,16 @@ def test_a_failure_inside_a_batch_leaves_the_last_consistent_checkpoint(tmp_path
     spec = parse_spec(small_spec_dict(tmp_path, seed=13))
     Runner(spec, SimulatorSource(spec.source, max_events=3_000)).run()  # checkpoint at 3,000
     failing = Runner(spec, SimulatorSource(spec.source, max_events=8_000))
-    original_write, calls = failing._write, []
+    store_sink = failing.core.store_sink
+    original_flush, calls = store_sink.flush, []
 
-    def write_then_fail(scored):
-        calls.append(len(scored))
+    def flush_then_fail():
+        calls.append(1)
         if len(calls) == 2:  # the batch 4,000-5,000: scored (state advanced), then the store fails
             raise RuntimeError("store down")
-        original_write(scored)
+        original_flush()
 
-    failing._write = write_then_fail
+    store_sink.flush = flush_then_fail
     with pytest.raises(RuntimeError, match="store down"):
         failing.run()
     resumed = Runner(spec, SimulatorSource(spec.source, max_events=8_000))

@@ -70,7 +70,7 @@ def start_worker(tmp: Path, spec_data: dict[str, Any], source: KafkaSource, sett
     path.write_text(json.dumps(config))
     log = open(tmp / f"worker-{worker_id}.log", "ab")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
-    return subprocess.Popen([sys.executable, "-m", "tocsin.engine.worker", str(path)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen([sys.executable, "-m", "tocsin.engine.process", str(path)], stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def wait_checkpointed(checkpoints, partitions: dict[str, int], timeout: float) -> None:

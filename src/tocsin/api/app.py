@@ -24,6 +24,7 @@ from tocsin.api.auth import AuthConfig
 from tocsin.api.routes import alerts, anomalies, dashboard, entities, events, feedback, health, keys, pipelines, prometheus, score, stats
 from tocsin.api.service import Service
 from tocsin.checkpoint.base import CheckpointStore
+from tocsin.sources.journal import Journal
 from tocsin.engine.pipeline import Pipeline
 from tocsin.spec import PipelineSpec
 from tocsin.store.sql import Store
@@ -44,6 +45,7 @@ def create_app(
     sensitive_fields: list[str] | None = None,
     encryption_key: bytes | None = None,
     checkpoints: CheckpointStore | None = None,
+    journal: Journal | None = None,
     cors_origins: list[str] | tuple[str, ...] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     queue_max_events: int = 200_000,
@@ -54,7 +56,7 @@ def create_app(
     if service is None:
         service = Service(
             spec, pipeline=pipeline, store=store, sensitive_fields=sensitive_fields, encryption_key=encryption_key,
-            checkpoints=checkpoints, queue_max_events=queue_max_events,
+            checkpoints=checkpoints, journal=journal, queue_max_events=queue_max_events,
         )
 
     @asynccontextmanager

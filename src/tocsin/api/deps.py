@@ -41,6 +41,7 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "missing or invalid credentials",
         403: "the credentials' role is not allowed to do this",
         404: "no such resource",
+        409: "this API accepts no events (it shares a running pipeline's stream)",
         413: "request body over the size limit",
         503: "temporarily unable (queue full, or degraded)",
     }

@@ -79,12 +79,14 @@ class ScoreResponse(BaseModel):
     scored: int
     dead_letters: int
     results: list[ScoreResult]
+    position: int = Field(description="the request's journal entry (its place in the order events were folded in)")
 
 
 class EventsAccepted(BaseModel):
     accepted: int
     ids: list[str | None] = Field(description="each event's id field, in request order (null when missing)")
     queue_depth: int
+    position: int = Field(description="the request's journal entry: durable once answered, folded in in this order")
 
 
 class Anomaly(BaseModel):

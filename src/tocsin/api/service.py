@@ -1,209 +1,124 @@
-"""The Service: what the HTTP routes call. It owns the Pipeline, the Store, the
-queue behind ``POST /v1/events`` with the thread that drains it, and the metrics.
+"""The Service: what the HTTP routes call — a journal of accepted requests folded in through the driver core.
 
-Concurrency: the Pipeline is not thread-safe, so every call into it (sync
-scoring from request threads, the queue runner, a streaming runner attached
-with :meth:`Service.attach_runner`, checkpoints) holds ``self.lock``. Store
-writes happen outside the lock (the store is idempotent on event id and safe
-to call from several threads).
+Every request that gives the service events (``POST /v1/events``, ``POST
+/v1/score``) becomes one entry of the journal (:mod:`tocsin.sources.journal`)
+before it is answered: durable, numbered (its *seq*) in the order requests
+arrived. The journal is this driver's source and the seq its position, so the
+ordering invariant of :mod:`tocsin.engine.core` holds here as for a Kafka
+partition: entries are folded into the pipeline in seq order, every output of
+an entry (anomalies, alerts, dead letters, scored events when the spec keeps
+them) is stored before the position passes it, a checkpoint saves (state, last
+seq) only between entries, and entries are dropped from the journal only once a
+checkpoint holds them. After a crash the service loads its checkpoint and
+replays the journal after it: every event answered 202 is stored once, with the
+score an uninterrupted run gives.
 
-Sync scoring writes its anomalies, alerts and dead letters to the Store before
-returning, so ``GET /v1/anomalies`` sees them. Sensitive fields are encrypted
-in the stored ``fields`` and masked for viewers on the way out.
+Whoever holds the core's lock folds the queue in order: the queue thread, or a
+``POST /v1/score`` request folding everything before its own entry and then its
+own (alone, so its answer is exactly its events' decisions).
 
 Until the detector is fitted (``detector.warmup_events`` events seen) events
 update feature state and become training rows but are not scored: they come
 back with ``status="warming_up"``, ``score=None`` and ``is_anomaly=False``.
 
-"Recent events" of an entity are what this process has seen (a ring of the last
-``recent_capacity`` events in memory); stored anomalies outlive restarts.
+Sensitive fields are encrypted in the stored ``fields`` and masked for viewers on
+the way out. Without a checkpoint store the journal lives in memory (nothing
+survives a restart, as nothing else does). A service *attached* to a running
+runner (``tocsin demo``) serves reads over the runner's stream and accepts no
+events (409): they would not be part of the runner's source.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
 
-from tocsin.alerting.outbox import alert_documents
 from tocsin.alerting.metrics import register_alert_metrics
-from tocsin.engine.outputs import OutputWriter
+from tocsin.alerting.outbox import alert_documents
 from tocsin.api.auth import Principal, Role
 from tocsin.api.crypto import FieldCipher
-from tocsin.api.metrics import SEVERITIES, ServiceMetrics
+from tocsin.api.live import Activity, RecentEvents
+from tocsin.api.metrics import ServiceMetrics
+from tocsin.api.pagination import decode_cursor, page
 from tocsin.checkpoint.base import CheckpointStore
+from tocsin.engine.core import DriverCore, Stream
 from tocsin.engine.pipeline import Pipeline, ScoredBatch
+from tocsin.engine.stats import RunStats
+from tocsin.sources.base import SourceBatch
+from tocsin.sources.journal import Journal, JournalEntry
 from tocsin.spec import PipelineSpec
 from tocsin.store.sql import Store
-from tocsin.store.tables import alerts as alerts_table
-from tocsin.store.tables import anomalies as anomalies_table
+from tocsin.vocabulary import SEVERITIES
 
 log = logging.getLogger("tocsin.api")
 
+#: the stream (and checkpoint partition) of the service's journal
 CHECKPOINT_PARTITION = "api"
-SERIES_SECONDS = 300
-RATE_WINDOW_S = 10
+#: an event's position is ``seq << RECORD_BITS | index in its request`` (requests hold ≤ 10,000 events)
+RECORD_BITS = 20
 
 
 class QueueFull(RuntimeError):
     """``POST /v1/events`` would exceed the queue bound; the client should retry later."""
 
 
+class NotAccepting(RuntimeError):
+    """This service shares a runner's stream (``tocsin demo``): events go to that runner's source."""
+
+
 class NotFound(LookupError):
     pass
 
 
-# --- small holders ---------------------------------------------------------------
-
-
-class RecentEvents:
-    """A ring of the last ``capacity`` decided events (vectorised appends, scan per lookup)."""
-
-    def __init__(self, capacity: int, numeric: list[str], categorical: list[str]) -> None:
-        self.capacity = capacity
-        self.lock = threading.Lock()
-        self.keys = np.empty(capacity, dtype=object)
-        self.ids = np.empty(capacity, dtype=object)
-        self.times = np.zeros(capacity)
-        self.score = np.full(capacity, np.nan)
-        self.severity = np.full(capacity, -1, dtype=np.int8)
-        self.is_anomaly = np.zeros(capacity, dtype=bool)
-        self.values = {name: np.zeros(capacity) for name in numeric}
-        self.values.update({name: np.empty(capacity, dtype=object) for name in categorical})
-        self.filled = 0
-        self.next = 0
-        self.order = np.zeros(capacity, dtype=np.int64)
-        self.counter = 0
-
-    def add(self, scored: ScoredBatch) -> None:
-        events, n = scored.events, len(scored)
-        if n == 0:
-            return
-        start = max(0, n - self.capacity)
-        with self.lock:
-            rows = np.arange(start, n)
-            slots = (self.next + np.arange(len(rows))) % self.capacity
-            self.keys[slots] = events.keys[rows]
-            self.ids[slots] = events.ids[rows]
-            self.times[slots] = events.times[rows]
-            self.score[slots] = scored.score[rows]
-            self.severity[slots] = scored.severity[rows]
-            self.is_anomaly[slots] = scored.is_anomaly[rows]
-            for name, column in self.values.items():
-                source = events.numeric.get(name)
-                if source is None:
-                    source = events.categorical.get(name)
-                if source is not None:
-                    column[slots] = source[rows]
-            self.order[slots] = self.counter + np.arange(len(rows))
-            self.counter += len(rows)
-            self.next = int((self.next + len(rows)) % self.capacity)
-            self.filled = min(self.capacity, self.filled + len(rows))
-
-    def of(self, key: str, limit: int) -> list[dict[str, Any]]:
-        with self.lock:
-            hits = np.flatnonzero(self.keys[: self.filled] == key)
-            hits = hits[np.argsort(self.order[hits], kind="stable")][-limit:]
-            out = []
-            for i in hits.tolist():
-                score = float(self.score[i])
-                code = int(self.severity[i])
-                out.append(
-                    {
-                        "event_id": str(self.ids[i]),
-                        "event_time": float(self.times[i]),
-                        "score": None if score != score else score,
-                        "score_100": None if score != score else round(score * 100, 2),
-                        "is_anomaly": bool(self.is_anomaly[i]),
-                        "severity": SEVERITIES[code] if code >= 0 else None,
-                        "values": {name: _plain(column[i]) for name, column in self.values.items()},
-                    }
-                )
-            return out
-
-
-class Activity:
-    """Events and anomalies per wall-clock second, for the live overview."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.buckets: deque[list[int]] = deque()  # [second, events, anomalies]
-        self.events = 0
-        self.scored = 0
-        self.anomalies = 0
-        self.dead_letters = 0
-        self.by_severity = dict.fromkeys(SEVERITIES, 0)
-
-    def add(self, events: int, scored: int, anomalies: int, dead_letters: int, severity_counts: dict[str, int]) -> None:
-        now = int(time.time())
-        with self.lock:
-            self.events += events
-            self.scored += scored
-            self.anomalies += anomalies
-            self.dead_letters += dead_letters
-            for name, count in severity_counts.items():
-                self.by_severity[name] += count
-            if self.buckets and self.buckets[-1][0] == now:
-                self.buckets[-1][1] += events
-                self.buckets[-1][2] += anomalies
-            else:
-                self.buckets.append([now, events, anomalies])
-            while self.buckets and self.buckets[0][0] < now - SERIES_SECONDS:
-                self.buckets.popleft()
-
-    def snapshot(self) -> dict[str, Any]:
-        now = int(time.time())
-        with self.lock:
-            recent = sum(b[1] for b in self.buckets if b[0] > now - RATE_WINDOW_S)
-            series = [{"t": float(b[0]), "events": b[1], "anomalies": b[2]} for b in self.buckets]
-            return {
-                "events": self.events,
-                "events_per_s": recent / RATE_WINDOW_S,
-                "anomalies": self.anomalies,
-                "anomaly_rate": self.anomalies / self.scored if self.scored else 0.0,
-                "anomalies_by_severity": dict(self.by_severity),
-                "dead_letters": self.dead_letters,
-                "series": series,
-            }
-
-
 @dataclass
-class _Chunk:
+class _Entry:
+    """A journal entry waiting to be folded in; ``done`` is set once its outputs are stored."""
+
+    seq: int
     records: list[dict[str, Any]]
     received: float
+    #: "events" (queued) or "score" (a request waiting for its answer)
+    path: str
+    done: threading.Event | None = None
+    scored: ScoredBatch | None = None
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    return value
+class MemoryJournal:
+    """A journal that forgets on restart: for a service without a checkpoint store (tests, throwaway
+    runs). Same numbering as :class:`~tocsin.sources.journal.Journal`; entries are not kept (nothing
+    replays them), so appends cost nothing."""
+
+    def __init__(self) -> None:
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def append(self, records: list[dict[str, Any]]) -> int:
+        with self._lock:
+            self._seq += 1
+            return self._seq
+
+    def read(self, after: int, max_events: int | None = None) -> list[JournalEntry]:
+        return []
+
+    def truncate(self, up_to: int) -> int:
+        with self._lock:
+            self._seq = max(self._seq, up_to)
+        return 0
+
+    def close(self) -> None:
+        pass
 
 
-def encode_cursor(row_id: int) -> str:
-    return base64.urlsafe_b64encode(f"id:{row_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The row id in a cursor; ValueError when it is not one this API issued."""
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("id:"):
-            raise ValueError
-        return int(text[3:])
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("not a cursor returned by this API; omit it for the first page") from None
-
-
-# --- the service -------------------------------------------------------------------
+def journal_path(checkpoint_dir: Path | str, pipeline: str) -> Path:
+    """Where ``tocsin serve`` keeps a pipeline's journal: beside its local checkpoints."""
+    return Path(checkpoint_dir) / pipeline / "api-journal.sqlite"
 
 
 class Service:
@@ -218,95 +133,74 @@ class Service:
         sensitive_fields: list[str] | tuple[str, ...] | None = None,
         encryption_key: bytes | None = None,
         checkpoints: CheckpointStore | None = None,
+        journal: Journal | MemoryJournal | None = None,
         queue_max_events: int = 200_000,
         recent_capacity: int = 100_000,
+        attach_to: Any = None,
     ) -> None:
         self.spec = spec
-        self.pipeline = pipeline or Pipeline(spec)
-        self.store = store if store is not None else Store(spec.store.url)
-        self.outputs = OutputWriter(spec, self.store)
-        self._output_lock = threading.Lock()
-        self.lock = threading.RLock()
         if sensitive_fields is None:
-            sensitive_fields = list(getattr(spec.event_schema, "sensitive", None) or [])
+            sensitive_fields = list(spec.event_schema.sensitive or [])
         schema = spec.event_schema
-        if schema.key_field in sensitive_fields or schema.id_field in sensitive_fields:
+        if schema.key_field in sensitive_fields or (schema.id_field is not None and schema.id_field in sensitive_fields):
             raise ValueError(
                 f"sensitive fields {list(sensitive_fields)}: the key and id fields are used to look events up and "
                 "cannot be encrypted; pseudonymise them upstream instead"
             )
         self.cipher = FieldCipher(encryption_key, sensitive_fields)
-        self.metrics = ServiceMetrics(spec.name)
-        #: whose alert manager the alert gauges read: this service's, or an attached runner's
-        self._alert_writer: OutputWriter = self.outputs
-        register_alert_metrics(
-            self.metrics.registry, spec.name, lambda: self._alert_writer.alerts,
-            lambda: self._alert_writer.dispatcher.pending() if self._alert_writer.dispatcher is not None else 0,
-        )
         self.recent = RecentEvents(recent_capacity, list(schema.numeric), list(schema.categorical))
         self.activity = Activity()
-        self.checkpoints = checkpoints
-        self.last_checkpoint: float | None = None
-        self.metrics.watch_checkpoint(lambda: self.last_checkpoint)
-        self.metrics.watch_queue(lambda: self.queue_depth)
-        self._refresh_model_metric()
-
+        #: the runner whose stream this service reads (tocsin demo), or None
+        self.attached = attach_to
+        if attach_to is not None:
+            self.core: DriverCore = attach_to.core
+            self.metrics = self.core.metrics
+        else:
+            self.metrics = ServiceMetrics(spec.name)
+            self.core = DriverCore(spec, driver="api", store=store, checkpoints=checkpoints, metrics=self.metrics,
+                                   commit=self._commit, transform_fields=self._encrypt)
+            self.metrics.watch_queue(lambda: self.queue_depth)
+        self._stream: Stream | None = None
+        self.core.listeners.append(self._observe)
+        self._pipeline = pipeline
+        self.journal = journal if journal is not None else MemoryJournal()
+        register_alert_metrics(
+            self.metrics.registry, spec.name, lambda: self.stream.alerts.alerts,
+            lambda: self.core.dispatcher.pending() if self.core.dispatcher is not None else 0,
+        )
         self.queue_max_events = queue_max_events
-        self._queue: deque[_Chunk] = deque()
+        self._queue: deque[_Entry] = deque()
         self._queued_events = 0
         self._wakeup = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._thread_error: BaseException | None = None
-        self._dead_position = time.time_ns() // 1_000  # unique dead-letter positions across restarts
+        self._last_checkpoint = time.monotonic()
 
-    # --- lifecycle ------------------------------------------------------------
+    # --- what the routes and tests read ---------------------------------------------------
 
-    def start(self) -> None:
-        """Restore the last checkpoint (if any) and start the queue runner thread."""
-        if self._thread is not None:
-            return
-        self.restore()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run_queue, name="tocsin-api-runner", daemon=True)
-        self._thread.start()
+    @property
+    def stream(self) -> Stream:
+        """The journal's stream (opened fresh until :meth:`start` restores it from its checkpoint), or
+        the attached runner's."""
+        if self.attached is not None:
+            return self.attached.stream
+        if self._stream is None:
+            self._stream = self.core.open_stream(CHECKPOINT_PARTITION, CHECKPOINT_PARTITION, pipeline=self._pipeline, resume=False)
+        return self._stream
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Drain what is queued, checkpoint, stop the thread."""
-        self._stop.set()
-        with self._wakeup:
-            self._wakeup.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        self.checkpoint()
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.stream.pipeline
 
-    def restore(self) -> bool:
-        if self.checkpoints is None:
-            return False
-        checkpoint = self.checkpoints.load(CHECKPOINT_PARTITION)
-        if checkpoint is None:
-            return False
-        with self.lock, self._output_lock:
-            self.pipeline.load_state_dict(checkpoint.state)
-            self.outputs.load_state_dict(checkpoint.state)
-        self.last_checkpoint = time.monotonic()
-        self._refresh_model_metric()
-        log.info("restored pipeline state", extra={"events_seen": self.pipeline.events_seen})
-        return True
+    @property
+    def store(self) -> Store:
+        return self.core.store
 
-    def checkpoint(self) -> None:
-        """Save the pipeline state. The store already holds every output of the events folded into it."""
-        if self.checkpoints is None:
-            return
-        with self.lock, self._output_lock:
-            state = self.pipeline.state_dict()
-            state.update(self.outputs.state_dict())
-            seen = self.pipeline.events_seen
-        self.checkpoints.save(CHECKPOINT_PARTITION, state, seen, meta={"pipeline": self.spec.name, "driver": "api"})
-        self.last_checkpoint = time.monotonic()
-
-    # --- scoring ----------------------------------------------------------------
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while events are folded in or state is read consistently."""
+        return self.core.lock
 
     @property
     def is_warm(self) -> bool:
@@ -316,157 +210,182 @@ class Service:
     def model_status(self) -> str:
         return "warm" if self.pipeline.is_warm else "warming_up"
 
-    def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        """Score ``records`` now (state updated), store the outputs, and describe every event in request order."""
-        received = time.monotonic()
-        with self.lock:
-            scored = self.pipeline.process_records(records, source="api:score")
-            warm_after = self.pipeline.is_warm
-            version = self.pipeline.fits
-        self._finish(scored, "score", received, len(records), write=True)
-        return {
-            "pipeline": self.spec.name,
-            "model_status": "warm" if warm_after else "warming_up",
-            "model_version": version,
-            "scored": int(scored.scored.sum()) if scored.scored is not None else 0,
-            "dead_letters": len(scored.dead_letters),
-            "results": _results(scored, len(records)),
-        }
+    # --- lifecycle ------------------------------------------------------------------------
 
-    def process_events(self, events: Any, path: str = "stream") -> ScoredBatch:
-        """Score an :class:`EventBatch` (e.g. simulator events) through the same pipeline, storing the outputs."""
-        received = time.monotonic()
-        with self.lock:
-            scored = self.pipeline.process(events)
-        self._finish(scored, path, received, len(events), write=True)
-        return scored
+    def start(self) -> None:
+        """Restore the last checkpoint, replay the journal after it, and start the queue thread."""
+        if self._thread is not None or self.attached is not None:
+            return
+        self.restore()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run_queue, name="tocsin-api-queue", daemon=True)
+        self._thread.start()
 
-    def _finish(self, scored: ScoredBatch, path: str, received: float, n_in: int, *, write: bool) -> None:
-        """Metrics, the recent-events ring, the live activity and (``write``) the store, for one scored batch."""
-        decided_at = time.monotonic()
-        m, name = self.metrics, self.spec.name
-        n_dead = len(scored.dead_letters)
-        m.events_in.labels(name, path).inc(n_in)
-        m.events_out.labels(name, path).inc(len(scored))
-        if n_dead:
-            m.dead_letters.labels(name, path).inc(n_dead)
-        m.batch_latency.labels(name, path).observe(scored.seconds)
-        if len(scored):
-            m.decision_lag.labels(name, path).observe(decided_at - received)
-        severity_counts: dict[str, int] = {}
-        n_anomalies = int(scored.is_anomaly.sum()) if len(scored) else 0
-        if n_anomalies:
-            codes, counts = np.unique(scored.severity[scored.is_anomaly], return_counts=True)
-            for code, count in zip(codes.tolist(), counts.tolist()):
-                severity_counts[SEVERITIES[code]] = count
-                m.anomalies.labels(name, SEVERITIES[code]).inc(count)
-        n_scored = int(scored.scored.sum()) if scored.scored is not None and len(scored) else 0
-        if write and (n_anomalies or n_dead):  # stored before counted: whoever sees the count finds the rows
-            self._write(scored, path)
-        self.activity.add(len(scored), n_scored, n_anomalies, n_dead, severity_counts)
-        self.recent.add(scored)
-        self._refresh_model_metric()
-
-    def _write(self, scored: ScoredBatch, path: str) -> None:
-        def encrypt(fields: dict[str, Any], event_id: str) -> dict[str, Any]:
-            return self.cipher.encrypt_fields(fields, self.spec.name, event_id)
-
-        def dead_rows(letters: list[Any]) -> list[dict[str, Any]]:
-            return [{**letter.as_row(), "position": self._next_dead_position()} for letter in letters]
-
-        with self._output_lock:  # the alert manager groups in the order batches are written
-            self.outputs.write(scored, transform_fields=encrypt, dead_letter_rows=dead_rows)
-
-    def _next_dead_position(self) -> int:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Fold in what is queued, checkpoint, stop the thread."""
+        if self.attached is not None:
+            return
+        self._stop.set()
         with self._wakeup:
-            self._dead_position += 1
-            return self._dead_position
+            self._wakeup.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.checkpoint()
+        self.core.close()
+        self.journal.close()
 
-    def _refresh_model_metric(self) -> None:
-        self.metrics.set_model(self.spec.detector.kind, self.pipeline.fits, self.model_status)
+    def restore(self) -> bool:
+        """Open the journal's stream from its checkpoint (if any) and queue the entries after it."""
+        if self._stream is not None and self._stream.position >= 0:
+            return False  # already folding events in
+        pipeline = self._stream.pipeline if self._stream is not None else self._pipeline
+        self._stream = self.core.open_stream(CHECKPOINT_PARTITION, CHECKPOINT_PARTITION, pipeline=pipeline, resume=True)
+        position = max(self._stream.position, 0)
+        # A journal behind its checkpoint (new, or its newest appends lost with the machine's power)
+        # must number new entries after the checkpoint's seq, or the next replay would skip them.
+        self.journal.truncate(position)
+        replayed = self.journal.read(after=position)
+        with self._wakeup:
+            for entry in replayed:
+                self._queue.append(_Entry(entry.seq, entry.records, time.monotonic(), "events"))
+                self._queued_events += len(entry.records)
+        if self._stream.resumed_at is not None or replayed:
+            log.warning("api: resuming after journal entry %d; %d entr%s (%d events) to replay", position, len(replayed),
+                        "y" if len(replayed) == 1 else "ies", sum(len(e.records) for e in replayed))
+        return self._stream.resumed_at is not None
 
-    # --- the queue (POST /v1/events) ---------------------------------------------
+    def checkpoint(self) -> None:
+        """Save (state, last seq folded in) between entries; then the journal drops what it holds."""
+        if self.attached is None:
+            self.core.checkpoint([self.stream])
+        self._last_checkpoint = time.monotonic()
+
+    def _commit(self, streams: list[Stream]) -> None:
+        for stream in streams:
+            self.journal.truncate(stream.checkpointed)
+
+    # --- accepting events -----------------------------------------------------------------
 
     @property
     def queue_depth(self) -> int:
         return self._queued_events
 
-    def enqueue(self, records: list[dict[str, Any]]) -> int:
-        """Accept events for the runner thread; :class:`QueueFull` past ``queue_max_events``."""
+    def _append(self, records: list[dict[str, Any]], path: str, bounded: bool) -> _Entry:
+        if self.attached is not None:
+            raise NotAccepting("this API shares a running pipeline's stream (tocsin demo); send events to its source")
         with self._wakeup:
-            if self._queued_events + len(records) > self.queue_max_events:
+            if bounded and self._queued_events + len(records) > self.queue_max_events:
                 raise QueueFull(f"the event queue holds {self._queued_events} of {self.queue_max_events} events; retry later")
-            self._queue.append(_Chunk(records, time.monotonic()))
+            seq = self.journal.append(records)  # durable before anyone is told it was accepted
+            entry = _Entry(seq, records, time.monotonic(), path, threading.Event() if path == "score" else None)
+            self._queue.append(entry)
             self._queued_events += len(records)
             self._wakeup.notify()
-            return self._queued_events
+            return entry
 
     def accept(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        """Queue ``records`` (see :meth:`enqueue`) and say which ids were accepted."""
+        """Journal ``records`` for the queue thread (:class:`QueueFull` past ``queue_max_events``) and
+        say which ids were accepted, and as which journal entry."""
+        entry = self._append(records, "events", bounded=True)
         id_field = self.spec.event_schema.id_field
-        depth = self.enqueue(records)
-        ids = [None if r.get(id_field) is None else str(r.get(id_field)) for r in records]
-        return {"accepted": len(records), "ids": ids, "queue_depth": depth}
+        ids = [None if id_field is None or r.get(id_field) is None else str(r.get(id_field)) for r in records]
+        return {"accepted": len(records), "ids": ids, "queue_depth": self._queued_events, "position": entry.seq}
 
-    def _take(self, max_events: int, max_wait: float) -> list[_Chunk]:
+    def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Journal ``records``, fold in everything queued before them and then them, store the outputs,
+        and describe every event in request order."""
+        entry = self._append(records, "score", bounded=False)
+        with self.core.lock:
+            while not entry.done.is_set() and self._fold_next():
+                pass
+        entry.done.wait()
+        scored = entry.scored
+        if scored is None:
+            raise RuntimeError(f"journal entry {entry.seq} could not be processed; see the service log (it is replayed on restart)")
+        pipeline = self.pipeline
+        return {
+            "pipeline": self.spec.name,
+            "model_status": self.model_status,
+            "model_version": pipeline.fits,
+            "scored": int(scored.scored.sum()) if scored.scored is not None else 0,
+            "dead_letters": len(scored.dead_letters),
+            "results": _results(scored, entry.seq, len(records)),
+            "position": entry.seq,
+        }
+
+    # --- folding entries in ---------------------------------------------------------------
+
+    def _fold_next(self) -> bool:
+        """Under the core's lock: fold the next group of entries in (consecutive queued ones up to a
+        batch, or one scoring request alone). False when the queue is empty."""
         with self._wakeup:
             if not self._queue:
-                self._wakeup.wait(max_wait)
-            chunks, n = [], 0
-            while self._queue and (not chunks or n + len(self._queue[0].records) <= max_events):
-                chunk = self._queue.popleft()
-                chunks.append(chunk)
-                n += len(chunk.records)
+                return False
+            group = [self._queue.popleft()]
+            n = len(group[0].records)
+            if group[0].path == "events":
+                while self._queue and self._queue[0].path == "events" and n + len(self._queue[0].records) <= self.spec.runner.batch_size:
+                    n += len(self._queue[0].records)
+                    group.append(self._queue.popleft())
             self._queued_events -= n
-            return chunks
+        records = group[0].records if len(group) == 1 else [r for e in group for r in e.records]
+        positions = np.concatenate([(e.seq << RECORD_BITS) + np.arange(len(e.records), dtype=np.int64) for e in group])
+        raw = SourceBatch(positions=positions, next_position=group[-1].seq + 1, records=records)
+        processed = []
+        try:
+            processed = self.core.process([(self.stream, raw)], path=group[0].path, received=group[0].received)
+        finally:  # a waiting request learns its fate either way (no scored batch: the pipeline failed)
+            for entry in group:
+                if entry.done is not None:
+                    entry.scored = processed[0].scored if processed else None
+                    entry.done.set()
+        return True
 
     def _run_queue(self) -> None:
-        batch_size, max_wait = self.spec.runner.batch_size, self.spec.runner.max_wait
         interval = self.spec.checkpoint.interval
-        last_checkpoint = time.monotonic()
         try:
             while True:
-                chunks = self._take(batch_size, max_wait)
-                if chunks:
-                    records = [r for c in chunks for r in c.records]
-                    with self.lock:
-                        scored = self.pipeline.process_records(records, source="api:events")
-                    self._finish(scored, "events", chunks[0].received, len(records), write=True)
-                elif self._stop.is_set():
-                    break
-                if self.checkpoints is not None and time.monotonic() - last_checkpoint >= interval:
+                with self._wakeup:
+                    if not self._queue:
+                        if self._stop.is_set():
+                            break
+                        self._wakeup.wait(self.spec.runner.max_wait)
+                if self._queue:
+                    with self.core.lock:
+                        self._fold_next()
+                if time.monotonic() - self._last_checkpoint >= interval:
                     self.checkpoint()
-                    last_checkpoint = time.monotonic()
         except BaseException as error:  # noqa: BLE001 - reported by /health, then re-raised for the log
             self._thread_error = error
-            log.exception("the event queue runner stopped")
+            log.exception("the event queue thread stopped")
             raise
-
-    def runner_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until the queue is drained (tests, shutdown)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._queued_events == 0 and not self._queue:
-                # the last chunk may still be in the pipeline: taking the lock waits for it
-                with self.lock:
+            if not self._queue:
+                with self.core.lock:  # the last group may still be folding in: taking the lock waits for it
                     return True
             time.sleep(0.01)
         return False
 
-    # --- a streaming runner sharing this service (tocsin demo + API) -------------
+    def _observe(self, scored: ScoredBatch, _stats: RunStats) -> None:
+        """Every batch the core folded in (this service's, or an attached runner's): the live views."""
+        anomalies = int(scored.is_anomaly.sum()) if len(scored) else 0
+        n_scored = int(scored.scored.sum()) if scored.scored is not None and len(scored) else 0
+        severity_counts: dict[str, int] = {}
+        if anomalies:
+            codes, counts = np.unique(scored.severity[scored.is_anomaly], return_counts=True)
+            severity_counts = {SEVERITIES[c]: n for c, n in zip(codes.tolist(), counts.tolist())}
+        self.activity.add(len(scored), n_scored, anomalies, len(scored.dead_letters), severity_counts)
+        self.recent.add(scored)
 
-    def attach_runner(self, runner: Any) -> None:
-        """Let an engine ``Runner`` drive this service's pipeline: its batches go through the lock and
-        feed the metrics and the live views; the runner keeps writing its own outputs to the store."""
-        if runner.pipeline is not self.pipeline:
-            raise ValueError("build the Service with pipeline=runner.pipeline (and store=runner.store) first")
-        runner.pipeline = _LockedPipeline(self)
-        self._alert_writer = runner.outputs
+    def _encrypt(self, fields: dict[str, Any], event_id: str) -> dict[str, Any]:
+        return self.cipher.encrypt_fields(fields, self.spec.name, event_id)
 
-    # --- reads ---------------------------------------------------------------------
+    # --- reads ------------------------------------------------------------------------------
 
     def present_anomaly(self, row: dict[str, Any], principal: Principal) -> dict[str, Any]:
         fields = row.get("fields") or {}
@@ -479,16 +398,16 @@ class Service:
     def anomalies(self, principal: Principal, *, cursor: str | None, limit: int, **filters: Any) -> dict[str, Any]:
         after_id = decode_cursor(cursor) if cursor else None
         rows = self.store.anomalies(pipeline=self.spec.name, limit=limit + 1, after_id=after_id, **filters)
-        return _page([self.present_anomaly(r, principal) for r in rows], limit)
+        return page([self.present_anomaly(r, principal) for r in rows], limit)
 
     def alerts(self, *, cursor: str | None, limit: int, **filters: Any) -> dict[str, Any]:
         after_id = decode_cursor(cursor) if cursor else None
         rows = self.store.alerts(pipeline=self.spec.name, limit=limit + 1, after_id=after_id, **filters)
-        page = _page(rows, limit)
+        result = page(rows, limit)
         # pattern, window, budget cut-off and per-channel delivery status live beside the alert row
-        documents = {d["id"]: d for d in alert_documents(self.store, self.spec.name, alert_ids=[r["id"] for r in page["items"]])}
-        page["items"] = [documents.get(row["id"], row) for row in page["items"]]
-        return page
+        documents = {d["id"]: d for d in alert_documents(self.store, self.spec.name, alert_ids=[r["id"] for r in result["items"]])}
+        result["items"] = [documents.get(row["id"], row) for row in result["items"]]
+        return result
 
     def alert(self, alert_id: int) -> dict[str, Any]:
         documents = alert_documents(self.store, self.spec.name, alert_ids=[int(alert_id)])
@@ -503,16 +422,14 @@ class Service:
         return self.alert(alert_id)
 
     def feedback(self, event_id: str, label: str, note: str | None, principal: Principal) -> dict[str, Any]:
-        t = anomalies_table
-        found = self.store.fetch(select(t.c.id).where(t.c.pipeline == self.spec.name, t.c.event_id == event_id))
-        if not found:
+        if not self.store.has_anomaly(self.spec.name, event_id):
             raise NotFound(f"no anomaly with event id {event_id!r}")
         self.store.write_feedback(self.spec.name, [{"event_id": event_id, "label": label, "note": note}])
         log.info("feedback recorded", extra={"event_id": event_id, "label": label, "by": principal.subject})
         return {"event_id": event_id, "label": label, "note": note}
 
     def entity(self, key: str, principal: Principal, limit: int = 200) -> dict[str, Any]:
-        with self.lock:
+        with self.core.lock:
             state = self.pipeline.features.entity_state(key)
         recent = self.recent.of(key, limit)
         anomalies = [self.present_anomaly(r, principal) for r in self.store.anomalies(pipeline=self.spec.name, entity=key, limit=50)]
@@ -524,15 +441,15 @@ class Service:
         return {"key": key, "state": {k: float(v) for k, v in state.items()}, "recent_events": recent, "anomalies": anomalies}
 
     def pipeline_info(self) -> dict[str, Any]:
-        spec = self.spec
+        spec, pipeline = self.spec, self.pipeline
         return {
             "name": spec.name,
             "detector": spec.detector.kind,
             "model_status": self.model_status,
-            "model_version": self.pipeline.fits,
-            "events_seen": self.pipeline.events_seen,
+            "model_version": pipeline.fits,
+            "events_seen": pipeline.events_seen,
             "warmup_events": spec.detector.warmup_events,
-            "features": list(self.pipeline.feature_names),
+            "features": list(pipeline.feature_names),
             "event_schema": spec.event_schema.model_dump(mode="json"),
             "threshold": spec.threshold.model_dump(mode="json"),
             "severity": spec.severity.model_dump(mode="json"),
@@ -540,92 +457,54 @@ class Service:
         }
 
     def model_info(self) -> dict[str, Any]:
+        pipeline = self.pipeline
         return {
             "detector": self.spec.detector.kind,
             "status": self.model_status,
-            "version": self.pipeline.fits,
-            "training_rows": len(self.pipeline.training),
+            "version": pipeline.fits,
+            "training_rows": len(pipeline.training),
             "params": dict(self.spec.detector.params),
-            "features": list(self.pipeline.feature_names),
+            "features": list(pipeline.feature_names),
         }
 
     def stats(self) -> dict[str, Any]:
-        snapshot = self.activity.snapshot()
-        by_severity = dict.fromkeys(("warning", "critical"), 0)
-        by_status = dict.fromkeys(("open", "acknowledged", "resolved"), 0)
-        t = alerts_table
-        rows = self.store.fetch(
-            select(t.c.severity, t.c.status, func.count().label("n")).where(t.c.pipeline == self.spec.name).group_by(t.c.severity, t.c.status)
-        )
-        for row in rows:
-            by_severity[row["severity"]] = by_severity.get(row["severity"], 0) + row["n"]
-            by_status[row["status"]] = by_status.get(row["status"], 0) + row["n"]
+        counts = self.store.alert_counts(self.spec.name)
         return {
             "pipeline": self.spec.name,
-            **snapshot,
-            "alerts_by_severity": by_severity,
-            "alerts_by_status": by_status,
+            **self.activity.snapshot(),
+            "alerts_by_severity": counts["by_severity"],
+            "alerts_by_status": counts["by_status"],
             "queue_depth": self.queue_depth,
             "model_status": self.model_status,
         }
 
     def health(self) -> dict[str, Any]:
         store_ok = self.store.ping()
+        if self.attached is not None:
+            broker = {"status": "ok", "detail": "attached to a running pipeline; its source feeds the events"}
+        elif self._thread is None or self._thread.is_alive():
+            broker = {"status": "ok", "detail": f"journal {self.journal!r}, {self.queue_depth} events waiting"}
+        else:
+            broker = {"status": "down", "detail": f"the queue thread stopped: {self._thread_error!r}"}
+        pipeline = self.pipeline
         components = {
             "store": {"status": "ok" if store_ok else "down", "detail": repr(self.store)},
-            "broker": (
-                {"status": "ok", "detail": f"in-process queue, {self.queue_depth} events waiting"}
-                if self._thread is None or self._thread.is_alive()
-                else {"status": "down", "detail": f"the queue runner stopped: {self._thread_error!r}"}
-            ),
+            "broker": broker,
             "cache": {"status": "not_configured", "detail": "no cache: per-entity state lives in the pipeline"},
             "model": (
-                {"status": "ok", "detail": f"{self.spec.detector.kind} version {self.pipeline.fits}"}
-                if self.pipeline.is_warm
-                else {
-                    "status": "warming_up",
-                    "detail": f"{self.pipeline.events_seen} of {self.spec.detector.warmup_events} warm-up events seen",
-                }
+                {"status": "ok", "detail": f"{self.spec.detector.kind} version {pipeline.fits}"}
+                if pipeline.is_warm
+                else {"status": "warming_up", "detail": f"{pipeline.events_seen} of {self.spec.detector.warmup_events} warm-up events seen"}
             ),
         }
         degraded = any(c["status"] == "down" for c in components.values())
         return {"status": "degraded" if degraded else "ok", "components": components}
 
 
-class _LockedPipeline:
-    """What an attached Runner sees as its pipeline: the service's, behind the lock, reporting to the service."""
-
-    def __init__(self, service: Service) -> None:
-        self._service = service
-
-    def process_raw(self, raw: Any, source: str) -> ScoredBatch:
-        received = time.monotonic()
-        with self._service.lock:
-            scored = self._service.pipeline.process_raw(raw, source)
-        self._service._finish(scored, "stream", received, len(raw), write=False)
-        return scored
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        with self._service.lock:
-            return self._service.pipeline.state_dict()
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        with self._service.lock:
-            self._service.pipeline.load_state_dict(state)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._service.pipeline, name)
-
-
-def _page(rows: list[dict[str, Any]], limit: int) -> dict[str, Any]:
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {"items": rows, "next_cursor": encode_cursor(rows[-1]["id"]) if more and rows else None}
-
-
-def _results(scored: ScoredBatch, n: int) -> list[dict[str, Any]]:
+def _results(scored: ScoredBatch, seq: int, n: int) -> list[dict[str, Any]]:
     """One result per request event, in request order: valid events interleaved with dead letters."""
-    dead = {d.position: d.reason for d in scored.dead_letters}
+    base = seq << RECORD_BITS
+    dead = {d.position - base: d.reason for d in scored.dead_letters}
     events = scored.events
     ids, keys = events.ids.tolist(), events.keys.tolist()
     score, score_100 = scored.score.tolist(), scored.score_100.tolist()

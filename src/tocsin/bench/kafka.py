@@ -194,7 +194,7 @@ def _latency_run(brokers: str, data: dict[str, Any], partitions: int, rate: floa
                        "stream": settings.model_dump(mode="json")}, "worker_id": "bench"}
     path = workdir / "latency-worker.json"
     path.write_text(json.dumps(config))
-    worker = subprocess.Popen([sys.executable, "-m", "tocsin.engine.worker", str(path)])
+    worker = subprocess.Popen([sys.executable, "-m", "tocsin.engine.process", str(path)])
     latencies: list[float] = []
     stop = threading.Event()
     try:

@@ -31,11 +31,18 @@ REFERENCE_SPEC = Path(__file__).resolve().parent.parent / "specs" / "transaction
 
 
 def _load(spec_path: Path) -> PipelineSpec:
+    """The spec, with everything checked that can be before an event is read (the detector and its
+    parameters included); a mistake prints the field and the fix and exits 2."""
+    from tocsin.detectors import check_detector_spec
+    from tocsin.features.featureset import FeatureSet
+
     try:
-        return load_spec(spec_path)
+        spec = load_spec(spec_path)
+        check_detector_spec(spec, spec.detector.features or FeatureSet.from_spec(spec).names)
     except SpecError as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(2) from None
+    return spec
 
 
 def _summary_table(summary: dict[str, Any], title: str) -> Table:
@@ -63,6 +70,8 @@ def _run_live(runner: Any, title: str) -> dict[str, Any]:
         previous = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
         try:
+            if runner.restore():
+                console.print(f"resuming at position {runner.resumed_at:,} from the last checkpoint (--fresh starts over)")
             runner.run()
         except KeyboardInterrupt:
             console.print("stopping…")
@@ -74,6 +83,18 @@ def _run_live(runner: Any, title: str) -> dict[str, Any]:
     if by_type:
         summary["recall_by_type"] = {k: round(v, 4) for k, v in by_type.items()}
     return summary
+
+
+def _fail_if_nothing_was_decided(runner: Any, summary: dict[str, Any], json_out: Path | None) -> None:
+    """A run that scored nothing says why (top dead-letter reasons, a warm-up longer than the data,
+    nothing after the checkpoint) and exits 1, so scripts and CI notice."""
+    problem = runner.problem()
+    if problem is None:
+        return
+    summary["problem"] = problem
+    write_json(json_out, summary)
+    console.print(f"[red]{problem}[/]")
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -121,6 +142,7 @@ def demo(
         if api is not None:
             api.stop()
     console.print(_summary_table(summary, "demo summary"))
+    _fail_if_nothing_was_decided(runner, summary, json_out)
     write_json(json_out, summary)
 
 
@@ -132,6 +154,8 @@ def run(
     fresh: bool = typer.Option(False, help="ignore and replace existing checkpoints"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the run summary to this file"),
     workers: int = typer.Option(1, help="worker processes in the consumer group (Kafka sources)"),
+    metrics_port: Optional[int] = typer.Option(
+        None, help="serve Prometheus metrics on this port (worker i of --workers N: port + i); default: the spec's metrics.port"),
 ) -> None:
     """Run a pipeline from its spec; resumes from the last checkpoint (Kafka sources: a group of workers)."""
     from tocsin.engine.runner import Runner
@@ -140,6 +164,8 @@ def run(
     from tocsin.spec import FileSource as FileSourceSpec
 
     spec = _load(spec_path)
+    if metrics_port is not None:
+        spec = spec.model_copy(update={"metrics": spec.metrics.model_copy(update={"port": metrics_port})})
     if spec.source.kind == "kafka":
         return run_workers(spec, workers)
     if isinstance(spec.source, FileSourceSpec):
@@ -149,8 +175,16 @@ def run(
     runner = Runner(spec, source)
     if fresh:
         runner.checkpoints.delete(runner.partition)
-    summary = _run_live(runner, f"tocsin run — {spec.name}")
+    server = runner.core.metrics.serve(spec.metrics.host, spec.metrics.port) if spec.metrics.port is not None else None
+    if server is not None:
+        console.print(f"metrics: {server.url}/metrics")
+    try:
+        summary = _run_live(runner, f"tocsin run — {spec.name}")
+    finally:
+        if server is not None:
+            server.stop()
     console.print(_summary_table(summary, f"{spec.name} summary"))
+    _fail_if_nothing_was_decided(runner, summary, json_out)
     write_json(json_out, summary)
 
 
@@ -174,8 +208,11 @@ def backtest(
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"replaying {data.name}", total=count_records(data))
         report = run_backtest(spec, data, label_column, progress=lambda n: progress.advance(task, n))
-    console.print(_summary_table(report, f"backtest of {spec.name} on {data.name}"))
+    console.print(_summary_table({k: v for k, v in report.items() if k != "problem"}, f"backtest of {spec.name} on {data.name}"))
     write_json(json_out, report)
+    if report["problem"]:
+        console.print(f"[red]{report['problem']}[/]")
+        raise typer.Exit(1)
 
 
 @app.command()

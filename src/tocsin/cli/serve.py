@@ -32,8 +32,9 @@ def serve_command(
     from tocsin.api.crypto import key_from_env
     from tocsin.api.logs import configure_json_logging
     from tocsin.api.server import run_foreground
-    from tocsin.api.service import CHECKPOINT_PARTITION
-    from tocsin.checkpoint.local import LocalCheckpointStore
+    from tocsin.api.service import CHECKPOINT_PARTITION, journal_path
+    from tocsin.checkpoint import open_checkpoint_store
+    from tocsin.sources.journal import Journal, JournalLocked
     from tocsin.spec import SpecError, load_spec
 
     try:
@@ -52,14 +53,22 @@ def serve_command(
             "[yellow]no API keys yet: every request will get 401. Create one with "
             "`tocsin keys create --role admin` (or set TOCSIN_JWT_SECRET for JWTs).[/]"
         )
-    checkpoints = LocalCheckpointStore(Path(spec.checkpoint.dir) / spec.name)
+    checkpoints = open_checkpoint_store(spec.stream.checkpoint_url or Path(spec.checkpoint.dir), spec.name)
+    journal_file = journal_path(spec.checkpoint.dir, spec.name)
     if fresh:
         checkpoints.delete(CHECKPOINT_PARTITION)
+        for part in ("", "-wal", "-shm"):  # the journal and SQLite's write-ahead files
+            journal_file.with_name(journal_file.name + part).unlink(missing_ok=True)
     configure_json_logging(log_level)
+    try:
+        journal = Journal(journal_file)
+    except JournalLocked as error:
+        console.print(f"[red]{error}: another `tocsin serve` of this pipeline is running[/]")
+        raise typer.Exit(2) from None
     try:
         app = create_app(
             spec, auth, sensitive_fields=list(sensitive) or None, encryption_key=key_from_env(), checkpoints=checkpoints,
-            cors_origins=list(cors_origin), max_body_bytes=int(max_body_mb * 1024 * 1024),
+            journal=journal, cors_origins=list(cors_origin), max_body_bytes=int(max_body_mb * 1024 * 1024),
         )
     except ValueError as error:
         console.print(f"[red]{error}[/]")
@@ -105,16 +114,16 @@ def bench_http_command(
 
 
 def start_demo_api(runner: Any, host: str = "127.0.0.1", port: int = 8000) -> Any:
-    """Serve the API + dashboard for a running ``tocsin demo``: the service shares the runner's pipeline
-    (behind its lock) and store; auth is off, so it binds loopback only. Returns the server thread
-    (``.url``, ``.stop()``); the caller prints the URL and stops it after the run."""
+    """Serve the API + dashboard for a running ``tocsin demo``: the service reads the runner's stream
+    (behind its core's lock) and store, and accepts no events of its own; auth is off, so it binds
+    loopback only. Returns the server thread (``.url``, ``.stop()``); the caller prints the URL and
+    stops it after the run."""
     from tocsin.api import AuthConfig, Service, create_app
     from tocsin.api.auth import KeyStore, check_bind
     from tocsin.api.server import start_in_thread
 
     auth = AuthConfig(enabled=False, keys=KeyStore(None))
     check_bind(host, auth)
-    service = Service(runner.spec, pipeline=runner.pipeline, store=runner.store)
-    service.attach_runner(runner)
+    service = Service(runner.spec, attach_to=runner)
     app = create_app(runner.spec, auth, service=service)
     return start_in_thread(app, host=host, port=port)

@@ -45,7 +45,7 @@ def produce_command(
 
 def run_workers(spec: PipelineSpec, workers: int, create_topics_: bool = True) -> None:
     """Run a pipeline on Kafka with N worker processes in one consumer group; Ctrl-C or SIGTERM stops them cleanly."""
-    from tocsin.engine.worker import worker_main
+    from tocsin.engine.process import worker_main
     from tocsin.kafka.admin import create_topics, partition_count
 
     source = spec.source

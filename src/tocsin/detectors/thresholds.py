@@ -17,12 +17,11 @@ import numpy as np
 from tocsin.detectors.calibration import RingBuffer
 from tocsin.spec import ThresholdSpec
 
-SEVERITIES = ("info", "warning", "critical")
 
 
 def assign_severity(p: np.ndarray, warning: float, critical: float) -> np.ndarray:
     """Severity index per calibrated score: 0 (info) below ``warning``, 1 (warning)
-    from ``warning``, 2 (critical) from ``critical``; names are in :data:`SEVERITIES`.
+    from ``warning``, 2 (critical) from ``critical``; names are in :data:`tocsin.vocabulary.SEVERITIES`.
 
     >>> assign_severity(np.array([0.5, 0.999, 0.9995, 0.9999, 1.0]), warning=0.999, critical=0.9999)
     array([0, 1, 1, 2, 2], dtype=int8)

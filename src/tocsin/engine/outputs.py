@@ -1,17 +1,15 @@
-"""What a driver writes for a scored batch, in one transaction: anomalies, dead
-letters, optional scored events, and the grouped alerts with their pending
-deliveries (the outbox). Shared by the embedded runner, the HTTP service and
-the Kafka worker, so all three group, budget and route alerts the same way.
+"""What a scored batch produces for the sinks: anomalies, dead letters, optional
+scored events, and the grouped alerts with their pending deliveries (the outbox).
 
-One :class:`OutputWriter` per stream of events: the runner and the service have
-one, the Kafka worker one per owned partition. Its alert manager's state (open
-groups, the day's budget) is part of that stream's checkpoint:
-:meth:`OutputWriter.state_dict`, under ``alerting/``, beside the pipeline's.
+One :class:`AlertGrouping` per stream of events (the runner's source, the API's
+journal, each Kafka partition), so every driver groups, budgets and routes
+alerts the same way; its alert manager's state (open groups, the day's budget)
+is part of that stream's checkpoint, under ``alerting/``, beside the pipeline's.
 
 Two steps, so a driver can batch the writes of several streams:
-:meth:`OutputWriter.prepare` folds a batch into the alert manager and returns
+:meth:`AlertGrouping.prepare` folds a batch into the alert manager and returns
 its :class:`BatchOutputs`; :func:`write_outputs` writes any number of them in
-the caller's transaction. :meth:`OutputWriter.write` does both for one batch.
+the caller's transaction (the store sink, :mod:`tocsin.engine.sinks`).
 """
 
 from __future__ import annotations
@@ -24,8 +22,6 @@ import numpy as np
 from sqlalchemy import Connection
 
 from tocsin.alerting import AlertChanges, AlertingSpec, AlertManager, write_changes
-from tocsin.alerting.tables import ensure_tables
-from tocsin.decode import DeadLetter
 from tocsin.engine.pipeline import ScoredBatch
 from tocsin.spec import PipelineSpec
 from tocsin.store.sql import Store
@@ -85,54 +81,34 @@ def start_dispatcher(store: Store, alerting: AlertingSpec, pipeline: str) -> Dis
     return Dispatcher(store, alerting, pipeline=pipeline).start()
 
 
-class OutputWriter:
-    """Writes a stream's batch outputs atomically and keeps the alert manager that groups them."""
+class AlertGrouping:
+    """One stream's alert state: folds each batch's anomalies into its :class:`AlertManager` (in stream
+    order) and returns the batch's outputs, decided and not yet written (the store sink writes them)."""
 
-    def __init__(self, spec: PipelineSpec, store: Store, alerting: AlertingSpec | None = None, dispatch: bool = True) -> None:
+    def __init__(self, spec: PipelineSpec, alerting: AlertingSpec | None = None) -> None:
         self.spec = spec
-        self.store = store
-        ensure_tables(store.engine)
         #: ``alerting`` overrides the spec's section (which defaults to the store only)
         self.alerting: AlertingSpec = alerting or spec.alerting
         self.alerts = AlertManager(self.alerting, spec.name, (spec.severity.warning, spec.severity.critical))
-        #: None unless ``dispatch`` and a route delivers beyond the store (a driver with several
-        #: writers, like the Kafka worker, runs one dispatcher of its own instead)
-        self.dispatcher = start_dispatcher(store, self.alerting, spec.name) if dispatch else None
 
     def prepare(
         self,
         scored: ScoredBatch,
+        watermark: float | None,
         transform_fields: Callable[[dict[str, Any], str], dict[str, Any]] | None = None,
-        dead_letter_rows: Callable[[list[DeadLetter]], list[dict[str, Any]]] | None = None,
     ) -> BatchOutputs:
         """The batch's rows and alert changes; folds its anomalies into the alert manager (so call it
-        once per batch, in stream order). ``transform_fields(fields, event_id)`` may rewrite each
-        anomaly's fields (encryption at rest) before anything is stored."""
+        once per batch, in stream order) and moves the alerts' event-time ``watermark``.
+        ``transform_fields(fields, event_id)`` may rewrite each anomaly's fields (encryption at rest)
+        before anything is stored."""
         anomalies = scored.anomaly_records(self.spec.detector.kind)
         if transform_fields is not None:
             for row in anomalies:
                 row["fields"] = transform_fields(row["fields"], row["event_id"])
-        dead = dead_letter_rows(scored.dead_letters) if dead_letter_rows else [d.as_row() for d in scored.dead_letters]
+        dead = [letter.as_row() for letter in scored.dead_letters]
         scored_rows = scored_event_rows(scored) if self.spec.store.scored_events else []
-        watermark = float(scored.events.times.max()) if len(scored) else None
         changes = self.alerts.observe(anomalies, watermark)
         return BatchOutputs(anomalies, dead, scored_rows, changes)
-
-    def write(
-        self,
-        scored: ScoredBatch,
-        transform_fields: Callable[[dict[str, Any], str], dict[str, Any]] | None = None,
-        dead_letter_rows: Callable[[list[DeadLetter]], list[dict[str, Any]]] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Store the batch's outputs in one transaction; returns its anomaly records."""
-        outputs = self.prepare(scored, transform_fields, dead_letter_rows)
-        if outputs:
-            # One transaction: anomalies, alerts and their pending deliveries land together or not at all.
-            with self.store.engine.begin() as conn:
-                write_outputs(conn, self.store, self.spec.name, self.alerting, [outputs])
-            if outputs.changes.deliveries and self.dispatcher is not None:
-                self.dispatcher.wake()
-        return outputs.anomalies
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The alert manager's state under ``alerting/`` (fresh arrays: a later batch cannot change them)."""
@@ -142,7 +118,3 @@ class OutputWriter:
         mine = {k.removeprefix(STATE_PREFIX): v for k, v in state.items() if k.startswith(STATE_PREFIX)}
         if mine:
             self.alerts.load_state_dict(mine)
-
-    def close(self) -> None:
-        if self.dispatcher is not None:
-            self.dispatcher.stop()

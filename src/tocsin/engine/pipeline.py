@@ -30,11 +30,12 @@ from tocsin.batch import EventBatch
 from tocsin.decode import RAW_FIELD, Decoder, DeadLetter
 from tocsin.detectors import build_detector
 from tocsin.detectors.calibration import ScoreCalibrator
-from tocsin.detectors.thresholds import SEVERITIES, assign_severity, build_threshold
+from tocsin.detectors.thresholds import assign_severity, build_threshold
 from tocsin.engine.training import TrainingWindow
 from tocsin.features.featureset import FeatureFrame, FeatureSet
 from tocsin.sources.base import SourceBatch
 from tocsin.spec import PipelineSpec, SpecError
+from tocsin.vocabulary import SEVERITIES, score_100
 
 TOP_CONTRIBUTIONS = 3
 CALIBRATION_SEED_ROWS = 10_000
@@ -61,7 +62,7 @@ class ScoredBatch:
     @property
     def score_100(self) -> np.ndarray:
         """The calibrated score on the 0–100 scale people read."""
-        return np.round(self.score * 100.0, 2)
+        return score_100(self.score)
 
     @property
     def anomaly_rows(self) -> np.ndarray:

@@ -9,7 +9,7 @@ Python work between the broker and the columnar decoder.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,18 +50,24 @@ def consumer_config(source: KafkaSource, **overrides: Any) -> dict[str, Any]:
 
 
 @dataclass
-class PartitionBatch:
-    """One partition's share of a consume() call."""
+class PartitionBatch(SourceBatch):
+    """One partition's share of a consume() call: a source batch (the values as ``lines``, offsets as
+    positions) that keeps its messages, for their producer timestamps."""
 
-    partition: int
-    batch: SourceBatch
-    messages: list[Any]
+    partition: int = 0
+    messages: list[Any] = field(default_factory=list)
 
     def timestamps_ms(self, offsets: np.ndarray) -> list[int]:
         """The broker/producer timestamps of the messages at ``offsets`` (for latency headers)."""
-        positions = self.batch.positions
-        index = np.searchsorted(positions, offsets)
+        index = np.searchsorted(self.positions, offsets)
         return [self.messages[i].timestamp()[1] for i in index.tolist()]
+
+    def take(self, rows: np.ndarray) -> PartitionBatch:
+        """The batch of the messages at ``rows`` only (a re-delivery after a seek, minus what was seen)."""
+        keep = rows.tolist()
+        return PartitionBatch(positions=self.positions[rows], next_position=self.next_position,
+                              lines=[self.lines[i] for i in keep], partition=self.partition,
+                              messages=[self.messages[i] for i in keep])
 
 
 def split_by_partition(messages: list[Any]) -> list[PartitionBatch]:
@@ -92,6 +98,6 @@ def split_by_partition(messages: list[Any]) -> list[PartitionBatch]:
             part_offsets = offsets[index]
             part_values = [values[i] for i in index.tolist()]
             part_messages = [good[i] for i in index.tolist()]
-        batch = SourceBatch(positions=part_offsets, next_position=int(part_offsets[-1]) + 1, lines=part_values)
-        out.append(PartitionBatch(partition, batch, part_messages))
+        out.append(PartitionBatch(positions=part_offsets, next_position=int(part_offsets[-1]) + 1, lines=part_values,
+                                  partition=partition, messages=part_messages))
     return out

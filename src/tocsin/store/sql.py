@@ -54,6 +54,7 @@ from tocsin.store.tables import (
     dead_letters,
     feedback,
 )
+from tocsin.vocabulary import ALERT_SEVERITIES
 
 Row = Mapping[str, Any]
 
@@ -426,6 +427,24 @@ class Store:
         t = feedback
         statement = _where(select(t), t, pipeline=pipeline, event_id=event_id)
         return self.fetch(statement.order_by(t.c.id.desc()).limit(_limit(limit)))
+
+    def has_anomaly(self, pipeline: str, event_id: str) -> bool:
+        """Whether ``event_id`` of ``pipeline`` was stored as an anomaly."""
+        t = anomalies
+        return bool(self.fetch(select(t.c.id).where(t.c.pipeline == pipeline, t.c.event_id == event_id).limit(1)))
+
+    def alert_counts(self, pipeline: str) -> dict[str, dict[str, int]]:
+        """``pipeline``'s alerts counted ``by_severity`` (warning, critical) and ``by_status`` (open,
+        acknowledged, resolved), every name present (0 when none)."""
+        t = alerts
+        counts: dict[str, dict[str, int]] = {"by_severity": dict.fromkeys(ALERT_SEVERITIES, 0),
+                                             "by_status": dict.fromkeys(ALERT_STATUSES, 0)}
+        rows = self.fetch(select(t.c.severity, t.c.status, func.count().label("n")).where(t.c.pipeline == pipeline)
+                          .group_by(t.c.severity, t.c.status))
+        for row in rows:
+            counts["by_severity"][row["severity"]] = counts["by_severity"].get(row["severity"], 0) + row["n"]
+            counts["by_status"][row["status"]] = counts["by_status"].get(row["status"], 0) + row["n"]
+        return counts
 
     def count(self, table_name: str, pipeline: str | None = None) -> int:
         """Number of rows in ``table_name``, optionally of one pipeline."""

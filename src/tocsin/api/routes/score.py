@@ -1,16 +1,16 @@
 """``POST /v1/score``: score events now, through the pipeline (state updated)."""
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, HTTPException, Response, status
 
 from tocsin.api.auth import analyst
-from tocsin.api.deps import WRITE, MsgspecRoute, fast_json, get_service, validation_error
+from tocsin.api.deps import MsgspecRoute, fast_json, get_service, responses, validation_error
 from tocsin.api.models import EventsIn, ScoreResponse
-from tocsin.api.service import Service
+from tocsin.api.service import NotAccepting, Service
 
 router = APIRouter(prefix="/v1", tags=["scoring"], route_class=MsgspecRoute)
 
 
-@router.post("/score", response_model=ScoreResponse, responses=WRITE, dependencies=[Depends(analyst)])
+@router.post("/score", response_model=ScoreResponse, responses=responses(401, 403, 409, 413), dependencies=[Depends(analyst)])
 def score(body: EventsIn, service: Service = Depends(get_service)) -> Response:
     """Score one event (`event`) or up to 10,000 (`events`) synchronously, in order.
 
@@ -21,7 +21,10 @@ def score(body: EventsIn, service: Service = Depends(get_service)) -> Response:
     `status="warming_up"`, `score=null`, `is_anomaly=false`. Anomalies are stored (see `GET /v1/anomalies`).
     """
     records = body.records()
-    result = service.score(records)
+    try:
+        result = service.score(records)
+    except NotAccepting as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
     if result["dead_letters"] == len(records):
         first = result["results"][0]
         loc = ["body", "event"] if body.event is not None else ["body", "events", 0]
