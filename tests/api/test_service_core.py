@@ -113,3 +113,36 @@ def test_a_restarted_service_numbers_requests_after_its_checkpoint(tmp_path, rec
         assert again.stream.position == 4
     finally:
         again.stop()
+
+
+def test_dead_letters_from_requests_are_keyed_by_journal_position(tmp_path, records, warm_state) -> None:
+    """A request's invalid events are stored under source "api" at ``seq << 20 | index``: the same keys
+    when the journal is replayed, so a replay adds no dead letter twice."""
+    spec = quiet_spec(tmp_path)
+    service = Service(spec, checkpoints=LocalCheckpointStore(tmp_path / "ck" / spec.name), journal=Journal(tmp_path / "j.sqlite"))
+    service.pipeline.load_state_dict(warm_state)
+    good = records[WARM_EVENTS : WARM_EVENTS + 3]
+    answer = service.score([good[0], {"tx_id": "broken"}, good[1], {"card_id": "c", "ts": "soon"}])
+    assert [r["status"] for r in answer["results"]] == ["scored", "dead_letter", "scored", "dead_letter"]
+    dead = sorted((d["source"], d["position"]) for d in service.store.dead_letters(limit=10))
+    assert dead == [("api", (answer["position"] << 20) | 1), ("api", (answer["position"] << 20) | 3)]
+    service.stop()
+
+
+def test_an_api_attached_to_a_running_demo_accepts_no_events(tmp_path, auth, keys, records) -> None:
+    """``tocsin demo`` serves its runner's stream: events posted to it would not be part of the runner's
+    source (nor of its checkpoints), so they are refused with 409 and the runner's state is untouched."""
+    from tocsin.engine.runner import Runner
+    from tocsin.sources.simulator import SimulatorSource
+
+    spec = quiet_spec(tmp_path)
+    runner = Runner(spec, SimulatorSource(spec.source, max_events=3_000))
+    runner.run()
+    app = create_app(spec, auth, service=Service(spec, attach_to=runner))
+    with TestClient(app) as client:
+        for path, body in (("/v1/events", {"events": records[:5]}), ("/v1/score", {"event": records[0]})):
+            answer = client.post(path, json=body, headers=keys.headers("analyst"))
+            assert answer.status_code == 409 and "tocsin demo" in answer.json()["detail"], answer.text
+        stats = client.get("/v1/stats", headers=keys.headers("viewer")).json()
+        assert client.get("/health").json()["components"]["broker"]["status"] == "ok"
+    assert runner.pipeline.events_seen == 3_000 and stats["queue_depth"] == 0

@@ -107,3 +107,25 @@ def test_relative_file_source_resolves_against_spec_dir(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(data))
     assert load_spec(path).source.path == (tmp_path / "events.jsonl").resolve()
+
+
+def test_every_spec_model_stands_on_the_one_base():
+    """One base (frozen, unknown fields refused) for every section, not a copy per module."""
+    import inspect
+
+    from pydantic import BaseModel
+    from pydantic_settings import BaseSettings
+
+    import tocsin.spec as spec_package
+    from tocsin.spec import SpecModel
+
+    models = {value for name in dir(spec_package) for value in [getattr(spec_package, name)]
+              if inspect.isclass(value) and issubclass(value, BaseModel)}
+    for module in ("alerting", "detection", "features", "runtime", "schema", "sources", "pipeline"):
+        namespace = vars(__import__(f"tocsin.spec.{module}", fromlist=["_"]))
+        models |= {v for v in namespace.values() if inspect.isclass(v) and issubclass(v, BaseModel) and v.__module__.startswith("tocsin.spec")}
+    models.discard(SpecModel)
+    models = {m for m in models if not issubclass(m, BaseSettings)}  # the environment's overrides: not a section
+    assert len(models) > 20
+    assert [m.__name__ for m in models if not issubclass(m, SpecModel)] == []
+    assert all(m.model_config.get("extra") == "forbid" and m.model_config.get("frozen") for m in models)

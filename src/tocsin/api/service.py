@@ -1,21 +1,15 @@
 """The Service: what the HTTP routes call — a journal of accepted requests folded in through the driver core.
 
 Every request that gives the service events (``POST /v1/events``, ``POST
-/v1/score``) becomes one entry of the journal (:mod:`tocsin.sources.journal`)
-before it is answered: durable, numbered (its *seq*) in the order requests
-arrived. The journal is this driver's source and the seq its position, so the
-ordering invariant of :mod:`tocsin.engine.core` holds here as for a Kafka
-partition: entries are folded into the pipeline in seq order, every output of
-an entry (anomalies, alerts, dead letters, scored events when the spec keeps
-them) is stored before the position passes it, a checkpoint saves (state, last
-seq) only between entries, and entries are dropped from the journal only once a
-checkpoint holds them. After a crash the service loads its checkpoint and
-replays the journal after it: every event answered 202 is stored once, with the
-score an uninterrupted run gives.
-
-Whoever holds the core's lock folds the queue in order: the queue thread, or a
-``POST /v1/score`` request folding everything before its own entry and then its
-own (alone, so its answer is exactly its events' decisions).
+/v1/score``) becomes one entry of its journal before it is answered, and entries
+are folded into the pipeline in journal order through the driver core
+(:mod:`tocsin.api.inbox`). The journal is this driver's source and an entry's
+seq its position: every output of an entry (anomalies, alerts, dead letters,
+scored events when the spec keeps them) is stored before the position passes
+it, a checkpoint saves (state, last seq) only between entries, and entries are
+dropped from the journal only once a checkpoint holds them. After a crash the
+service loads its checkpoint and replays the journal after it: every event
+answered 202 is stored once, with the score an uninterrupted run gives.
 
 Until the detector is fitted (``detector.warmup_events`` events seen) events
 update feature state and become training rows but are not scored: they come
@@ -33,8 +27,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +36,7 @@ from tocsin.alerting.metrics import register_alert_metrics
 from tocsin.alerting.outbox import alert_documents
 from tocsin.api.auth import Principal, Role
 from tocsin.api.crypto import FieldCipher
+from tocsin.api.inbox import RECORD_BITS, Inbox, MemoryJournal
 from tocsin.api.live import Activity, RecentEvents
 from tocsin.api.metrics import ServiceMetrics
 from tocsin.api.pagination import decode_cursor, page
@@ -51,8 +44,7 @@ from tocsin.checkpoint.base import CheckpointStore
 from tocsin.engine.core import DriverCore, Stream
 from tocsin.engine.pipeline import Pipeline, ScoredBatch
 from tocsin.engine.stats import RunStats
-from tocsin.sources.base import SourceBatch
-from tocsin.sources.journal import Journal, JournalEntry
+from tocsin.sources.journal import Journal
 from tocsin.spec import PipelineSpec
 from tocsin.store.sql import Store
 from tocsin.vocabulary import SEVERITIES
@@ -61,59 +53,12 @@ log = logging.getLogger("tocsin.api")
 
 #: the stream (and checkpoint partition) of the service's journal
 CHECKPOINT_PARTITION = "api"
-#: an event's position is ``seq << RECORD_BITS | index in its request`` (requests hold ≤ 10,000 events)
-RECORD_BITS = 20
-
-
-class QueueFull(RuntimeError):
-    """``POST /v1/events`` would exceed the queue bound; the client should retry later."""
-
-
 class NotAccepting(RuntimeError):
     """This service shares a runner's stream (``tocsin demo``): events go to that runner's source."""
 
 
 class NotFound(LookupError):
     pass
-
-
-@dataclass
-class _Entry:
-    """A journal entry waiting to be folded in; ``done`` is set once its outputs are stored."""
-
-    seq: int
-    records: list[dict[str, Any]]
-    received: float
-    #: "events" (queued) or "score" (a request waiting for its answer)
-    path: str
-    done: threading.Event | None = None
-    scored: ScoredBatch | None = None
-
-
-class MemoryJournal:
-    """A journal that forgets on restart: for a service without a checkpoint store (tests, throwaway
-    runs). Same numbering as :class:`~tocsin.sources.journal.Journal`; entries are not kept (nothing
-    replays them), so appends cost nothing."""
-
-    def __init__(self) -> None:
-        self._seq = 0
-        self._lock = threading.Lock()
-
-    def append(self, records: list[dict[str, Any]]) -> int:
-        with self._lock:
-            self._seq += 1
-            return self._seq
-
-    def read(self, after: int, max_events: int | None = None) -> list[JournalEntry]:
-        return []
-
-    def truncate(self, up_to: int) -> int:
-        with self._lock:
-            self._seq = max(self._seq, up_to)
-        return 0
-
-    def close(self) -> None:
-        pass
 
 
 def journal_path(checkpoint_dir: Path | str, pipeline: str) -> Path:
@@ -164,17 +109,13 @@ class Service:
         self.core.listeners.append(self._observe)
         self._pipeline = pipeline
         self.journal = journal if journal is not None else MemoryJournal()
+        self.inbox = Inbox(self.core, lambda: self.stream, self.journal, batch_size=spec.runner.batch_size,
+                           max_wait=spec.runner.max_wait, max_events=queue_max_events, every_pass=self._checkpoint_when_due)
         register_alert_metrics(
             self.metrics.registry, spec.name, lambda: self.stream.alerts.alerts,
             lambda: self.core.dispatcher.pending() if self.core.dispatcher is not None else 0,
         )
-        self.queue_max_events = queue_max_events
-        self._queue: deque[_Entry] = deque()
-        self._queued_events = 0
-        self._wakeup = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._thread_error: BaseException | None = None
+        self._started = False
         self._last_checkpoint = time.monotonic()
 
     # --- what the routes and tests read ---------------------------------------------------
@@ -214,23 +155,17 @@ class Service:
 
     def start(self) -> None:
         """Restore the last checkpoint, replay the journal after it, and start the queue thread."""
-        if self._thread is not None or self.attached is not None:
+        if self._started or self.attached is not None:
             return
         self.restore()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run_queue, name="tocsin-api-queue", daemon=True)
-        self._thread.start()
+        self.inbox.start()
+        self._started = True
 
     def stop(self, timeout: float = 10.0) -> None:
         """Fold in what is queued, checkpoint, stop the thread."""
         if self.attached is not None:
             return
-        self._stop.set()
-        with self._wakeup:
-            self._wakeup.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self.inbox.stop(timeout)
         self.checkpoint()
         self.core.close()
         self.journal.close()
@@ -242,14 +177,7 @@ class Service:
         pipeline = self._stream.pipeline if self._stream is not None else self._pipeline
         self._stream = self.core.open_stream(CHECKPOINT_PARTITION, CHECKPOINT_PARTITION, pipeline=pipeline, resume=True)
         position = max(self._stream.position, 0)
-        # A journal behind its checkpoint (new, or its newest appends lost with the machine's power)
-        # must number new entries after the checkpoint's seq, or the next replay would skip them.
-        self.journal.truncate(position)
-        replayed = self.journal.read(after=position)
-        with self._wakeup:
-            for entry in replayed:
-                self._queue.append(_Entry(entry.seq, entry.records, time.monotonic(), "events"))
-                self._queued_events += len(entry.records)
+        replayed = self.inbox.replay_after(position)
         if self._stream.resumed_at is not None or replayed:
             log.warning("api: resuming after journal entry %d; %d entr%s (%d events) to replay", position, len(replayed),
                         "y" if len(replayed) == 1 else "ies", sum(len(e.records) for e in replayed))
@@ -261,6 +189,10 @@ class Service:
             self.core.checkpoint([self.stream])
         self._last_checkpoint = time.monotonic()
 
+    def _checkpoint_when_due(self) -> None:
+        if time.monotonic() - self._last_checkpoint >= self.spec.checkpoint.interval:
+            self.checkpoint()
+
     def _commit(self, streams: list[Stream]) -> None:
         for stream in streams:
             self.journal.truncate(stream.checkpointed)
@@ -269,40 +201,27 @@ class Service:
 
     @property
     def queue_depth(self) -> int:
-        return self._queued_events
+        return self.inbox.depth
 
-    def _append(self, records: list[dict[str, Any]], path: str, bounded: bool) -> _Entry:
+    def _refuse_if_attached(self) -> None:
         if self.attached is not None:
             raise NotAccepting("this API shares a running pipeline's stream (tocsin demo); send events to its source")
-        with self._wakeup:
-            if bounded and self._queued_events + len(records) > self.queue_max_events:
-                raise QueueFull(f"the event queue holds {self._queued_events} of {self.queue_max_events} events; retry later")
-            seq = self.journal.append(records)  # durable before anyone is told it was accepted
-            entry = _Entry(seq, records, time.monotonic(), path, threading.Event() if path == "score" else None)
-            self._queue.append(entry)
-            self._queued_events += len(records)
-            self._wakeup.notify()
-            return entry
 
     def accept(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """Journal ``records`` for the queue thread (:class:`QueueFull` past ``queue_max_events``) and
         say which ids were accepted, and as which journal entry."""
-        entry = self._append(records, "events", bounded=True)
+        self._refuse_if_attached()
+        entry = self.inbox.append(records, "events")
         id_field = self.spec.event_schema.id_field
         ids = [None if id_field is None or r.get(id_field) is None else str(r.get(id_field)) for r in records]
-        return {"accepted": len(records), "ids": ids, "queue_depth": self._queued_events, "position": entry.seq}
+        return {"accepted": len(records), "ids": ids, "queue_depth": self.inbox.depth, "position": entry.seq}
 
     def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """Journal ``records``, fold in everything queued before them and then them, store the outputs,
         and describe every event in request order."""
-        entry = self._append(records, "score", bounded=False)
-        with self.core.lock:
-            while not entry.done.is_set() and self._fold_next():
-                pass
-        entry.done.wait()
-        scored = entry.scored
-        if scored is None:
-            raise RuntimeError(f"journal entry {entry.seq} could not be processed; see the service log (it is replayed on restart)")
+        self._refuse_if_attached()
+        entry = self.inbox.append(records, "score")
+        scored = self.inbox.fold_until(entry)
         pipeline = self.pipeline
         return {
             "pipeline": self.spec.name,
@@ -314,62 +233,9 @@ class Service:
             "position": entry.seq,
         }
 
-    # --- folding entries in ---------------------------------------------------------------
-
-    def _fold_next(self) -> bool:
-        """Under the core's lock: fold the next group of entries in (consecutive queued ones up to a
-        batch, or one scoring request alone). False when the queue is empty."""
-        with self._wakeup:
-            if not self._queue:
-                return False
-            group = [self._queue.popleft()]
-            n = len(group[0].records)
-            if group[0].path == "events":
-                while self._queue and self._queue[0].path == "events" and n + len(self._queue[0].records) <= self.spec.runner.batch_size:
-                    n += len(self._queue[0].records)
-                    group.append(self._queue.popleft())
-            self._queued_events -= n
-        records = group[0].records if len(group) == 1 else [r for e in group for r in e.records]
-        positions = np.concatenate([(e.seq << RECORD_BITS) + np.arange(len(e.records), dtype=np.int64) for e in group])
-        raw = SourceBatch(positions=positions, next_position=group[-1].seq + 1, records=records)
-        processed = []
-        try:
-            processed = self.core.process([(self.stream, raw)], path=group[0].path, received=group[0].received)
-        finally:  # a waiting request learns its fate either way (no scored batch: the pipeline failed)
-            for entry in group:
-                if entry.done is not None:
-                    entry.scored = processed[0].scored if processed else None
-                    entry.done.set()
-        return True
-
-    def _run_queue(self) -> None:
-        interval = self.spec.checkpoint.interval
-        try:
-            while True:
-                with self._wakeup:
-                    if not self._queue:
-                        if self._stop.is_set():
-                            break
-                        self._wakeup.wait(self.spec.runner.max_wait)
-                if self._queue:
-                    with self.core.lock:
-                        self._fold_next()
-                if time.monotonic() - self._last_checkpoint >= interval:
-                    self.checkpoint()
-        except BaseException as error:  # noqa: BLE001 - reported by /health, then re-raised for the log
-            self._thread_error = error
-            log.exception("the event queue thread stopped")
-            raise
-
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until the queue is drained (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self._queue:
-                with self.core.lock:  # the last group may still be folding in: taking the lock waits for it
-                    return True
-            time.sleep(0.01)
-        return False
+        return self.inbox.wait_idle(timeout)
 
     def _observe(self, scored: ScoredBatch, _stats: RunStats) -> None:
         """Every batch the core folded in (this service's, or an attached runner's): the live views."""
@@ -482,10 +348,10 @@ class Service:
         store_ok = self.store.ping()
         if self.attached is not None:
             broker = {"status": "ok", "detail": "attached to a running pipeline; its source feeds the events"}
-        elif self._thread is None or self._thread.is_alive():
+        elif not self.inbox.stopped_by_error:
             broker = {"status": "ok", "detail": f"journal {self.journal!r}, {self.queue_depth} events waiting"}
         else:
-            broker = {"status": "down", "detail": f"the queue thread stopped: {self._thread_error!r}"}
+            broker = {"status": "down", "detail": f"the queue thread stopped: {self.inbox.error!r}"}
         pipeline = self.pipeline
         components = {
             "store": {"status": "ok" if store_ok else "down", "detail": repr(self.store)},

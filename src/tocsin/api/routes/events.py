@@ -5,7 +5,8 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from tocsin.api.auth import analyst
 from tocsin.api.deps import MsgspecRoute, get_service, responses
 from tocsin.api.models import EventsAccepted, EventsIn
-from tocsin.api.service import NotAccepting, QueueFull, Service
+from tocsin.api.inbox import QueueFull
+from tocsin.api.service import NotAccepting, Service
 
 router = APIRouter(prefix="/v1", tags=["scoring"], route_class=MsgspecRoute)
 
