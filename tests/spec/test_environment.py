@@ -80,3 +80,11 @@ def test_a_bad_variable_is_a_spec_error_naming_it(tmp_path, monkeypatch, name, v
 def test_overrides_read_nothing_but_their_prefix(monkeypatch):
     monkeypatch.setenv("STORE_URL", "sqlite:///not-mine.db")
     assert EnvironmentOverrides.read().store_url is None
+
+
+def test_tools_without_a_spec_get_the_kafka_client_settings_from_the_environment(monkeypatch):
+    assert EnvironmentOverrides.read().kafka_client() == {"bootstrap.servers": "127.0.0.1:9092"}
+    monkeypatch.setenv("TOCSIN_KAFKA_BROKERS", "b1:9093")
+    monkeypatch.setenv("TOCSIN_KAFKA_CONFIG", '{"security.protocol": "SSL"}')
+    assert EnvironmentOverrides.read().kafka_client() == {"bootstrap.servers": "b1:9093", "security.protocol": "SSL"}
+    assert EnvironmentOverrides.read().kafka_client("given:1")["bootstrap.servers"] == "given:1"

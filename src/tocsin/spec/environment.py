@@ -56,6 +56,11 @@ class EnvironmentOverrides(BaseSettings):
         except (ValidationError, SettingsError) as error:
             raise SpecError(f"invalid environment override: {_describe(error)}") from None
 
+    def kafka_client(self, brokers: str | None = None) -> dict[str, Any]:
+        """A Kafka client's settings for tools without a spec (``tocsin produce``): ``brokers`` if given,
+        else ``TOCSIN_KAFKA_BROKERS`` (default 127.0.0.1:9092), plus ``TOCSIN_KAFKA_CONFIG``."""
+        return {"bootstrap.servers": brokers or self.kafka_brokers or "127.0.0.1:9092", **(self.kafka_config or {})}
+
 
 def _describe(error: Exception) -> str:
     if isinstance(error, ValidationError):
