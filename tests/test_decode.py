@@ -77,7 +77,8 @@ def test_bad_record_is_a_dead_letter_and_the_rest_goes_on(raw, code, reason):
     assert batch.ids.tolist() == ["t0", "t2"]
     assert batch.positions.tolist() == [10, 12]
     assert len(dead) == 1
-    assert dead[0].position == 11 and dead[0].source == "unit" and dead[0].raw == raw
+    # the raw record is kept up to the size limit (an oversize one is cut there)
+    assert dead[0].position == 11 and dead[0].source == "unit" and dead[0].raw == raw[: SCHEMA.max_event_bytes]
     assert reason in dead[0].reason
     assert dead[0].code == code
 
@@ -246,11 +247,11 @@ def _is_valid(record, schema, path):
     if path == "lines" and isinstance(record, dict) and any(isinstance(v, float) and not math.isfinite(v) for v in record.values()):
         return False  # json.dumps writes NaN/Infinity, which is not JSON
 
-    def number(v, bools):
+    def number(v, bools, limit=math.inf):
         if isinstance(v, bool) or not isinstance(v, int | float):
             return bools and isinstance(v, bool)
         try:
-            return math.isfinite(float(v))
+            return math.isfinite(float(v)) and abs(float(v)) <= limit
         except OverflowError:  # an integer past float range
             return False
 
@@ -262,7 +263,7 @@ def _is_valid(record, schema, path):
         and (schema.id_field is None or text(record["tx_id"]))
         and text(record["card_id"])
         and number(record["ts"], bools=False)
-        and number(record["amount"], bools=True)
+        and number(record["amount"], bools=True, limit=schema.max_abs_value)
         and isinstance(record["merchant_id"], str | int)  # a boolean is an int here
     )
 
@@ -294,3 +295,14 @@ def test_nothing_is_lost(items, schema, path):
         assert batch.ids.tolist() == [f"prop:{p}" for p in batch.positions.tolist()]
     else:
         assert batch.ids.tolist() == [str(e["tx_id"]) for e in events]
+
+
+def test_a_huge_number_is_a_dead_letter_not_a_poisoned_state():
+    """amount=1e308 once passed as finite and turned a card's decayed statistics to NaN."""
+    decoder = Decoder(SCHEMA, source="unit")
+    huge = line(1).replace(b'"amount": 11.0', b'"amount": 1e308')
+    assert huge != line(1)
+    batch, dead = decoder.decode_lines([line(0), huge, line(2)])
+    assert batch.ids.tolist() == ["t0", "t2"]
+    assert [(d.code, d.position) for d in dead] == [("out_of_range", 1)]
+    assert "schema.max_abs_value" in dead[0].reason

@@ -49,6 +49,9 @@ DEAD_LETTER_CODES: tuple[str, ...] = (
     "not_finite",  # a number (an epoch time too) that is NaN, infinite or beyond float range
     "empty_value",  # an empty id or key
     "bad_time",  # an ISO-8601 event time that does not parse
+    "out_of_range",  # a numeric field beyond ±schema.max_abs_value (1e308 once turned an entity's state to NaN)
+    "out_of_window",  # an event time implausible or far from the stream's event-time clock (engine/admission.py)
+    "duplicate",  # an event id already processed (engine/admission.py)
 )
 
 
@@ -243,6 +246,9 @@ class Decoder:
                 values = np.array([_to_float(v) for v in col.to_pylist()], dtype=np.float64)
                 flag(np.isnan(values) & ~np.asarray(col.is_null(), dtype=bool), "wrong_type", f"field `{name}` is not a number")
             flag(~np.isfinite(values) & ~bad, "not_finite", f"field `{name}` is NaN or infinite, expected a finite number")
+            if name in self.schema.numeric:
+                flag(~(np.abs(values) <= self.schema.max_abs_value) & ~bad, "out_of_range",
+                     f"field `{name}` is beyond ±{self.schema.max_abs_value:g} (schema.max_abs_value)")
             return values
 
         schema = self.schema
@@ -326,10 +332,13 @@ class Decoder:
             bad[:] |= mask
 
         flag(~np.isfinite(times), "bad_time" if schema.time_format == "iso8601" else "not_finite", f"field `{schema.time_field}` is not a valid time")
+        limit = schema.max_abs_value
         for name, column in numeric.items():
-            finite = np.isfinite(column)
-            if not finite.all():
+            within = np.abs(column) <= limit  # False for NaN too
+            if not within.all():
+                finite = np.isfinite(column)
                 flag(~finite, "not_finite", f"field `{name}` is NaN or infinite, expected a finite number")
+                flag(~within, "out_of_range", f"field `{name}` is beyond ±{limit:g} (schema.max_abs_value)")
         flag(keys == "", "empty_value", f"field `{schema.key_field}` is empty")
         if schema.id_field is not None:
             flag(ids == "", "empty_value", f"field `{schema.id_field}` is empty")
@@ -352,7 +361,12 @@ class Decoder:
         return ids
 
     def _dead(self, position: int, code: str, reason: str, raw: bytes) -> DeadLetter:
-        return DeadLetter(source=self.source, position=int(position), reason=reason, raw=bytes(raw), code=code)
+        """A dead letter keeping at most ``schema.max_event_bytes`` of the raw record (an 8 MB body once
+        went whole into the store: the start of an oversize record says enough about it)."""
+        raw = bytes(raw)
+        if len(raw) > self.schema.max_event_bytes:
+            raw = raw[: self.schema.max_event_bytes]
+        return DeadLetter(source=self.source, position=int(position), reason=reason, raw=raw, code=code)
 
 
 def column_is_timestamp(table: Any, name: str) -> bool:

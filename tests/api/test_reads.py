@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from tocsin.api import create_app
+from tocsin.store.sql import StoreUnavailable
 
 
 def pages(client, path, params, headers):
@@ -108,7 +109,10 @@ def test_stats_and_pipelines(client, keys, seeded) -> None:
 def test_health_is_503_when_the_store_is_down(client, monkeypatch) -> None:
     healthy = client.get("/health")
     assert healthy.status_code == 200 and set(healthy.json()["components"]) == {"store", "broker", "cache", "model"}
-    monkeypatch.setattr(client.app.state.service.store, "ping", lambda: False)
+    def not_writable() -> None:
+        raise StoreUnavailable("the database is read-only")
+
+    monkeypatch.setattr(client.app.state.service.store, "check_writable", not_writable)
     down = client.get("/health")
     assert down.status_code == 503 and down.json()["status"] == "degraded"
     assert down.json()["components"]["store"]["status"] == "down"

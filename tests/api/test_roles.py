@@ -16,7 +16,7 @@ def routes(seeded: dict[str, Any], records: list[dict[str, Any]], auth: Any) -> 
     alert_id = seeded["alerts"][0]["id"]
     anomaly = seeded["anomalies"][0]
     entity = anomaly["entity"]
-    fresh = iter(records[-200:])
+    fresh = iter({**r, "tx_id": f"roles-{i}"} for i, r in enumerate(records[-200:]))  # ids not seen yet (repeats are refused)
     return [
         ("POST", lambda: "/v1/score", lambda: {"event": next(fresh)}, Role.analyst, 200),
         ("POST", lambda: "/v1/events", lambda: {"events": [next(fresh)]}, Role.analyst, 202),

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from tocsin.api import AuthConfig, KeyStore, create_app
 from tocsin.api.auth import check_bind
-from tocsin.api.crypto import MASK, PREFIX
+from tocsin.sensitive import MASK, PREFIX
 from tests.api.conftest import EVENTS, JWT_SECRET, WARM_EVENTS
 
 
@@ -56,7 +56,9 @@ def test_without_auth_only_loopback_is_allowed() -> None:
 
 
 def test_auth_off_makes_every_caller_admin(spec, warm_pipeline) -> None:
-    with TestClient(create_app(spec, AuthConfig(enabled=False, keys=KeyStore(None)), pipeline=warm_pipeline)) as client:
+    # (a loopback Host: without auth, other names are refused; see test_hardening.py)
+    with TestClient(create_app(spec, AuthConfig(enabled=False, keys=KeyStore(None)), pipeline=warm_pipeline),
+                    base_url="http://127.0.0.1") as client:
         assert client.get("/v1/pipelines").status_code == 200
 
 

@@ -45,11 +45,13 @@ def test_a_clean_batch_moves_the_alert_watermark_and_quiet_alerts_resolve(tmp_pa
             if still_open:
                 break
         assert still_open, "the stream opens alerts"
-        # one ordinary event four hours (event time) after the last: clean, but it moves the watermark
-        last = max(stream, key=lambda r: r["ts"])
-        late = {**last, "tx_id": "late-1", "ts": last["ts"] + 4 * 3600, "is_fraud": 0}
-        answer = client.post("/v1/score", json={"event": late}, headers=analyst).json()
-        assert answer["results"][0]["status"] == "scored" and not answer["results"][0]["is_anomaly"]
+        # ordinary events four hours (event time) after the last: clean, but they move the watermark (two of
+        # them: the stream's clock is its second largest event time, so one event alone never moves it)
+        end = max(r["ts"] for r in stream)
+        ordinary = [r for r in records[WARM_EVENTS:EVENTS] if not r["is_fraud"]][-2:]  # two cards' usual payments
+        late = [{**r, "tx_id": f"late-{i}", "ts": end + 4 * 3600 + i} for i, r in enumerate(ordinary, 1)]
+        answer = client.post("/v1/score", json={"events": late}, headers=analyst).json()
+        assert all(r["status"] == "scored" and not r["is_anomaly"] for r in answer["results"]), answer
         after = {a["id"]: a for a in client.get("/v1/alerts", params={"limit": 1000}, headers=viewer).json()["items"]}
         assert all(after[a["id"]]["status"] == "resolved" for a in still_open)
         assert app.state.service.store.fetch(text("SELECT event_id FROM scored_events WHERE event_id = 'late-1'")), \
@@ -146,3 +148,19 @@ def test_an_api_attached_to_a_running_demo_accepts_no_events(tmp_path, auth, key
         stats = client.get("/v1/stats", headers=keys.headers("viewer")).json()
         assert client.get("/health").json()["components"]["broker"]["status"] == "ok"
     assert runner.pipeline.events_seen == 3_000 and stats["queue_depth"] == 0
+
+
+def test_every_single_event_score_is_kept_when_the_spec_keeps_scored_events(tmp_path, auth, keys, records, warm_state) -> None:
+    """With ``store.scored_events: true`` every scored event is stored, one-event requests included (once,
+    only batches holding an anomaly or a dead letter were written: 1 of 200 single-event scores was kept)."""
+    spec = quiet_spec(tmp_path)
+    app = create_app(spec, auth)
+    with TestClient(app) as client:
+        app.state.service.pipeline.load_state_dict(warm_state)
+        ids = []
+        for record in records[WARM_EVENTS : WARM_EVENTS + 200]:
+            answer = client.post("/v1/score", json={"event": record}, headers=keys.headers("analyst")).json()
+            assert answer["results"][0]["status"] == "scored"
+            ids.append(record["tx_id"])
+        stored = {row["event_id"] for row in app.state.service.store.fetch(text("SELECT event_id FROM scored_events"))}
+        assert stored == set(ids)

@@ -158,14 +158,14 @@ class AlertManager:
     # --- deciding -----------------------------------------------------------------
 
     def observe(self, anomalies: Iterable[Mapping[str, Any]], watermark: float | None = None) -> AlertChanges:
-        """Fold a batch's anomaly records (in stream order) into the alerts; ``watermark``: the
-        batch's latest event time (normal events move it too), which drives auto-resolve."""
+        """Fold a batch's anomaly records (in stream order) into the alerts; ``watermark``: the stream's
+        event-time clock after the batch (normal events move it too; anomalies alone never do, so one
+        event with a wild time cannot resolve every alert), which drives auto-resolve."""
         touched: dict[str, tuple[Group, int]] = {}  # key -> (group, index of its latest anomaly here)
         for index, anomaly in enumerate(anomalies):
             group = self._fold(anomaly)
             if group is not None:
                 touched[group.key] = (group, index)
-            self.watermark = max(self.watermark, float(anomaly["event_time"]))
         if watermark is not None:
             self.watermark = max(self.watermark, float(watermark))
         self._forget_stale_candidates()

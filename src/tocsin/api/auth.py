@@ -14,11 +14,16 @@ Credentials, checked in this order:
   no safety), in a JSON file; ``tocsin keys create --role R`` prints a new key
   once and stores only its hash.
 - ``Authorization: Bearer <JWT>``: HS256 (or the configured algorithms) signed
-  with ``jwt_secret``; ``exp`` and ``role`` claims are required.
+  with ``jwt_secret`` (at least 32 bytes); ``exp`` and ``role`` claims are
+  required, and ``aud``/``iss`` when an audience/issuer is configured.
 
 Missing or bad credentials are 401, a valid credential with too small a role is
-403. With ``enabled=False`` every request acts as ``admin``; that is allowed
-only on a loopback address (:func:`check_bind`).
+403; credentials are checked from the headers before a request body is read
+(``RequestGuard`` in :mod:`tocsin.api.app`), and an address with too many failed
+attempts gets 429 without its credentials being checked (:class:`FailureThrottle`).
+With ``enabled=False`` every request acts as ``admin``; that is allowed only on a
+loopback address (:func:`check_bind`), answering only to loopback ``Host`` names and
+refusing cross-origin writes (:func:`loopback_host`, :func:`same_origin`).
 """
 
 from __future__ import annotations
@@ -31,10 +36,13 @@ import os
 import secrets
 import threading
 import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 from fastapi import Depends, HTTPException, Request, status
@@ -42,6 +50,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 KEY_PREFIX = "tsk_"
 DEFAULT_KEYS_FILE = Path(".tocsin/api-keys.json")
+MIN_JWT_SECRET_BYTES = 32
 
 
 class Role(IntEnum):
@@ -162,11 +171,24 @@ class AuthConfig:
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
 
+    def __post_init__(self) -> None:
+        # an HMAC secret shorter than the hash is guessable offline from any one token
+        hmac_algorithms = [a for a in self.jwt_algorithms if a.startswith("HS")]
+        if self.jwt_secret is not None and hmac_algorithms and len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(
+                f"TOCSIN_JWT_SECRET is {len(self.jwt_secret.encode())} bytes; {'/'.join(hmac_algorithms)} needs at least "
+                f"{MIN_JWT_SECRET_BYTES} bytes of secret. Set it to a random one, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`, or unset it to use API keys only."
+            )
+
     @classmethod
     def from_env(cls, keys_file: Path | str | None = None, enabled: bool = True) -> AuthConfig:
-        """Keys from ``keys_file`` (or env ``TOCSIN_API_KEYS_FILE``, or .tocsin/api-keys.json); JWT secret from ``TOCSIN_JWT_SECRET``."""
+        """Keys from ``keys_file`` (or env ``TOCSIN_API_KEYS_FILE``, or .tocsin/api-keys.json); JWT secret from
+        ``TOCSIN_JWT_SECRET`` (at least 32 bytes), required ``aud`` and ``iss`` claims from ``TOCSIN_JWT_AUDIENCE``
+        and ``TOCSIN_JWT_ISSUER``."""
         path = keys_file or os.environ.get("TOCSIN_API_KEYS_FILE") or DEFAULT_KEYS_FILE
-        return cls(enabled=enabled, keys=KeyStore(path), jwt_secret=os.environ.get("TOCSIN_JWT_SECRET") or None)
+        return cls(enabled=enabled, keys=KeyStore(path), jwt_secret=os.environ.get("TOCSIN_JWT_SECRET") or None,
+                   jwt_audience=os.environ.get("TOCSIN_JWT_AUDIENCE") or None, jwt_issuer=os.environ.get("TOCSIN_JWT_ISSUER") or None)
 
     def issue_jwt(self, subject: str, role: Role | str, ttl_s: float = 3600.0) -> str:
         """A signed token (for tests and for issuing tokens from trusted tooling)."""
@@ -210,6 +232,59 @@ class AuthConfig:
             return self.verify_jwt(bearer)
         return None
 
+    def authenticate_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal | None:
+        """:meth:`authenticate` from raw ASGI headers (before the body is read): ``X-API-Key``, or an
+        ``Authorization: Bearer`` token; None when they are missing or refused."""
+        api_key = bearer = None
+        for name, value in headers:
+            if name == b"x-api-key":
+                api_key = value.decode("latin-1")
+            elif name == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer" and token.strip():
+                    bearer = token.strip()
+        if self.enabled and not api_key and not bearer:
+            return None
+        return self.authenticate(api_key, bearer)
+
+
+def has_credentials(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether the request presents any credential (a refused one counts as a failed attempt; none, not)."""
+    return any(name == b"x-api-key" or (name == b"authorization" and value[:7].lower() == b"bearer ") for name, value in headers)
+
+
+class FailureThrottle:
+    """Failed authentications per client address: after ``limit`` failures within ``window`` seconds
+    the address gets 429 (Retry-After) without its credentials being checked, until the oldest of
+    those failures is ``window`` old. Successes are not counted. At most ``max_addresses`` are tracked
+    (the least recently failing go first), so a flood from many addresses cannot grow it."""
+
+    def __init__(self, limit: int = 20, window: float = 10.0, max_addresses: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.max_addresses, self.clock = limit, window, max_addresses, clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def retry_after(self, address: str) -> int | None:
+        """Seconds until ``address`` may try again, or None when it is not throttled."""
+        with self._lock:
+            failures = self._failures.get(address)
+            if failures is None or len(failures) < self.limit:
+                return None
+            wait = failures[0] + self.window - self.clock()
+        return max(1, int(wait + 0.999)) if wait > 0 else None
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            failures = self._failures.pop(address, None) or deque(maxlen=self.limit)
+            failures.append(self.clock())
+            self._failures[address] = failures  # most recently failing last
+            while len(self._failures) > self.max_addresses:
+                self._failures.popitem(last=False)
+
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -218,6 +293,39 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _host_and_port(netloc: str, default_port: int) -> tuple[str, int] | None:
+    """(host, port) of ``host[:port]`` (IPv6 in brackets); None when it does not parse."""
+    try:
+        parts = urlsplit(f"//{netloc}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host or parts.username is not None or parts.path:
+        return None
+    return host, port if port is not None else default_port
+
+
+def loopback_host(host_header: str) -> bool:
+    """Whether a ``Host`` header names this machine (localhost, 127.0.0.1, [::1], any port): without auth,
+    a name that resolves here only through DNS rebinding (evil.example → 127.0.0.1) must get nothing."""
+    parsed = _host_and_port(host_header, 80)
+    return parsed is not None and is_loopback(parsed[0])
+
+
+def same_origin(origin: str, host_header: str) -> bool:
+    """Whether a browser's ``Origin`` (or ``Referer``) is the page this server itself served: a loopback
+    origin with the same host and port as the request's ``Host``."""
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    if default is None:
+        return False
+    theirs, ours = _host_and_port(parts.netloc, default), _host_and_port(host_header, default)
+    return theirs is not None and theirs == ours and is_loopback(theirs[0])
 
 
 def check_bind(host: str, auth: AuthConfig) -> None:
@@ -245,6 +353,9 @@ async def current_principal(
     api_key: str | None = Depends(_api_key_header),
     bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
 ) -> Principal:
+    checked = request.scope.get("state", {}).get("principal")
+    if checked is not None:  # RequestGuard checked the headers before the body was read
+        return checked
     auth: AuthConfig = request.app.state.auth
     if auth.enabled and not api_key and bearer is None:
         raise _unauthorized("missing credentials: send X-API-Key or Authorization: Bearer")

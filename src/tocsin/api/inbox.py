@@ -41,6 +41,11 @@ class QueueFull(RuntimeError):
     """``POST /v1/events`` would exceed the queue bound; the client should retry later."""
 
 
+class Unavailable(RuntimeError):
+    """Events cannot be processed now (a sink, e.g. the store, is down); nothing new is accepted until
+    it recovers, so no answer promises work that is not being done."""
+
+
 @dataclass
 class Entry:
     """A journal entry waiting to be folded in; ``done`` is set once its outputs are stored."""
@@ -96,6 +101,8 @@ class Inbox:
         max_wait: float,
         max_events: int,
         every_pass: Callable[[], None] = lambda: None,
+        unavailable: Callable[[], str | None] = lambda: None,
+        backoff: tuple[float, float] = (0.2, 5.0),
     ) -> None:
         self.core = core
         self.stream = stream
@@ -106,11 +113,16 @@ class Inbox:
         self.max_events = max_events
         #: called by the queue thread after each pass (the service checkpoints from there)
         self.every_pass = every_pass
+        #: why events cannot be accepted now (a sink down), or None
+        self.unavailable = unavailable
+        #: first and longest pause of the queue thread between attempts while a sink is down
+        self.backoff = backoff
         self._queue: deque[Entry] = deque()
         self._queued_events = 0
         self._wakeup = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stop_deadline = float("inf")
         self.error: BaseException | None = None
 
     @property
@@ -138,7 +150,11 @@ class Inbox:
 
     def append(self, records: list[dict[str, Any]], path: str) -> Entry:
         """Journal ``records`` (durable once this returns) and queue them; ``path`` "events" is bounded
-        by ``max_events`` (:class:`QueueFull`), "score" is not (its caller waits for it)."""
+        by ``max_events`` (:class:`QueueFull`), "score" is not (its caller waits for it). While a sink
+        is down nothing is journaled (:class:`Unavailable`)."""
+        reason = self.unavailable()
+        if reason is not None:
+            raise Unavailable(reason)
         with self._wakeup:
             if path == "events" and self._queued_events + len(records) > self.max_events:
                 raise QueueFull(f"the event queue holds {self._queued_events} of {self.max_events} events; retry later")
@@ -151,19 +167,26 @@ class Inbox:
 
     def fold_until(self, entry: Entry) -> ScoredBatch:
         """Fold in everything queued up to and including ``entry`` (a "score" entry); its decisions."""
-        with self.core.lock:
-            while not entry.done.is_set() and self.fold_next():
-                pass
-        entry.done.wait()
-        if entry.scored is None:
-            raise RuntimeError(f"journal entry {entry.seq} could not be processed; see the service log (it is replayed on restart)")
-        return entry.scored
+        try:
+            with self.core.lock:
+                while not entry.done.is_set() and self.fold_next():
+                    pass
+        except Unavailable:
+            pass  # an earlier entry's outputs could not be stored; this one waits in the journal behind it
+        if entry.done.is_set() and entry.scored is not None:
+            return entry.scored
+        raise Unavailable(f"the events are journaled (entry {entry.seq}) but their outputs could not be stored yet: "
+                          f"{self.unavailable() or 'see the service log'}; they are stored when the store recovers, "
+                          "do not send them again")
 
     # --- folding ----------------------------------------------------------------------------
 
     def fold_next(self) -> bool:
         """Under the core's lock: fold the next group of entries in (consecutive queued ones up to a
-        batch, or one scoring request alone). False when nothing waits."""
+        batch, or one scoring request alone). False when nothing waits. Outputs a failed store left
+        waiting are stored first (if that fails, :class:`Unavailable`, and nothing is taken off the queue)."""
+        if self.core.unacknowledged:
+            self.core.acknowledge_pending()
         with self._wakeup:
             if not self._queue:
                 return False
@@ -193,25 +216,44 @@ class Inbox:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Fold in what is queued, then stop the thread."""
+        """Fold in what is queued (for up to ``timeout`` seconds while a sink is down), then stop the
+        thread; what is left stays in the journal for the next start, and the log says so."""
         self._stop.set()
+        self._stop_deadline = time.monotonic() + timeout
         with self._wakeup:
             self._wakeup.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(timeout + 5)
             self._thread = None
+        left = self._queued_events + sum(len(item.raw) for item in self.core.pending_batches)
+        if left:
+            log.warning("api: stopping with %d events journaled but not stored (%s); they are processed at the next start",
+                        left, self.unavailable() or "the queue did not drain in time")
 
     def _run(self) -> None:
+        pause = self.backoff[0]
         try:
             while True:
                 with self._wakeup:
-                    if not self._queue:
-                        if self._stop.is_set():
-                            break
+                    idle = not self._queue and not self.core.unacknowledged
+                    if idle and self._stop.is_set():
+                        break
+                    if idle:
                         self._wakeup.wait(self.max_wait)
-                if self._queue:
+                if self._stop.is_set() and time.monotonic() > self._stop_deadline:
+                    break
+                try:
                     with self.core.lock:
-                        self.fold_next()
+                        if self.core.unacknowledged:
+                            self.core.acknowledge_pending()
+                        elif self._queue:
+                            self.fold_next()
+                    pause = self.backoff[0]
+                except Unavailable as error:  # a sink is down: wait, then try the same outputs again
+                    log.warning("api: outputs not stored (%s); retrying in %.1f s", error, pause)
+                    self._stop.wait(pause)
+                    pause = min(pause * 2, self.backoff[1])
+                    continue
                 self.every_pass()
         except BaseException as error:  # noqa: BLE001 - reported by /health, then re-raised for the log
             self.error = error

@@ -130,6 +130,10 @@ class Alert(BaseModel):
     suppressed: bool | None = Field(None, description="a repeat within the suppression period: stored, not delivered")
     budget_cutoff: float | None = Field(None, description="the alert budget's score cut-off when this alert opened")
     deliveries: list[dict[str, Any]] = Field(default_factory=list, description="per channel: status, attempts, last error")
+    acknowledged_by: str | None = Field(None, description="who acknowledged it (the key id or the token's subject)")
+    acknowledged_at: float | None = None
+    resolved_by: str | None = Field(None, description="who resolved it; null when it resolved itself after a quiet period")
+    resolved_at: float | None = None
 
 
 class AlertPage(BaseModel):
@@ -147,6 +151,24 @@ class FeedbackOut(BaseModel):
     event_id: str
     label: FeedbackLabel
     note: str | None = None
+    author: str = Field(description="who gave it (the key id or the token's subject)")
+    created_at: float
+
+
+class DeadLetter(BaseModel):
+    id: int
+    source: str = Field(description="where the record came from, e.g. `api` or `kafka:tx/3`")
+    position: int = Field(description="its place in that source")
+    reason: str
+    raw: str | None = Field(description="the record as received, as UTF-8 text (undecodable bytes replaced)")
+    raw_bytes: int = Field(description="the stored record's size in bytes")
+    raw_truncated: bool = Field(description="`raw` holds only the first 64 KiB")
+    created_at: float
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetter]
+    next_cursor: str | None = None
 
 
 class RecentEvent(BaseModel):

@@ -35,8 +35,8 @@ import numpy as np
 from tocsin.alerting.metrics import register_alert_metrics
 from tocsin.alerting.outbox import alert_documents
 from tocsin.api.auth import Principal, Role
-from tocsin.api.crypto import FieldCipher
-from tocsin.api.inbox import RECORD_BITS, Inbox, MemoryJournal
+from tocsin.sensitive import FieldCipher, sealer_for
+from tocsin.api.inbox import RECORD_BITS, Inbox, MemoryJournal, Unavailable
 from tocsin.api.live import Activity, RecentEvents
 from tocsin.api.metrics import ServiceMetrics
 from tocsin.api.pagination import decode_cursor, page
@@ -46,13 +46,17 @@ from tocsin.engine.pipeline import Pipeline, ScoredBatch
 from tocsin.engine.stats import RunStats
 from tocsin.sources.journal import Journal
 from tocsin.spec import PipelineSpec
-from tocsin.store.sql import Store
+from tocsin.store.sql import Store, StoreUnavailable
 from tocsin.vocabulary import SEVERITIES
 
 log = logging.getLogger("tocsin.api")
 
 #: the stream (and checkpoint partition) of the service's journal
 CHECKPOINT_PARTITION = "api"
+#: seconds a failed store write is retried before the request is told 503 (the retries go on)
+WRITE_PATIENCE = 2.0
+
+
 class NotAccepting(RuntimeError):
     """This service shares a runner's stream (``tocsin demo``): events go to that runner's source."""
 
@@ -92,7 +96,9 @@ class Service:
                 f"sensitive fields {list(sensitive_fields)}: the key and id fields are used to look events up and "
                 "cannot be encrypted; pseudonymise them upstream instead"
             )
-        self.cipher = FieldCipher(encryption_key, sensitive_fields)
+        #: seals sensitive values (and what is derived from them) at rest; opens or masks them per reader
+        self.sealer = sealer_for(spec, encryption_key, sensitive_fields)
+        self.cipher = self.sealer.cipher if self.sealer is not None else FieldCipher(None, ())
         self.recent = RecentEvents(recent_capacity, list(schema.numeric), list(schema.categorical))
         self.activity = Activity()
         #: the runner whose stream this service reads (tocsin demo), or None
@@ -103,14 +109,15 @@ class Service:
         else:
             self.metrics = ServiceMetrics(spec.name)
             self.core = DriverCore(spec, driver="api", store=store, checkpoints=checkpoints, metrics=self.metrics,
-                                   commit=self._commit, transform_fields=self._encrypt)
+                                   retry=self._retry, commit=self._commit, sealer=self.sealer)
             self.metrics.watch_queue(lambda: self.queue_depth)
         self._stream: Stream | None = None
         self.core.listeners.append(self._observe)
         self._pipeline = pipeline
         self.journal = journal if journal is not None else MemoryJournal()
         self.inbox = Inbox(self.core, lambda: self.stream, self.journal, batch_size=spec.runner.batch_size,
-                           max_wait=spec.runner.max_wait, max_events=queue_max_events, every_pass=self._checkpoint_when_due)
+                           max_wait=spec.runner.max_wait, max_events=queue_max_events, every_pass=self._checkpoint_when_due,
+                           unavailable=self._unavailable, backoff=(spec.stream.retry_initial, spec.stream.retry_max))
         register_alert_metrics(
             self.metrics.registry, spec.name, lambda: self.stream.alerts.alerts,
             lambda: self.core.dispatcher.pending() if self.core.dispatcher is not None else 0,
@@ -190,8 +197,36 @@ class Service:
         self._last_checkpoint = time.monotonic()
 
     def _checkpoint_when_due(self) -> None:
-        if time.monotonic() - self._last_checkpoint >= self.spec.checkpoint.interval:
+        if time.monotonic() - self._last_checkpoint >= self.spec.checkpoint.interval and not self.core.unacknowledged:
             self.checkpoint()
+
+    def _retry(self, component: str, action: Any) -> Any:
+        """A failed write is tried again with back-off for up to ``WRITE_PATIENCE`` seconds (a request
+        waits that long at most), then :class:`Unavailable`: the outputs stay with the sinks and the
+        queue thread goes on trying; meanwhile nothing new is accepted."""
+        health = self.core.health
+        delay, deadline = self.spec.stream.retry_initial, time.monotonic() + WRITE_PATIENCE
+        while True:
+            try:
+                result = action()
+            except Exception as error:  # noqa: BLE001 - any failure of a write means "not now"
+                health.down(component, error)
+                if time.monotonic() + delay > deadline:
+                    raise Unavailable(f"{component} unavailable: {_first_line(error)}") from error
+                time.sleep(delay)
+                delay = min(delay * 2, self.spec.stream.retry_max)
+                continue
+            health.up(component)
+            return result
+
+    def _unavailable(self) -> str | None:
+        """Why no event can be accepted now, or None."""
+        down = [f"{name}: {c.error}" for name, c in self.core.health.components.items() if not c.ok]
+        if down:
+            return "the service cannot store outputs (" + "; ".join(down) + "); retry later"
+        if self.core.unacknowledged:
+            return "earlier outputs are still waiting to be stored; retry later"
+        return None
 
     def _commit(self, streams: list[Stream]) -> None:
         for stream in streams:
@@ -248,55 +283,81 @@ class Service:
         self.activity.add(len(scored), n_scored, anomalies, len(scored.dead_letters), severity_counts)
         self.recent.add(scored)
 
-    def _encrypt(self, fields: dict[str, Any], event_id: str) -> dict[str, Any]:
-        return self.cipher.encrypt_fields(fields, self.spec.name, event_id)
-
     # --- reads ------------------------------------------------------------------------------
 
     def present_anomaly(self, row: dict[str, Any], principal: Principal) -> dict[str, Any]:
-        fields = row.get("fields") or {}
+        """An anomaly as ``principal`` may see it: sensitive fields and what was derived from them
+        (explanations) unsealed for analysts and admins, masked for viewers."""
+        return self._present(row, "fields", row["event_id"], principal)
+
+    def present_alert(self, document: dict[str, Any], principal: Principal) -> dict[str, Any]:
+        """An alert as ``principal`` may see it (its attributes are the fields of the event that opened it)."""
+        return self._present(document, "attributes", document.get("first_event_id", ""), principal)
+
+    def _present(self, row: dict[str, Any], fields_key: str, event_id: str, principal: Principal) -> dict[str, Any]:
+        if self.sealer is None:
+            return row
+        fields, explanation = row.get(fields_key) or {}, row.get("explanation") or []
         if principal.can(Role.analyst):
-            fields = self.cipher.decrypt_fields(fields, self.spec.name, row["event_id"])
+            fields = self.cipher.decrypt_fields(fields, self.spec.name, event_id)
+            explanation = self.sealer.reveal_explanation(explanation, event_id)
         else:
             fields = self.cipher.mask_fields(fields)
-        return {**row, "fields": fields}
+            explanation = self.sealer.mask_explanation(explanation)
+        return {**row, fields_key: fields, "explanation": explanation}
 
     def anomalies(self, principal: Principal, *, cursor: str | None, limit: int, **filters: Any) -> dict[str, Any]:
         after_id = decode_cursor(cursor) if cursor else None
         rows = self.store.anomalies(pipeline=self.spec.name, limit=limit + 1, after_id=after_id, **filters)
         return page([self.present_anomaly(r, principal) for r in rows], limit)
 
-    def alerts(self, *, cursor: str | None, limit: int, **filters: Any) -> dict[str, Any]:
+    def alerts(self, principal: Principal, *, cursor: str | None, limit: int, **filters: Any) -> dict[str, Any]:
         after_id = decode_cursor(cursor) if cursor else None
         rows = self.store.alerts(pipeline=self.spec.name, limit=limit + 1, after_id=after_id, **filters)
         result = page(rows, limit)
         # pattern, window, budget cut-off and per-channel delivery status live beside the alert row
         documents = {d["id"]: d for d in alert_documents(self.store, self.spec.name, alert_ids=[r["id"] for r in result["items"]])}
-        result["items"] = [documents.get(row["id"], row) for row in result["items"]]
+        result["items"] = [self.present_alert(documents.get(row["id"], row), principal) for row in result["items"]]
         return result
 
-    def alert(self, alert_id: int) -> dict[str, Any]:
+    def alert(self, alert_id: int, principal: Principal) -> dict[str, Any]:
         documents = alert_documents(self.store, self.spec.name, alert_ids=[int(alert_id)])
         if not documents:
             raise NotFound(f"no alert {alert_id}")
-        return documents[0]
+        return self.present_alert(documents[0], principal)
 
-    def set_alert_status(self, alert_id: int, status: str) -> dict[str, Any]:
-        if not self.store.set_alert_status(self.spec.name, alert_id, status):
+    def set_alert_status(self, alert_id: int, status: str, principal: Principal) -> dict[str, Any]:
+        """Move an alert to ``status``, recording who (the principal's subject) and when in the store."""
+        by = principal.subject if principal is not None else None
+        if not self.store.set_alert_status(self.spec.name, alert_id, status, by=by):
             raise NotFound(f"no alert {alert_id}")
-        log.info("alert status changed", extra={"alert_id": alert_id, "status": status})
-        return self.alert(alert_id)
+        log.info("alert status changed", extra={"alert_id": alert_id, "status": status, "by": by})
+        return self.alert(alert_id, principal)
 
     def feedback(self, event_id: str, label: str, note: str | None, principal: Principal) -> dict[str, Any]:
         if not self.store.has_anomaly(self.spec.name, event_id):
             raise NotFound(f"no anomaly with event id {event_id!r}")
-        self.store.write_feedback(self.spec.name, [{"event_id": event_id, "label": label, "note": note}])
+        row = {"event_id": event_id, "label": label, "note": note, "author": principal.subject, "created_at": time.time()}
+        self.store.write_feedback(self.spec.name, [row])
         log.info("feedback recorded", extra={"event_id": event_id, "label": label, "by": principal.subject})
-        return {"event_id": event_id, "label": label, "note": note}
+        return row
+
+    def dead_letters(self, principal: Principal, *, cursor: str | None, limit: int, source: str | None = None) -> dict[str, Any]:
+        """Stored dead letters, newest first, raw records as text. A raw record is whatever was sent,
+        sensitive fields included: the route admits analysts and admins only, and anyone else would get
+        no ``raw`` here either."""
+        after_id = decode_cursor(cursor) if cursor else None
+        rows = self.store.dead_letters(pipeline=self.spec.name, source=source, limit=limit + 1, after_id=after_id)
+        show = principal.can(Role.analyst)
+        for row in rows:
+            if show and row["raw"] is not None and self.sealer is not None:  # sealed at rest when fields are sensitive
+                row["raw"] = self.sealer.reveal_raw(row["raw"], row["source"], row["position"])
+        return page([_dead_letter(row, show_raw=show) for row in rows], limit)
 
     def entity(self, key: str, principal: Principal, limit: int = 200) -> dict[str, Any]:
-        with self.core.lock:
-            state = self.pipeline.features.entity_state(key)
+        hidden = frozenset() if principal.can(Role.analyst) else frozenset(self.cipher.sensitive)
+        with self.core.lock:  # a viewer gets no state derived from sensitive fields (amount_sum_1m is an amount)
+            state = self.pipeline.features.entity_state(key, without=hidden)
         recent = self.recent.of(key, limit)
         anomalies = [self.present_anomaly(r, principal) for r in self.store.anomalies(pipeline=self.spec.name, entity=key, limit=50)]
         if not state and not recent and not anomalies:
@@ -344,8 +405,21 @@ class Service:
             "model_status": self.model_status,
         }
 
+    def _store_health(self) -> dict[str, Any]:
+        """Whether the store can take writes now (a write probe, not a read), and what waits for it."""
+        state = self.core.health.components["store"]
+        try:
+            self.store.check_writable()
+        except StoreUnavailable as error:
+            self.core.health.down("store", error)
+            return {"status": "down", "detail": str(error)}
+        if not state.ok and not self.core.unacknowledged:
+            self.core.health.up("store")  # writable again, nothing waiting: accept events again
+        elif not state.ok:
+            return {"status": "down", "detail": f"writable again; {self.core.unacknowledged} batch(es) of outputs being stored"}
+        return {"status": "ok", "detail": repr(self.store)}
+
     def health(self) -> dict[str, Any]:
-        store_ok = self.store.ping()
         if self.attached is not None:
             broker = {"status": "ok", "detail": "attached to a running pipeline; its source feeds the events"}
         elif not self.inbox.stopped_by_error:
@@ -354,7 +428,7 @@ class Service:
             broker = {"status": "down", "detail": f"the queue thread stopped: {self.inbox.error!r}"}
         pipeline = self.pipeline
         components = {
-            "store": {"status": "ok" if store_ok else "down", "detail": repr(self.store)},
+            "store": self._store_health(),
             "broker": broker,
             "cache": {"status": "not_configured", "detail": "no cache: per-entity state lives in the pipeline"},
             "model": (
@@ -365,6 +439,29 @@ class Service:
         }
         degraded = any(c["status"] == "down" for c in components.values())
         return {"status": "degraded" if degraded else "ok", "components": components}
+
+
+#: the most of a dead letter's raw record the API returns
+RAW_TEXT_BYTES = 64 * 1024
+
+
+def _dead_letter(row: dict[str, Any], show_raw: bool) -> dict[str, Any]:
+    """A stored dead letter as the API shows it: ``raw`` decoded as UTF-8 (bad bytes replaced), cut to
+    :data:`RAW_TEXT_BYTES` on a character boundary."""
+    raw: bytes | None = row.get("raw")
+    text, truncated = None, False
+    if raw is not None and show_raw:
+        # a replacement character is 3 bytes for 1 bad one: cut again after decoding, on a character boundary
+        encoded = raw[:RAW_TEXT_BYTES].decode("utf-8", "replace").encode()
+        text = encoded[:RAW_TEXT_BYTES].decode("utf-8", "ignore")
+        truncated = len(raw) > RAW_TEXT_BYTES or len(encoded) > RAW_TEXT_BYTES
+    return {"id": row["id"], "source": row["source"], "position": row["position"], "reason": row["reason"], "raw": text,
+            "raw_bytes": len(raw) if raw is not None else 0, "raw_truncated": truncated, "created_at": row["created_at"]}
+
+
+def _first_line(error: BaseException) -> str:
+    """An error's first line: database errors go on with the statement, which holds event values."""
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _results(scored: ScoredBatch, seq: int, n: int) -> list[dict[str, Any]]:

@@ -23,13 +23,15 @@ def serve_command(
     sensitive: list[str] = typer.Option([], "--sensitive", help="an event field to encrypt at rest and mask for viewers (repeatable); needs TOCSIN_ENCRYPTION_KEY"),
     cors_origin: list[str] = typer.Option([], "--cors-origin", help="allow browser calls from this origin (repeatable); CORS is off by default"),
     max_body_mb: float = typer.Option(8.0, help="largest request body accepted, in MiB (413 above)"),
+    header_timeout: float = typer.Option(10.0, help="seconds a client has to send a request's head (408 and closed after)"),
+    keep_alive_timeout: int = typer.Option(5, help="seconds an idle kept-alive connection stays open"),
     fresh: bool = typer.Option(False, help="ignore and replace the API's pipeline checkpoint"),
     log_level: str = typer.Option("info", help="debug, info, warning or error (logs are JSON lines on stderr)"),
 ) -> None:
     """Serve the HTTP API and the live dashboard (one worker: the pipeline's state lives in the process)."""
     from tocsin.api import AuthConfig, create_app
     from tocsin.api.auth import check_bind
-    from tocsin.api.crypto import key_from_env
+    from tocsin.sensitive import key_from_env
     from tocsin.api.logs import configure_json_logging
     from tocsin.api.server import run_foreground
     from tocsin.api.service import CHECKPOINT_PARTITION, journal_path
@@ -42,8 +44,8 @@ def serve_command(
     except SpecError as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(2) from None
-    auth = AuthConfig.from_env(keys_file, enabled=not no_auth)
     try:
+        auth = AuthConfig.from_env(keys_file, enabled=not no_auth)
         check_bind(host, auth)
     except ValueError as error:
         console.print(f"[red]{error}[/]")
@@ -74,7 +76,7 @@ def serve_command(
         console.print(f"[red]{error}[/]")
         raise typer.Exit(2) from None
     console.print(f"tocsin API and dashboard on http://{host}:{port}/dashboard/ (OpenAPI: http://{host}:{port}/docs)")
-    run_foreground(app, host, port, log_level)
+    run_foreground(app, host, port, log_level, header_timeout=header_timeout, keep_alive_timeout=keep_alive_timeout)
 
 
 def keys_create_command(
@@ -85,8 +87,8 @@ def keys_create_command(
     """Create an API key: printed once; only its SHA-256 hash is stored."""
     from tocsin.api.auth import AuthConfig
 
-    auth = AuthConfig.from_env(keys_file)
     try:
+        auth = AuthConfig.from_env(keys_file)
         key, record = auth.keys.create(role, name)
     except ValueError as error:
         console.print(f"[red]{error}[/]")

@@ -41,10 +41,12 @@ A crash anywhere replays from the last checkpoint; the sinks are idempotent
 (keyed by event id, alert key or source position), so the replay's outputs
 land once.
 
-Event time: each stream keeps an event-time clock (the largest event time it
-has folded in), checkpointed with its state; it is the watermark that closes
-alert windows and resolves quiet alerts, and the place where event-time timers
-(silence deadlines, closing buckets) belong.
+Event time: each stream's pipeline keeps an event-time clock
+(:mod:`tocsin.engine.admission`: the second largest admitted event time, so no
+single event moves it), checkpointed with its state; the core hands it to the
+alert grouping as the watermark that closes alert windows and resolves quiet
+alerts, and it is where event-time timers (silence deadlines, closing buckets)
+belong.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from tocsin.engine.pipeline import Pipeline, ScoredBatch
 from tocsin.sinks.base import ProcessedBatch, Sink
 from tocsin.sinks.store import StoreSink
 from tocsin.engine.stats import RunStats
+from tocsin.sensitive import Sealer, sealer_for
 from tocsin.sources.base import SourceBatch
 from tocsin.spec import AlertingSpec, PipelineSpec
 from tocsin.store.sql import Store
@@ -75,9 +78,6 @@ from tocsin.store.sql import Store
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-#: where a stream's event-time clock lives in its checkpoint
-CLOCK_KEY = "engine/event_time"
 
 
 @dataclass
@@ -97,8 +97,6 @@ class Stream:
     checkpointed: int = -1
     #: False from the moment a batch is folded in until every sink acknowledged its outputs
     between_batches: bool = True
-    #: the largest event time folded in (the event-time clock; -inf before any event)
-    event_time: float = -np.inf
     #: the position it resumed from (the one after its checkpoint); None when it started fresh
     resumed_at: int | None = None
     #: the metadata of the checkpoint it resumed from (sinks read what they saved there)
@@ -156,7 +154,7 @@ class DriverCore:
         health: Health | None = None,
         retry: Callable[[str, Callable[[], Any]], Any] | None = None,
         commit: Callable[[list[Stream]], None] | None = None,
-        transform_fields: Callable[[dict[str, Any], str], dict[str, Any]] | None = None,
+        sealer: Sealer | None = None,
         worker: str = "0",
     ) -> None:
         self.spec = spec
@@ -173,13 +171,16 @@ class DriverCore:
         self.health = health or Health(None, worker=worker)
         self.retry = retry or _call_once
         self.commit = commit
-        self.transform_fields = transform_fields
+        #: seals sensitive values before anything is stored (schema.sensitive; key from TOCSIN_ENCRYPTION_KEY)
+        self.sealer = sealer if sealer is not None else sealer_for(spec)
         self.stats = RunStats()
         #: held while a step or a snapshot runs: a checkpoint never sees a half-done batch
         self.lock = threading.RLock()
         #: every batch handed to :meth:`process`, once its outputs are acknowledged
         self.listeners: list[Callable[[ScoredBatch, RunStats], None]] = []
         self._writer: ThreadPoolExecutor | None = None
+        self._unacknowledged: list[ProcessedBatch] = []
+        self._pending_path = ""
         self._model_label: tuple[str, int, bool] | None = None
 
     # --- streams --------------------------------------------------------------------
@@ -194,8 +195,6 @@ class DriverCore:
             with self.lock:
                 stream.pipeline.load_state_dict(checkpoint.state)
                 stream.alerts.load_state_dict(checkpoint.state)
-                clock = checkpoint.state.get(CLOCK_KEY)
-                stream.event_time = float(clock) if clock is not None else stream.alerts.alerts.watermark
             stream.position = stream.checkpointed = checkpoint.offset
             stream.checkpointed_events = stream.pipeline.events_seen
             stream.resumed_at, stream.resumed_meta = checkpoint.offset + 1, dict(checkpoint.meta)
@@ -222,9 +221,14 @@ class DriverCore:
 
     def process(self, work: Sequence[tuple[Stream, SourceBatch]], *, path: str, received: float | None = None) -> list[ProcessedBatch]:
         """Steps 1-3 for one batch of each listed stream (in the order given): process, every sink
-        acknowledges, positions move. Returns the processed batches (outputs acknowledged)."""
+        acknowledges, positions move. Returns the processed batches (outputs acknowledged).
+
+        If a sink still fails after the retry policy, the batches stay *unacknowledged*: their streams
+        are inside a batch (no checkpoint), the sinks keep their outputs, and nothing new is folded in
+        until :meth:`acknowledge_pending` (called first by the next :meth:`process`) gets them out."""
         processed: list[ProcessedBatch] = []
         with self.lock:
+            self.acknowledge_pending()
             for stream, raw in work:
                 if not len(raw):
                     if stream.between_batches:
@@ -232,24 +236,48 @@ class DriverCore:
                     continue
                 stream.between_batches = False
                 scored = stream.pipeline.process_raw(raw, stream.source)
-                if len(scored):
-                    stream.event_time = max(stream.event_time, float(scored.events.times.max()))
-                watermark = stream.event_time if np.isfinite(stream.event_time) else None
-                outputs = stream.alerts.prepare(scored, watermark, self.transform_fields)
+                watermark = stream.pipeline.admission.watermark
+                outputs = stream.alerts.prepare(scored, watermark, self.sealer)
                 item = ProcessedBatch(stream, raw, scored, outputs, received)
                 for sink in self.sinks:
                     sink.send(item)
                 processed.append(item)
             if not processed:
                 return processed
-            for sink in self.sinks:
-                self.retry(sink.component, sink.flush)
-            for item in processed:
-                item.stream.position = item.raw.next_position - 1
-                item.stream.between_batches = True
+            try:
+                self._acknowledge(processed, path)
+            except BaseException:
+                self._unacknowledged, self._pending_path = processed, path
+                raise
+        return processed
+
+    @property
+    def unacknowledged(self) -> int:
+        """Batches processed whose outputs a sink has not acknowledged yet (a sink is down)."""
+        return len(self._unacknowledged)
+
+    @property
+    def pending_batches(self) -> list[ProcessedBatch]:
+        """Those batches (their outputs wait in the sinks)."""
+        return list(self._unacknowledged)
+
+    def acknowledge_pending(self) -> bool:
+        """Flush the sinks for batches a failed sink left unacknowledged, and move their positions on.
+        True when nothing is pending (anymore); raises like :meth:`process` when a sink still fails."""
+        with self.lock:
+            if self._unacknowledged:
+                self._acknowledge(self._unacknowledged, self._pending_path)
+                self._unacknowledged = []
+            return True
+
+    def _acknowledge(self, processed: list[ProcessedBatch], path: str) -> None:
+        for sink in self.sinks:
+            self.retry(sink.component, sink.flush)
+        for item in processed:
+            item.stream.position = item.raw.next_position - 1
+            item.stream.between_batches = True
         for item in processed:
             self._account(item, path)
-        return processed
 
     def _account(self, item: ProcessedBatch, path: str) -> None:
         scored = item.scored
@@ -312,7 +340,6 @@ class DriverCore:
         with self.lock:
             state = stream.pipeline.state_dict()
             state.update(stream.alerts.state_dict())
-            state[CLOCK_KEY] = np.asarray(stream.event_time)
             meta: dict[str, Any] = {"pipeline": self.spec.name, "driver": self.driver, "worker": self.worker,
                                     "pid": os.getpid(), "events_seen": stream.pipeline.events_seen,
                                     "alerts_open": stream.alerts.alerts.open_alerts}

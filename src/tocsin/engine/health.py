@@ -43,10 +43,11 @@ class Health:
 
     def down(self, component: str, error: BaseException | str) -> None:
         state = self.components[component]
+        first_line = (str(error).splitlines() or [""])[0][:500]  # a database error goes on with its SQL: never log that
         if state.ok:
-            log.warning("%s is down: %s; pausing and retrying", component, error)
+            log.warning("%s is down: %s; retrying", component, first_line)
             state.ok, state.since = False, time.time()
-        state.error, state.failures = str(error)[:500], state.failures + 1
+        state.error, state.failures = first_line, state.failures + 1
         self.write(force=True)
 
     def up(self, component: str) -> None:

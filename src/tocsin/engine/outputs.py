@@ -14,7 +14,7 @@ the caller's transaction (the store sink, :mod:`tocsin.engine.sinks`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 
 from tocsin.alerting import AlertChanges, AlertingSpec, AlertManager, write_changes
 from tocsin.engine.pipeline import ScoredBatch
+from tocsin.sensitive import Sealer
 from tocsin.spec import PipelineSpec
 from tocsin.store.sql import Store
 
@@ -91,23 +92,17 @@ class AlertGrouping:
         self.alerting: AlertingSpec = alerting or spec.alerting
         self.alerts = AlertManager(self.alerting, spec.name, (spec.severity.warning, spec.severity.critical))
 
-    def prepare(
-        self,
-        scored: ScoredBatch,
-        watermark: float | None,
-        transform_fields: Callable[[dict[str, Any], str], dict[str, Any]] | None = None,
-    ) -> BatchOutputs:
+    def prepare(self, scored: ScoredBatch, watermark: float | None, sealer: Sealer | None = None) -> BatchOutputs:
         """The batch's rows and alert changes; folds its anomalies into the alert manager (so call it
-        once per batch, in stream order) and moves the alerts' event-time ``watermark``.
-        ``transform_fields(fields, event_id)`` may rewrite each anomaly's fields (encryption at rest)
-        before anything is stored."""
+        once per batch, in stream order) and moves the alerts' event-time ``watermark``. With a
+        ``sealer`` sensitive values are sealed before anything (alerts included) sees them."""
         anomalies = scored.anomaly_records(self.spec.detector.kind)
-        if transform_fields is not None:
-            for row in anomalies:
-                row["fields"] = transform_fields(row["fields"], row["event_id"])
         dead = [letter.as_row() for letter in scored.dead_letters]
+        if sealer is not None:
+            anomalies = [sealer.seal_anomaly(row) for row in anomalies]
+            dead = [sealer.seal_dead_letter(row) for row in dead]
         scored_rows = scored_event_rows(scored) if self.spec.store.scored_events else []
-        changes = self.alerts.observe(anomalies, watermark)
+        changes = self.alerts.observe(anomalies, watermark if watermark is not None and np.isfinite(watermark) else None)
         return BatchOutputs(anomalies, dead, scored_rows, changes)
 
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -31,6 +31,7 @@ from tocsin.decode import RAW_FIELD, Decoder, DeadLetter
 from tocsin.detectors import build_detector
 from tocsin.detectors.calibration import ScoreCalibrator
 from tocsin.detectors.thresholds import assign_severity, build_threshold
+from tocsin.engine.admission import Admission
 from tocsin.engine.training import TrainingWindow
 from tocsin.features.featureset import FeatureFrame, FeatureSet
 from tocsin.sources.base import SourceBatch
@@ -113,6 +114,23 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _dead_letter(events: EventBatch, row: int, code: str, reason: str, source: str) -> DeadLetter:
+    """A decoded event refused admission, as a dead letter with its raw record (or its fields)."""
+    raw = events.extra.get(RAW_FIELD)
+    if raw is not None:
+        record = raw[row]
+    else:
+        fields = {"id": events.ids[row], "key": events.keys[row], "time": float(events.times[row])}
+        fields.update({k: float(v[row]) for k, v in events.numeric.items()})
+        fields.update({k: str(v[row]) for k, v in events.categorical.items()})
+        record = msgspec.json.encode(fields, enc_hook=str)
+    return DeadLetter(source=source, position=int(events.positions[row]), reason=reason, raw=bytes(record), code=code)
+
+
+def _in_position_order(letters: list[DeadLetter]) -> list[DeadLetter]:
+    return sorted(letters, key=lambda letter: letter.position)
+
+
 class Pipeline:
     """Scores batches of events according to a :class:`PipelineSpec`."""
 
@@ -136,6 +154,8 @@ class Pipeline:
         self.calibrator = ScoreCalibrator(window=spec.calibration.window, tail_quantile=spec.calibration.tail_quantile)
         self.threshold = build_threshold(spec.threshold)
         self._decoders: dict[str, Decoder] = {}
+        #: which decoded events may change state: the event-time clock and repeated ids
+        self.admission = Admission(spec.admission)
         self.training = TrainingWindow(spec.detector.train_window, len(self.feature_names))
         self._since_fit = 0
         self._scored_total = 0
@@ -164,20 +184,15 @@ class Pipeline:
     def process_raw(self, raw: SourceBatch, source: str) -> ScoredBatch:
         started = time.perf_counter()
         events, dead = self.decode(raw, source)
-        scored = self.process(events)
-        scored.dead_letters = dead
+        scored = self.process(events, source)
+        scored.dead_letters = _in_position_order(dead + scored.dead_letters) if dead and scored.dead_letters else dead or scored.dead_letters
         scored.seconds = time.perf_counter() - started
         return scored
 
     def process_records(self, records: list[dict[str, Any]], source: str = "api") -> ScoredBatch:
         """Score Python dicts (the HTTP path)."""
-        started = time.perf_counter()
-        decoder = self._decoders.get(source) or self._decoders.setdefault(source, Decoder(self.spec.event_schema, source=source))
-        events, dead = decoder.decode_records(records)
-        scored = self.process(events)
-        scored.dead_letters = dead
-        scored.seconds = time.perf_counter() - started
-        return scored
+        positions = np.arange(len(records), dtype=np.int64)
+        return self.process_raw(SourceBatch(positions=positions, next_position=len(records), records=records), source)
 
     # --- the work -----------------------------------------------------------
 
@@ -185,9 +200,17 @@ class Pipeline:
     def is_warm(self) -> bool:
         return self.detector.is_fitted
 
-    def process(self, events: EventBatch) -> ScoredBatch:
-        """Features for every event (updating state), then scores and decisions for the scored part."""
+    def process(self, events: EventBatch, source: str = "input") -> ScoredBatch:
+        """Admission (:mod:`tocsin.engine.admission`: out-of-window times and repeated ids become dead
+        letters), then features for every admitted event (updating state), then scores and decisions
+        for the scored part."""
         started = time.perf_counter()
+        rejected: list[DeadLetter] = []
+        if len(events):
+            admitted, refusals = self.admission.admit(events)
+            if refusals:
+                rejected = [_dead_letter(events, row, code, reason, source) for row, code, reason in refusals]
+                events = events.take(admitted)
         n = len(events)
         frame = self.features.transform_update(events) if n else None
         raw = np.full(n, np.nan)
@@ -210,7 +233,7 @@ class Pipeline:
                 scored[start:] = True
         return ScoredBatch(
             events=events, features=frame, raw_score=raw, score=score, is_anomaly=is_anomaly,
-            severity=severity, explanations=explanations, scored=scored,
+            severity=severity, explanations=explanations, dead_letters=rejected, scored=scored,
             seconds=time.perf_counter() - started,
         )
 
@@ -295,7 +318,8 @@ class Pipeline:
     def state_dict(self) -> dict[str, np.ndarray]:
         """All state as flat named arrays: what a checkpoint saves."""
         state: dict[str, np.ndarray] = {}
-        for prefix, part in (("features", self.features), ("calibrator", self.calibrator), ("threshold", self.threshold)):
+        for prefix, part in (("features", self.features), ("calibrator", self.calibrator), ("threshold", self.threshold),
+                             ("admission", self.admission)):
             state.update({f"{prefix}/{k}": v for k, v in part.state_dict().items()})
         if self.detector.is_fitted:
             state.update({f"detector/{k}": v for k, v in self.detector.state_dict().items()})
@@ -326,6 +350,9 @@ class Pipeline:
         if detector_state:
             self.detector.load_state_dict(detector_state)
         self.training.load_state_dict(part("training"))
+        admission = part("admission")
+        if admission:  # checkpoints from before admission start with a fresh clock
+            self.admission.load_state_dict(admission)
         self._since_fit = int(meta["since_fit"])
         self._scored_total = int(meta["scored_total"])
         self._pending_raw = [state["pending/raw"]] if len(state["pending/raw"]) else []

@@ -60,6 +60,10 @@ class FeatureFrame:
         return operator.describe(name, row, self.batch, output)
 
 
+def _derives_from(operator: FeatureOperator, fields: frozenset[str] | set[str]) -> bool:
+    return bool(fields) and (getattr(operator, "field", None) in fields or getattr(operator, "by", None) in fields)
+
+
 def _subject(by: str, key_field: str) -> tuple[str, str]:
     """How sentences name the key: ("this card", "this card's") or ("all keys", "the")."""
     if by == GLOBAL:
@@ -177,16 +181,22 @@ class FeatureSet:
             context.update(output.context)
         return FeatureFrame(X=X, names=list(self.names), context=context, batch=batch, _owners=owners)
 
-    def entity_state(self, key: str) -> dict[str, float]:
-        """Current per-key state of entity ``key`` (as of its last event), {} if never seen."""
+    def entity_state(self, key: str, without: frozenset[str] = frozenset()) -> dict[str, float]:
+        """Current per-key state of entity ``key`` (as of its last event), {} if never seen; ``without``:
+        fields whose derived state is left out (sensitive ones, for people who may not see them)."""
         key_id = self.interners[ENTITY].lookup(key)
         if key_id is None:
             return {}
         state: dict[str, float] = {}
         for op in self.operators:
-            if getattr(op, "by", None) == ENTITY:
+            if getattr(op, "by", None) == ENTITY and not _derives_from(op, without):
                 state.update(op.key_state(key_id))
         return state
+
+    def derived_from(self, fields: frozenset[str] | set[str]) -> frozenset[str]:
+        """The features computed from any of ``fields`` (their values, or keyed by them): what reveals
+        a sensitive field as much as the field itself (``amount_sum_1m`` is the amount of a lone event)."""
+        return frozenset(name for op in self.operators if _derives_from(op, fields) for name in op.names)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """All interners and operator state as one flat dict of arrays (for ``np.savez``)."""

@@ -33,6 +33,24 @@ def _hash_rows(points, starts, lengths, hashes):
         hashes[i] = h ^ (h >> np.uint64(31))
 
 
+def encode_strings(values) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The strings, their UTF-32 code points, each one's start and length, and their 64-bit hashes
+    (FNV-1a + splitmix64: the same string, the same hash, in every process and run)."""
+    strings = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    try:
+        joined = "".join(strings)
+    except TypeError:
+        strings = [v if isinstance(v, str) else str(v) for v in strings]
+        joined = "".join(strings)
+    points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
+    starts = np.zeros(len(strings), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    hashes = np.empty(len(strings), dtype=np.uint64)
+    _hash_rows(points, starts, lengths, hashes)
+    return strings, points, starts, lengths, hashes
+
+
 @njit(cache=True, nogil=True)
 def _intern(points, starts, lengths, hashes, insert, table, id_hash, arena, offsets, n_ids, out):
     """Ids of the rows (``-1`` for unknown ones when not ``insert``); returns the new id
@@ -112,20 +130,7 @@ class KeyIndex:
         return len(self._values)
 
     def _encode(self, values) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The strings, their UTF-32 code points, each one's start and length, and hashes."""
-        strings = values.tolist() if isinstance(values, np.ndarray) else list(values)
-        try:
-            joined = "".join(strings)
-        except TypeError:
-            strings = [v if isinstance(v, str) else str(v) for v in strings]
-            joined = "".join(strings)
-        points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
-        starts = np.zeros(len(strings), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=starts[1:])
-        hashes = np.empty(len(strings), dtype=np.uint64)
-        _hash_rows(points, starts, lengths, hashes)
-        return strings, points, starts, lengths, hashes
+        return encode_strings(values)
 
     def ids(self, values: np.ndarray) -> np.ndarray:
         """Ids of ``values`` (an object array of str), adding the new ones."""

@@ -33,6 +33,7 @@ class StoreSink(Sink):
     def flush(self) -> None:
         if not self._pending:
             return
+        self.store.check_file()  # a deleted SQLite file would take the writes and lose them
         with self.store.engine.begin() as conn:
             write_outputs(conn, self.store, self.pipeline, self.alerting, self._pending)
         deliveries = any(outputs.changes.deliveries for outputs in self._pending)

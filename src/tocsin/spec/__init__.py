@@ -27,11 +27,11 @@ from tocsin.spec.features import (
 )
 from tocsin.spec.pipeline import PipelineSpec, load_spec, parse_spec
 from tocsin.spec.runtime import CheckpointSpec, MetricsSpec, RunnerSpec, StoreSpec, StreamSettings
-from tocsin.spec.schema import SchemaSpec
+from tocsin.spec.schema import AdmissionSpec, SchemaSpec
 from tocsin.spec.sources import FileSource, KafkaSource, SimulatorSource, SourceSpec
 
 __all__ = [
-    "AlertingSpec", "CalibrationSpec", "CheckpointSpec", "DecayedStatsFeature", "DetectorSpec", "Duration",
+    "AdmissionSpec", "AlertingSpec", "CalibrationSpec", "CheckpointSpec", "DecayedStatsFeature", "DetectorSpec", "Duration",
     "EnvironmentOverrides", "FeatureSpec", "FileSource", "KafkaSource", "MetricsSpec", "NoveltyFeature", "PipelineSpec",
     "RecencyFeature", "RunnerSpec", "SchemaSpec", "SeveritySpec", "SimulatorSource", "SourceSpec", "SpecError",
     "SpecModel", "StoreSpec", "StreamSettings", "ThresholdSpec", "ValueFeature", "VelocityFeature", "WindowFeature",

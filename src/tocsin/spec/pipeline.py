@@ -14,7 +14,7 @@ from tocsin.spec.environment import apply_environment
 from tocsin.spec.detection import CalibrationSpec, DetectorSpec, SeveritySpec, ThresholdSpec
 from tocsin.spec.features import FeatureSpec
 from tocsin.spec.runtime import CheckpointSpec, MetricsSpec, RunnerSpec, StoreSpec, StreamSettings
-from tocsin.spec.schema import SchemaSpec
+from tocsin.spec.schema import AdmissionSpec, SchemaSpec
 from tocsin.spec.sources import FileSource, SourceSpec
 
 
@@ -22,6 +22,7 @@ class PipelineSpec(SpecModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     source: SourceSpec
     event_schema: SchemaSpec = Field(alias="schema")
+    admission: AdmissionSpec = Field(default_factory=AdmissionSpec)
     features: list[FeatureSpec] = Field(min_length=1)
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)

@@ -1,4 +1,4 @@
-"""What an event looks like: the ``schema`` section."""
+"""What an event looks like, and which events may change state: the ``schema`` and ``admission`` sections."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from tocsin.durations import Duration
 from tocsin.spec.base import SpecModel
 
 
@@ -25,6 +26,8 @@ class SchemaSpec(SpecModel):
         default_factory=list, description="fields encrypted at rest (AES-256-GCM) and masked for viewers in the API"
     )
     max_event_bytes: int = Field(65_536, ge=64)
+    max_abs_value: float = Field(
+        1e15, gt=0, description="a numeric field beyond ± this is a dead letter (huge values overflow per-entity statistics)")
 
     @model_validator(mode="after")
     def _distinct_fields(self) -> SchemaSpec:
@@ -42,3 +45,17 @@ class SchemaSpec(SpecModel):
             if name not in seen:
                 raise ValueError(f"sensitive: {name!r} is not a declared field; declare it in numeric or categorical")
         return self
+
+
+class AdmissionSpec(SpecModel):
+    """Which decoded events may change a stream's state (``tocsin.engine.admission``): its event-time
+    clock refuses times far from it, and a repeated event id is not counted twice."""
+
+    max_ahead: Duration | None = Field(
+        86_400.0, description="events more than this after the stream's event-time clock are dead letters (null: no limit)")
+    max_behind: Duration | None = Field(
+        30 * 86_400.0, description="events more than this before the stream's event-time clock are dead letters (null: no limit)")
+    reclock_after: int = Field(
+        3, ge=2, description="this many refused events in a row, close to each other, restart the clock at them (a feed resuming after a gap)")
+    dedup_ids: int | None = Field(
+        100_000, ge=2, description="the last this many admitted event ids (at least half of them) are remembered; a repeat is a dead letter (null: off)")

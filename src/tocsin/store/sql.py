@@ -203,6 +203,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class StoreUnavailable(RuntimeError):
+    """The store cannot take writes now (gone, read-only, unreachable); retry later."""
+
+
 class Store:
     """The results store at a SQLAlchemy ``url`` (``sqlite:///path.db``,
     ``postgresql+psycopg://…``); creates the tables if missing."""
@@ -215,21 +219,26 @@ class Store:
                 f"store url {parsed.render_as_string(hide_password=True)!r}: "
                 f"unsupported database {backend!r}; use one of {_SUPPORTED_DIALECTS}"
             )
+        #: the SQLite file, whose identity is checked before each write (None: another database)
+        self.path: Path | None = None
         if backend == "sqlite":
             database = parsed.database
             if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                self.path = Path(database).expanduser()
+                self.path.parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         self.engine = create_engine(
             parsed,
             json_serializer=_json_serialize,
             json_deserializer=_json_deserialize,
             pool_pre_ping=backend != "sqlite",
+            hide_parameters=True,  # errors and logs never carry event values (sensitive fields included)
         )
         if backend == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._insert = sqlite.insert if backend == "sqlite" else postgresql.insert
         create_tables(self.engine)
+        self._identity = self._file_identity()
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -243,6 +252,44 @@ class Store:
     def close(self) -> None:
         """Release all connections."""
         self.engine.dispose()
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self.path is None:
+            return None
+        stat = self.path.stat()
+        return stat.st_dev, stat.st_ino
+
+    def check_file(self) -> None:
+        """Before a write to a SQLite file: raise :class:`StoreUnavailable` when the file is gone (open
+        connections would go on writing to the deleted file: writes that land nowhere), and reconnect
+        when another file took its place (restored from a backup)."""
+        if self.path is None:
+            return
+        try:
+            identity = self._file_identity()
+        except FileNotFoundError:
+            raise StoreUnavailable(f"the store's database file {self.path} is gone; restore it (nothing is written meanwhile)") from None
+        if identity != self._identity:
+            self.engine.dispose()  # connections to the old file go; the next ones open the file now there
+            create_tables(self.engine)
+            self._identity = identity
+
+    def check_writable(self) -> None:
+        """Raise :class:`StoreUnavailable` unless a write transaction could commit now (the file is there
+        and writable, the database is not read-only); writes nothing."""
+        try:
+            self.check_file()
+            with self.engine.connect() as conn:
+                if self.engine.dialect.name == "sqlite":
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")  # takes the write lock: fails on a read-only file
+                    conn.exec_driver_sql("ROLLBACK")
+                else:
+                    read_only = conn.execute(text("SELECT current_setting('transaction_read_only') = 'on' OR pg_is_in_recovery()")).scalar()
+                    conn.rollback()
+                    if read_only:
+                        raise StoreUnavailable("the database is read-only (a replica, or default_transaction_read_only)")
+        except SQLAlchemyError as error:
+            raise StoreUnavailable(f"the store cannot write: {type(error).__name__}: {str(error).splitlines()[0]}") from error
 
     def ping(self) -> bool:
         """True if the database answers a trivial query."""
@@ -333,16 +380,17 @@ class Store:
                 ],
             )
 
-    def set_alert_status(self, pipeline: str, alert_id: int, status: str, now: float | None = None) -> bool:
-        """Move an alert to ``open``/``acknowledged``/``resolved``; False if no such alert."""
+    def set_alert_status(self, pipeline: str, alert_id: int, status: str, now: float | None = None, by: str | None = None) -> bool:
+        """Move an alert to ``open``/``acknowledged``/``resolved``; an acknowledgement or a resolution
+        records who (``by``: a key id or a token's subject) and when. False if no such alert."""
         if status not in ALERT_STATUSES:
             raise ValueError(f"status: {status!r} is not one of {ALERT_STATUSES}")
+        now = time.time() if now is None else now
+        values: dict[str, Any] = {"status": status, "updated_at": now}
+        if status != "open":
+            values.update({f"{status}_by": by, f"{status}_at": now})
         with self.engine.begin() as conn:
-            result = conn.execute(
-                update(alerts)
-                .where(alerts.c.pipeline == pipeline, alerts.c.id == int(alert_id))
-                .values(status=status, updated_at=time.time() if now is None else now)
-            )
+            result = conn.execute(update(alerts).where(alerts.c.pipeline == pipeline, alerts.c.id == int(alert_id)).values(**values))
         return result.rowcount > 0
 
     # --- reads ------------------------------------------------------------------

@@ -110,6 +110,11 @@ alerts = Table(
     Column("explanation", Json, nullable=False, default=list),
     Column("created_at", Double, nullable=False, default=_now),
     Column("updated_at", Double, nullable=False, default=_now),
+    # who moved it, and when (added later: existing databases gain them on start, see add_missing_columns)
+    Column("acknowledged_by", Text, nullable=True, comment="an API key id (key:...) or a token's subject"),
+    Column("acknowledged_at", Double, nullable=True),
+    Column("resolved_by", Text, nullable=True, comment="null when it resolved itself after a quiet period"),
+    Column("resolved_at", Double, nullable=True),
     UniqueConstraint("pipeline", "alert_key"),
     CheckConstraint(_one_of("severity", SEVERITIES), name="severity"),
     CheckConstraint(_one_of("status", ALERT_STATUSES), name="status"),
@@ -152,6 +157,7 @@ feedback = Table(
     Column("event_id", String(255), nullable=False),
     Column("label", String(16), nullable=False),
     Column("note", Text, nullable=True),
+    Column("author", Text, nullable=True, comment="who gave it (added later: null on older rows)"),
     Column("created_at", Double, nullable=False, default=_now),
     CheckConstraint(_one_of("label", FEEDBACK_LABELS), name="label"),
     Index(None, "pipeline", "event_id"),
@@ -181,8 +187,40 @@ def create_tables(engine: Any, meta: MetaData = metadata, tables: list[Table] | 
     for attempt in range(5):
         try:
             meta.create_all(engine, tables=tables)
-            return
+            break
         except (OperationalError, ProgrammingError, IntegrityError) as error:
             text = str(error).lower()
             if attempt == 4 or not ("already exists" in text or "duplicate key" in text):
                 raise
+    add_missing_columns(engine, tables if tables is not None else list(meta.sorted_tables))
+
+
+def add_missing_columns(engine: Any, tables: list[Table]) -> None:
+    """``ALTER TABLE … ADD COLUMN`` for each column a table created by an earlier version lacks, so
+    existing databases gain new columns on start (SQLite and PostgreSQL). Only nullable columns can be
+    added to a table with rows; a new NOT NULL one needs a migration by hand, and this says so.
+
+    Workers starting together may both add a column: the loser's "duplicate column" is success.
+    """
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    inspector = inspect(engine)
+    quote = engine.dialect.identifier_preparer.quote
+    for table in tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise RuntimeError(
+                    f"{table.name}.{column.name} is missing from the database and is NOT NULL, so it cannot be added "
+                    "to existing rows: add it by hand (with a default) or start with a fresh store"
+                )
+            ddl = f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {column.type.compile(dialect=engine.dialect)}"
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(ddl)
+            except (OperationalError, ProgrammingError) as error:
+                if "duplicate column" not in str(error).lower() and "already exists" not in str(error).lower():
+                    raise

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from tocsin.api.auth import analyst
 from tocsin.api.deps import MsgspecRoute, get_service, responses
 from tocsin.api.models import EventsAccepted, EventsIn
-from tocsin.api.inbox import QueueFull
+from tocsin.api.inbox import QueueFull, Unavailable
 from tocsin.api.service import NotAccepting, Service
 
 router = APIRouter(prefix="/v1", tags=["scoring"], route_class=MsgspecRoute)
@@ -18,10 +18,11 @@ router = APIRouter(prefix="/v1", tags=["scoring"], route_class=MsgspecRoute)
 def accept_events(body: EventsIn, service: Service = Depends(get_service)) -> dict:
     """Queue events (one or up to 10,000) for the pipeline; 202 with their ids. Outputs land in the
     store like a stream's: anomalies, alerts and dead letters. The events are journaled (durable) before
-    the answer, whose `position` is their place in the order events are folded in. 503 when the queue is full."""
+    the answer, whose `position` is their place in the order events are folded in. 503 (nothing journaled)
+    when the queue is full or outputs cannot be stored now (the store is down)."""
     try:
         return service.accept(body.records())
-    except QueueFull as error:
+    except (QueueFull, Unavailable) as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error), headers={"Retry-After": "1"}) from None
     except NotAccepting as error:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None

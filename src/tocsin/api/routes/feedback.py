@@ -12,7 +12,7 @@ router = APIRouter(prefix="/v1", tags=["feedback"])
 
 @router.post("/feedback", response_model=FeedbackOut, responses=responses(401, 403, 404, 413))
 def give_feedback(body: FeedbackIn, principal: Principal = Depends(analyst), service: Service = Depends(get_service)) -> dict:
-    """Mark an anomaly a true or a false positive (sets its label; every call is logged)."""
+    """Mark an anomaly a true or a false positive (sets its label; every call is stored with its author)."""
     try:
         return service.feedback(body.event_id, body.label, body.note, principal)
     except NotFound as error:

@@ -10,7 +10,9 @@ function apiKey() { return localStorage.getItem(KEY_STORAGE) || ""; }
 async function api(path, options = {}) {
   const headers = Object.assign({ "Content-Type": "application/json" }, options.headers || {});
   if (apiKey()) headers["X-API-Key"] = apiKey();
-  const response = await fetch(path, Object.assign({}, options, { headers }));
+  // same-origin, not the page's no-referrer: a browser following the Fetch spec to the letter would send
+  // "Origin: null" with a POST under no-referrer, which a server without auth refuses as cross-origin
+  const response = await fetch(path, Object.assign({ referrerPolicy: "same-origin" }, options, { headers }));
   if (response.status === 401) { showLogin(true); throw new Error("unauthorized"); }
   if (!response.ok) {
     let detail = response.statusText;
@@ -21,14 +23,13 @@ async function api(path, options = {}) {
 }
 
 function showLogin(visible) { $("#login").classList.toggle("hidden", !visible); $("#view").classList.toggle("hidden", visible); }
-function fmtTime(t) { return t == null ? "–" : new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19); }
-function fmtNum(n, digits = 0) { return n == null ? "–" : Number(n).toLocaleString(undefined, { maximumFractionDigits: digits, minimumFractionDigits: digits }); }
+// fmtTime, fmtNum and toDate come from format.js (never throw on a time Date cannot hold)
 function esc(s) { return String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c])); }
 function why(explanation) { return (explanation || []).map(e => e.text).join("; "); }
 function pulse() { const dot = $("#live"); dot.classList.add("on"); setTimeout(() => dot.classList.remove("on"), 400); }
 
 function alertRow(a) {
-  return `<tr data-alert-id="${a.id}" onclick="location.hash='#/alerts/${a.id}'">
+  return `<tr data-alert-id="${esc(a.id)}">
     <td>${a.id}</td><td>${fmtTime(a.event_time)}</td><td>${esc(a.entity)}</td>
     <td class="sev ${a.severity}">${a.severity}</td><td>${fmtNum(a.score * 100, 2)}</td>
     <td class="status ${a.status}" data-testid="status-${a.id}">${a.status}</td><td>${esc(why(a.explanation))}</td></tr>`;
@@ -60,7 +61,7 @@ function renderOverview() {
     const s = stats.alerts_by_status;
     $('[data-testid="alerts-status"]', view).textContent = `${fmtNum(s.open || 0)} / ${fmtNum(s.acknowledged || 0)} / ${fmtNum(s.resolved || 0)}`;
     $('[data-testid="model-status"]', view).textContent = stats.model_status === "warm" ? "scoring live" : "warming up";
-    const x = stats.series.map(p => new Date(p.t * 1000));
+    const x = stats.series.map(p => toDate(p.t));
     const traces = [
       { x, y: stats.series.map(p => p.events), name: "events/s", type: "scatter", mode: "lines", line: { color: "#2563eb" } },
       { x, y: stats.series.map(p => p.anomalies), name: "anomalies/s", type: "bar", yaxis: "y2", marker: { color: "#dc2626" } },
@@ -147,7 +148,7 @@ function plotEntity(elementId, entity, highlightId) {
   const events = entity.recent_events;
   const numeric = events.length ? Object.keys(events[0].values).find(k => typeof events[0].values[k] === "number") : null;
   const y = events.map(e => numeric ? e.values[numeric] : e.score_100);
-  const x = events.map(e => new Date(e.event_time * 1000));
+  const x = events.map(e => toDate(e.event_time));
   const flagged = events.map((e, i) => i).filter(i => events[i].is_anomaly);
   const traces = [
     { x, y, name: numeric || "score", type: "scatter", mode: "lines+markers", marker: { size: 6, color: events.map(e => e.score_100 ?? 0), colorscale: "Bluered", cmin: 0, cmax: 100 },
@@ -207,5 +208,10 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!$("#login").classList.contains("hidden")) $("#login-error").textContent = "that key was refused";
   });
   window.addEventListener("hashchange", route);
+  // alert rows open their alert (a listener, not inline onclick: the page's CSP runs no inline script)
+  document.addEventListener("click", (e) => {
+    const row = e.target.closest && e.target.closest("tr[data-alert-id]");
+    if (row) location.hash = `#/alerts/${row.dataset.alertId}`;
+  });
   route();
 });
