@@ -47,3 +47,26 @@ def test_configurations_name_registered_kinds():
         assert config["kind"] in DETECTORS or config["kind"] in UNAVAILABLE, name
     assert set(BASELINES) == {"IsolationForest", "ECOD"}
     assert len(BASELINES["ECOD"]) == 8
+
+
+def test_cv_chooses_on_the_other_datasets_and_reports_held_out_means(tmp_path):
+    from tocsin.bench.adbench import run_adbench_cv
+
+    for seed, name in enumerate(["a", "b", "c"]):
+        _write(tmp_path / f"{name}.npz", seed)
+    result = run_adbench_cv(tmp_path, Console(record=True, width=160), candidates=["ecod", "robust_zscore"])
+    assert {"cv_mean_aucroc", "cv_mean_aucpr", "in_sample_mean_aucroc", "in_sample_mean_aucpr", "default", "chosen_per_fold"} <= set(result)
+    assert set(result["chosen_per_fold"]) == {"a", "b", "c"}
+    rows = result["datasets"].values()
+    assert result["cv_mean_aucroc"] == pytest.approx(np.mean([row["cv_aucroc"] for row in rows]))
+    assert all(row["fit_score_seconds"] >= 0 and row["chosen"] in ("ecod", "robust_zscore") for row in rows)
+
+
+def test_default_members_are_sub_quadratic_and_a_large_table_is_timed():
+    from tocsin.bench.adbench import CV_CANDIDATES, DEFAULT_CONFIGURATION, time_large_table
+
+    assert DEFAULT_CONFIGURATION in CV_CANDIDATES and "ensemble_full_knn" not in CV_CANDIDATES
+    for member in make_detector(None)._build_members():
+        assert getattr(member, "max_samples", None) is not None or type(member).__name__ == "IsolationForest"
+    timed = time_large_table(rows=3_000, columns=5)
+    assert timed["finite_scores"] and timed["fit_score_seconds"] >= 0

@@ -77,3 +77,12 @@ def test_not_fitted_and_bad_members():
         Ensemble(combine="median").fit(np.zeros((5, 1)))
     with pytest.raises(ValueError, match="ensemble"):
         Ensemble(members=[{"kind": "ensemble"}]).fit(np.zeros((5, 1)))
+
+
+def test_fit_score_samples_equals_fit_then_score_samples():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(800, 4))
+    X[3] = 9.0
+    for combine in ("mean", "max", "rank"):
+        together = Ensemble(combine=combine, random_state=0).fit_score_samples(X)
+        np.testing.assert_allclose(together, Ensemble(combine=combine, random_state=0).fit(X).score_samples(X))

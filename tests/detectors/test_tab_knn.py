@@ -57,3 +57,25 @@ def test_not_fitted_and_bad_params():
     for params, message in (({"n_neighbors": 0}, "n_neighbors"), ({"method": "median"}, "method"), ({"scaling": "minmax"}, "scaling")):
         with pytest.raises(ValueError, match=message):
             KNN(**params).fit(np.zeros((3, 1)))
+
+
+def test_blockwise_brute_force_agrees_with_the_kd_tree():
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 4))
+    detector = KNN(n_neighbors=10).fit(X)
+    assert detector._brute_force()
+    exact = NearestNeighbors(n_neighbors=10).fit(detector.reference_).kneighbors(detector._scaled(X[:200]))[0]
+    # scores use float32 distances: equal to about 1e-4 relative
+    np.testing.assert_allclose(detector.score_samples(X[:200]), exact[:, -1], rtol=1e-3)
+    np.testing.assert_allclose(KNN(n_neighbors=10, method="mean").fit(X).score_samples(X[:200]), exact.mean(axis=1), rtol=1e-3)
+    distances, indices = detector._neighbours(detector._scaled(X[:200]))
+    np.testing.assert_allclose(distances, exact, rtol=1e-6, atol=1e-6)
+
+
+def test_a_sampled_reference_bounds_the_work_per_row():
+    X = np.random.default_rng(1).normal(size=(20_000, 3))
+    detector = KNN(n_neighbors=5, max_samples=500, random_state=0).fit(X)
+    assert detector.reference_.shape == (500, 3)
+    assert np.isfinite(detector.score_samples(X)).all()

@@ -110,3 +110,18 @@ def test_surprise_to_unit_is_monotone_into_unit_interval():
 def test_tail_surprise_validates(kwargs):
     with pytest.raises(ValueError):
         TailSurprise(**kwargs)
+
+
+def test_conformal_tail_never_claims_more_than_its_reference_supports():
+    from tocsin.detectors.postprocess import ConformalTail
+
+    rng = np.random.default_rng(0)
+    raw = rng.standard_cauchy(size=(3000, 2))
+    raw[::500, 0] = 1e12  # absurd raw scores early and late
+    surprise = ConformalTail(window=500).process(raw)
+    sizes = np.minimum(np.arange(3000), 500)[:, None]
+    assert (surprise[:10] == 0).all()
+    assert (surprise <= 2 * np.log10(sizes + 1) + 1e-12).all()
+    # columns are calibrated independently
+    alone = ConformalTail(window=500).process(raw[:, 1].copy())
+    np.testing.assert_array_equal(alone[:, 0], surprise[:, 1])

@@ -126,7 +126,8 @@ def test_seasonal_detectors_need_timestamps_and_accept_datetime64():
         ValueRarity(decay=0.0),
         TimeSeriesDetector(components=("nope",)),
         TimeSeriesDetector(combine="mean"),
-        TimeSeriesDetector(calibration="isotonic"),
+        TimeSeriesDetector(rarity_memory=1.0),
+        TimeSeriesDetector(calibration_window=10),
     ],
 )
 def test_invalid_parameters_raise_at_fit(detector):

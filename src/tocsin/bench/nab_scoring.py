@@ -249,6 +249,35 @@ def _sweep(scores, windows, tp_score, fp_score, n_window_ids, fn_weight):
     return best_threshold, best_total, best_detected, best_fp
 
 
+def score_at_threshold(files: Iterable[ScoredFile], weights: CostWeights, threshold: float, profile: str = "") -> ProfileScore:
+    """The NAB score of a corpus at a *given* threshold (no sweep): what a threshold
+    chosen elsewhere (on other files) is worth here. A corpus without windows
+    (NAB's artificialNoAnomaly) has ``perfect == null``; its normalised score is
+    then 0 by convention and only ``raw`` (the false positives' cost) says anything."""
+    raw = 0.0
+    detected = n_fp = n_windows = 0
+    for f in files:
+        hits = f.anomaly_score >= threshold
+        outside = hits & (f.window < 0)
+        raw += weights.fp * float(f.fp_unit[outside].sum())
+        n_fp += int(outside.sum())
+        n_windows += f.n_windows
+        if f.n_windows:
+            ids = f.window[f.window >= 0]
+            best = np.full(int(ids.max()) + 1, -np.inf)
+            inside = hits & (f.window >= 0)
+            np.maximum.at(best, f.window[inside], f.tp_unit[inside])
+            present = np.zeros(best.size, dtype=bool)
+            present[ids] = True
+            found = present & np.isfinite(best)
+            detected += int(found.sum())
+            raw += weights.tp * float(best[found].sum()) - weights.fn * int((present & ~found).sum())
+    null = -weights.fn * n_windows
+    perfect = weights.tp * n_windows
+    normalised = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
+    return ProfileScore(profile, float(threshold), raw, null, perfect, normalised, detected, n_windows - detected, n_fp)
+
+
 def score_results_dir(results: str | Path, labels: str | Path, profiles: Mapping[str, CostWeights] | None = None) -> dict[str, ProfileScore]:
     """Score a directory of ``<category>/<file>.csv`` results (with ``anomaly_score``)
     against the files named in ``labels/combined_windows.json``. Files missing from

@@ -45,11 +45,15 @@ def bench_nab(
     data: Path = typer.Option(Path("../shared/data/nab"), help="a directory in NAB layout (data/, labels/)"),
     results_dir: Path = typer.Option(Path("bench-results/nab"), help="where per-file score CSVs are written"),
     detector: Optional[str] = typer.Option(None, help="time-series detector configuration (default: tocsin's)"),
+    cv: bool = typer.Option(False, "--cv", help="leave-one-category-out cross-validation of the configuration and thresholds, with a sensitivity table"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the scores to this file"),
 ) -> None:
-    """Online NAB run and NAB scoring, printed beside the published detectors."""
-    from tocsin.bench.nab import run_nab_bench
+    """Online NAB run and NAB scoring, printed beside the published detectors (--cv: cross-validated beside in-sample)."""
+    from tocsin.bench.nab import run_nab_bench, run_nab_cv
 
+    if cv:
+        write_json(json_out, run_nab_cv(data=data, console=console, candidates=[detector] if detector else None))
+        return
     write_json(json_out, run_nab_bench(data=data, results_dir=results_dir, detector=detector, console=console))
 
 
@@ -57,11 +61,22 @@ def bench_nab(
 def bench_adbench(
     data: Path = typer.Option(Path("../shared/data/adbench"), help="a directory of .npz files with X and y"),
     detector: Optional[str] = typer.Option(None, help="tabular detector configuration (default: tocsin's)"),
+    cv: bool = typer.Option(False, "--cv", help="leave-one-dataset-out cross-validation of the configuration choice"),
+    scale_rows: int = typer.Option(0, "--scale-rows", help="also time fit+score of a synthetic table of this many rows x 50 columns"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the scores to this file"),
 ) -> None:
-    """Unsupervised ADBench run: AUCROC, AUCPR and time per dataset beside the baselines."""
-    from tocsin.bench.adbench import run_adbench
+    """Unsupervised ADBench run: AUCROC, AUCPR and time per dataset beside the baselines (--cv: cross-validated beside in-sample)."""
+    from tocsin.bench.adbench import run_adbench, run_adbench_cv, time_large_table
 
+    if cv:
+        result = run_adbench_cv(data=data, console=console)
+        if scale_rows:
+            result["large_table"] = time_large_table(scale_rows, 50, result["default"], console)
+        write_json(json_out, result)
+        return
+    if scale_rows:
+        write_json(json_out, {**run_adbench(data=data, detector=detector, console=console), "large_table": time_large_table(scale_rows, 50, detector, console)})
+        return
     write_json(json_out, run_adbench(data=data, detector=detector, console=console))
 
 

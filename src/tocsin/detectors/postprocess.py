@@ -5,6 +5,10 @@
      ``-log10 P(score >= s)``, against the detector's own recent scores
      (empirical below a high quantile, exponential tail above it, as
      :class:`~tocsin.detectors.calibration.ScoreCalibrator` does for batches);
+   - :class:`ConformalTail` does the same per column with no warm-up knob: a
+     surprise can never claim more than its reference supports (at most
+     ``2 x log10(n + 1)`` decades after ``n`` scores), so short and young series
+     are scored from their first rows without wild early alarms;
    - :class:`AnomalyLikelihood` is Numenta's anomaly likelihood: how
      improbable the short-term average of raw scores is under a Gaussian fitted
      to its longer history;
@@ -101,6 +105,25 @@ class TailSurprise:
 
 
 @njit(cache=True)
+def _sorted_drop(ordered, size, value):
+    """Remove one ``value`` from the sorted ``ordered[:size]`` in place (no temporary); the new size."""
+    at = np.searchsorted(ordered[:size], value, side="left")
+    for m in range(at, size - 1):
+        ordered[m] = ordered[m + 1]
+    return size - 1
+
+
+@njit(cache=True)
+def _sorted_add(ordered, size, value):
+    """Insert ``value`` into the sorted ``ordered[:size]`` in place; the new size."""
+    at = np.searchsorted(ordered[:size], value, side="left")
+    for m in range(size, at, -1):
+        ordered[m] = ordered[m - 1]
+    ordered[at] = value
+    return size + 1
+
+
+@njit(cache=True)
 def _tail_surprise(raw, ordered, ring, position, q, warmup, learn):
     n = raw.size
     capacity = ordered.size
@@ -134,21 +157,145 @@ def _tail_surprise(raw, ordered, ring, position, q, warmup, learn):
         if not learn:
             continue
         if size == capacity:  # drop the oldest score from the sorted reference
-            oldest = ring[slot]
-            j = np.searchsorted(ordered[:size], oldest, side="left")
-            for m in range(j, size - 1):  # in place: no temporary per row
-                ordered[m] = ordered[m + 1]
-            size -= 1
-        k = np.searchsorted(ordered[:size], r, side="left")
-        for m in range(size, k, -1):
-            ordered[m] = ordered[m - 1]
-        ordered[k] = r
-        size += 1
+            size = _sorted_drop(ordered, size, ring[slot])
+        size = _sorted_add(ordered, size, r)
         ring[slot] = r
         slot = (slot + 1) % capacity
     if learn:
         position[0] = size
         position[1] = slot
+    return out
+
+
+#: Share of the reference that forms the exponential tail (its top 2 %) ...
+CONFORMAL_TAIL_SHARE = 0.02
+#: ... but never fewer points than this: a tail scale from fewer is noise.
+CONFORMAL_MIN_TAIL = 5
+
+
+class ConformalTail:
+    """Per-column online calibration of raw scores to surprise in decades, with no warm-up to tune.
+
+    For each column, the reference is the last ``window`` finite raw scores of
+    that column *before* the current row (``n`` of them). With ``k = max(5,
+    0.02 n)`` tail points and ``s_k`` the largest reference score below them:
+
+    - at or below ``s_k``: the conformal surprise ``-log10((m + 1) / (n + 1))``,
+      ``m`` the reference scores above (ties count half): a rank, so any
+      monotone change of the raw score's scale changes nothing;
+    - above ``s_k``: ``-log10((k + 0.5) / (n + 1)) + (s - s_k) / beta / ln 10``,
+      an exponential tail whose scale ``beta`` is the larger of the tail's mean
+      excess and the bulk's ``(s_k - median) / ln(n / 2k)`` (a tail of a few
+      tied points would otherwise make any excess astronomically surprising);
+    - never more than ``2 x log10(n + 1)`` decades: ``n`` scores cannot support
+      an extrapolation beyond a one-in-``(n + 1)^2`` event.
+
+    That bound replaces a warm-up: a column with 10 scores can say at most 2
+    decades, one with 4,000 up to 7.2, so short series and the first rows of a
+    series are scored from the start, without the early wild alarms that make
+    a fixed warm-up length a sharp knob (the previous calibration lost 20 NAB
+    points when its warm-up went from 100 to 50 rows). Below 10 scores the
+    surprise is 0. NaN and -inf raw scores are no evidence (surprise 0, not
+    learned); +inf is the cap.
+
+    **Cost**: O(window) per score (a sorted insert and removal, a memmove) and
+    O(k) for the tail mean; ``2 x window`` floats of state per column.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> calibrator = ConformalTail(window=1000)
+    >>> rng = np.random.default_rng(0)
+    >>> raw = np.append(rng.normal(size=1000), [2.0, 8.0])[:, None]
+    >>> surprise = calibrator.process(raw)[:, 0]
+    >>> float(surprise[:10].max()), round(float(surprise[10:40].max()), 2), bool(surprise[-2] < 2 < 5 < surprise[-1])
+    (0.0, 1.32, True)
+    """
+
+    def __init__(self, window: int = 4000) -> None:
+        check_positive("window", window, integer=True)
+        if window < 4 * CONFORMAL_MIN_TAIL:
+            raise ValueError(f"window must be at least {4 * CONFORMAL_MIN_TAIL}, got {window!r}")
+        self.window = int(window)
+        self.n_columns_: int | None = None
+
+    def reset(self, n_columns: int) -> None:
+        self.sorted_ = np.zeros((n_columns, self.window))
+        self.ring_ = np.zeros((n_columns, self.window))
+        self.position_ = np.zeros((2, n_columns), dtype=np.int64)  # (size, next ring slot) per column
+        self.n_columns_ = n_columns
+
+    def process(self, raw: np.ndarray, learn: bool = True) -> np.ndarray:
+        """Surprise (rows x columns) of each raw score against its column's scores before it."""
+        raw = np.ascontiguousarray(raw, dtype=np.float64)
+        if raw.ndim == 1:
+            raw = raw.reshape(-1, 1)
+        if self.n_columns_ is None:
+            self.reset(raw.shape[1])
+        if learn:
+            return _conformal(raw, self.sorted_, self.ring_, self.position_, True)
+        return _conformal(raw, self.sorted_.copy(), self.ring_.copy(), self.position_.copy(), False)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"sorted": self.sorted_.copy(), "ring": self.ring_.copy(), "position": self.position_.copy()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        ordered = np.array(state["sorted"], dtype=np.float64)
+        if ordered.ndim != 2 or ordered.shape[1] != self.window:
+            raise ValueError(f"state holds a window of {ordered.shape}, expected (columns, {self.window})")
+        self.sorted_ = ordered
+        self.ring_ = np.array(state["ring"], dtype=np.float64)
+        self.position_ = np.array(state["position"], dtype=np.int64)
+        self.n_columns_ = ordered.shape[0]
+
+
+@njit(cache=True)
+def _conformal(raw, ordered, ring, position, learn):
+    n, d = raw.shape
+    capacity = ordered.shape[1]
+    out = np.zeros((n, d))
+    log10 = math.log(10.0)
+    for j in range(d):
+        column = ordered[j]
+        size = position[0, j]
+        slot = position[1, j]
+        for i in range(n):
+            r = raw[i, j]
+            if math.isnan(r) or r == -np.inf:
+                continue
+            if size >= 2 * CONFORMAL_MIN_TAIL:
+                cap = 2.0 * math.log10(size + 1.0)
+                if r == np.inf:
+                    out[i, j] = cap
+                    continue
+                k = min(max(CONFORMAL_MIN_TAIL, int(CONFORMAL_TAIL_SHARE * size)), size - 1)
+                s_k = column[size - k - 1]
+                if r <= s_k:
+                    left = np.searchsorted(column[:size], r, side="left")
+                    right = np.searchsorted(column[:size], r, side="right")
+                    above = size - (left + right) / 2.0
+                    out[i, j] = -math.log10((above + 1.0) / (size + 1.0))
+                else:
+                    excess = 0.0
+                    for m in range(size - k, size):
+                        excess += column[m] - s_k
+                    beta = excess / k
+                    if size > 4 * k:
+                        beta = max(beta, (s_k - column[size // 2]) / math.log(size / (2.0 * k)))
+                    beta = max(beta, 1e-9 * max(abs(s_k), 1.0))
+                    out[i, j] = min(-math.log10((k + 0.5) / (size + 1.0)) + (r - s_k) / beta / log10, cap)
+            elif r == np.inf:
+                continue
+            if not learn or r == np.inf:
+                continue
+            if size == capacity:  # drop the oldest score from the sorted reference
+                size = _sorted_drop(column, size, ring[j, slot])
+            size = _sorted_add(column, size, r)
+            ring[j, slot] = r
+            slot = (slot + 1) % capacity
+        if learn:
+            position[0, j] = size
+            position[1, j] = slot
     return out
 
 

@@ -1,12 +1,14 @@
 """The composed streaming time-series detector, the value-rarity detector it uses, and named configurations.
 
-:class:`TimeSeriesDetector` runs several online detectors over the same
-rows, calibrates each one's raw score to surprise (decades of improbability
-against its own recent scores), combines the surprises, damps the echoes of an
-alarm and maps the result into [0, 1). ``CONFIGURATIONS`` names the settings
-the NAB benchmark compares (``tocsin bench nab --detector NAME``); the default,
-``DEFAULT_CONFIGURATION``, is the one that measured best there, with one set
-of parameters for every series.
+:class:`TimeSeriesDetector` runs several online detectors over each series
+(column), calibrates each one's raw score to surprise (decades of improbability
+against its own recent scores on that series), combines the surprises, damps
+the echoes of an alarm and maps the result into [0, 1). ``CONFIGURATIONS``
+names the settings the NAB benchmark compares (``tocsin bench nab --detector
+NAME``); ``CV_CANDIDATES`` is the fixed set ``tocsin bench nab --cv`` chooses
+among by leave-one-category-out cross-validation, and the default,
+``DEFAULT_CONFIGURATION``, is the one it chose, with one set of parameters for
+every series.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from numba import njit
 from tocsin.detectors.base import Capabilities, check_positive
 from tocsin.detectors.ewma import EWMAZScore
 from tocsin.detectors.forecast import SeasonalForecast
-from tocsin.detectors.postprocess import AlarmSuppressor, AnomalyLikelihood, TailSurprise, surprise_to_unit
+from tocsin.detectors.postprocess import AlarmSuppressor, ConformalTail, _suppress, surprise_to_unit
 from tocsin.detectors.seasonal import DAY_SECONDS, SeasonalProfile
 from tocsin.detectors.streaming import StreamingDetector, as_rows
 
@@ -165,65 +167,75 @@ def _rarity(X, counts, total, low, high, count, recent, recent_position, decay, 
 #: sets, the TimeSeriesDetector parameter that sets it (errors name the latter)
 _COMPONENTS: dict[str, tuple[type[StreamingDetector], dict[str, str]]] = {
     "seasonal": (SeasonalProfile, {"period": "seasonal_period", "n_buckets": "seasonal_buckets", "alpha": "seasonal_alpha"}),
-    "rarity": (ValueRarity, {"n_bins": "rarity_bins", "decay": "rarity_decay"}),
+    "rarity": (ValueRarity, {"n_bins": "rarity_bins", "decay": "rarity_memory"}),
     "ewma": (EWMAZScore, {}),
     "forecast": (SeasonalForecast, {"period": "seasonal_period", "n_buckets": "seasonal_buckets"}),
 }
-#: the same for the calibration (by ``calibration``) and the alarm suppressor
-_CALIBRATIONS: dict[str, tuple[type, dict[str, str]]] = {
-    "tail": (TailSurprise, {"window": "calibration_window", "tail_quantile": "tail_quantile", "warmup": "warmup"}),
-    "likelihood": (AnomalyLikelihood, {"history": "calibration_window", "warmup": "warmup"}),
-}
-_SUPPRESSOR: tuple[type, dict[str, str]] = (AlarmSuppressor, {"halflife": "suppress_halflife", "gamma": "suppress_gamma"})
+#: how a TimeSeriesDetector parameter becomes the component's (the rarity's memory in rows is its decay)
+_CONVERSIONS: dict[str, Any] = {"rarity_memory": lambda memory: 1.0 - 1.0 / memory if isinstance(memory, (int, float)) and memory >= 1 else memory}
 
 
 class TimeSeriesDetector(StreamingDetector):
-    """Several online detectors, each calibrated to surprise, combined, with alarm echoes damped.
+    """Online detectors per series, each calibrated to surprise, summed, with alarm echoes damped.
 
-    For each row, in order and strictly online:
+    Each column is a series of its own (capabilities: per series). For each row,
+    in order and strictly online, per column:
 
-    1. every component scores the row from the past (see ``components``):
-       ``"seasonal"`` a time-of-day profile (:class:`SeasonalProfile`,
-       ``seasonal_buckets`` buckets a day, weight ``seasonal_alpha``),
-       ``"rarity"`` the value's rarity (:class:`ValueRarity`), ``"ewma"`` an
-       EWMA z-score (:class:`EWMAZScore`), ``"forecast"`` a seasonal forecast's
-       residual (:class:`SeasonalForecast`);
+    1. every component scores the value from the past (``components``):
+       ``"seasonal"`` its time-of-day profile (:class:`SeasonalProfile`),
+       ``"rarity"`` the rarity of the value (:class:`ValueRarity`), ``"ewma"``
+       an EWMA z-score (:class:`EWMAZScore`), ``"forecast"`` a seasonal
+       forecast's residual (:class:`SeasonalForecast`);
     2. each raw score becomes surprise in decades against that component's last
-       ``calibration_window`` raw scores (:class:`TailSurprise`, exponential
-       tail above ``tail_quantile``), or, with ``calibration="likelihood"``,
-       Numenta's anomaly likelihood (:class:`AnomalyLikelihood`);
-    3. surprises are combined: ``"sum"`` (evidence adds up: a row that is both
-       off its daily profile and at a rare level is more anomalous than either)
-       or ``"max"``;
-    4. :class:`AlarmSuppressor` damps the rows after a high score
-       (``suppress_halflife`` rows, strength ``suppress_gamma``);
-    5. the output is ``s / (s + 10)`` in [0, 1) (monotone, so thresholds can
-       be swept on either scale).
+       ``calibration_window`` raw scores on this series (:class:`ConformalTail`:
+       a rank, an exponential tail, and never more surprise than the scores
+       seen can support, so there is no warm-up to set);
+    3. the surprises are summed (``combine="sum"``: evidence adds up, a value
+       both off its hour's profile and at a rare level is more anomalous than
+       either) or the largest is taken (``"max"``);
+    4. :class:`AlarmSuppressor` damps the rows after a high score;
+    5. the output is ``s / (s + 10)`` in [0, 1) (monotone: thresholds can be
+       swept on either scale). With several columns a row scores its most
+       anomalous column.
 
-    Then every component learns the row. Nothing looks ahead; the same
-    parameters serve every series (no labels, no per-series tuning). Scores are
-    0 for the first ``warmup`` rows while the calibration fills.
+    Then every component learns the row. Nothing looks ahead, and one set of
+    parameters serves every series: the default was chosen by leave-one-category-out
+    cross-validation on NAB among the fixed candidates of :data:`CV_CANDIDATES`
+    (``tocsin bench nab --cv``; figures in ``docs/quality.md``).
 
-    Rows need ``timestamps=`` when a seasonal component is used. With several
-    columns each component scores the most anomalous column.
+    Why each knob has its value (none was set per series):
 
-    Capabilities: online, and it needs timestamps with its default components
-    (the seasonal profile), so the row pipeline refuses the kind; not per
-    series, as the calibration sees the most anomalous column of each row.
+    - ``seasonal_period`` one day and ``seasonal_buckets`` 24: the hour of the
+      day is the grain at which metrics, traffic and people's activity repeat;
+      where nothing repeats daily the profile is just a slow mean per hour
+      and its calibrated surprise stays low;
+    - ``seasonal_alpha`` 0.05: each hour's mean and spread remember about 20
+      days, so a daily pattern is learned in a few days and follows slow change;
+    - ``rarity_bins`` 40 across the range seen, and ``rarity_memory`` 4,000 rows
+      of counts: a level is "rare" against about two weeks of 5-minute data,
+      long enough that an ordinary daily excursion is common, short enough that
+      a level the series moved to long ago is normal again (cross-validation
+      chose 4,000 over the previous 1,000);
+    - ``calibration_window`` 4,000 scores: a 2 % tail of 80 points;
+    - ``suppress_halflife`` 100 rows and ``suppress_gamma`` 0.5: the first
+      alarm of an event passes, its echoes over the next few hundred rows
+      are halved (NAB and people count every repeated alarm as a false one).
 
-    **Good at**: the NAB mix: spikes and dips off a daily pattern, new levels,
-    flat-lined or stuck signals, with one early alarm per event (NAB standard
-    profile 70.7 on the 31-file set, see :mod:`tocsin.bench.nab`).
+    **Good at**: spikes and dips off a daily pattern, new levels, flat-lined
+    or stuck signals, with one early alarm per event; short series (surprise
+    is bounded by what has been seen, not switched on after a warm-up).
 
     **Fails at**: slow drifts that never leave the range seen (the rarity
     component adapts with them), anomalies in the *relation* between columns,
-    seasonality other than daily unless ``seasonal_period`` is changed, and the
-    first ``warmup`` rows of a stream. The suppression hides a second, smaller
-    event within a few half-lives of the first.
+    seasonality other than daily unless ``seasonal_period`` is changed, and a
+    second, smaller event within a few half-lives of the first. The NAB score
+    of any setting is noisy: one detected window is worth about 1.7 points, so
+    changing a parameter by half or double moves it by several points (the
+    sensitivity table in ``docs/quality.md``).
 
-    **Cost**: the sum of the components (tens of ns per row) plus about 1 us
-    per row and component for the calibration's sorted window; state is about
-    ``2 x calibration_window`` floats per component.
+    **Cost**: the components (tens of ns per row and column) plus about 1 us per
+    row, column and component for the calibration's sorted window; state is
+    about ``2 x calibration_window`` floats per component and column.
 
     Parameters
     ----------
@@ -232,14 +244,12 @@ class TimeSeriesDetector(StreamingDetector):
         ``"ewma"``, ``"forecast"``).
     combine
         ``"sum"`` or ``"max"`` of the components' surprises.
-    calibration
-        ``"tail"`` (:class:`TailSurprise`) or ``"likelihood"`` (:class:`AnomalyLikelihood`).
     seasonal_period, seasonal_buckets, seasonal_alpha
         The seasonal and forecast components' period (seconds), buckets and weight.
-    rarity_bins, rarity_decay
-        The rarity component's histogram.
-    calibration_window, tail_quantile, warmup
-        The calibration's reference window, tail start and warm-up rows.
+    rarity_bins, rarity_memory
+        The rarity component's histogram: bins, and memory of its counts in rows.
+    calibration_window
+        Raw scores per component and series the surprise is computed against.
     suppress_halflife, suppress_gamma
         The alarm suppressor (``suppress_gamma=0`` turns it off).
 
@@ -253,42 +263,35 @@ class TimeSeriesDetector(StreamingDetector):
     >>> load[1800:1830] = 20.0                            # a stall at a busy hour
     >>> detector = TimeSeriesDetector()
     >>> scores = detector.score_partial_fit(load, timestamps=minutes * 60)
-    >>> first_alarm = int(np.argmax(scores > 0.4))
-    >>> first_alarm, bool(scores[:1800].max() < scores[1800:1830].max())
+    >>> int(np.argmax(scores > 0.4)), bool(scores[:1800].max() < scores[1800:1830].max())
     (1800, True)
     """
 
     kind = "timeseries"
-    capabilities = Capabilities(needs_timestamps=True, online=True, explains=True)
+    capabilities = Capabilities(needs_timestamps=True, per_series=True, online=True, explains=True)
     _state_names = ("n_columns_",)
 
     def __init__(
         self,
         components: tuple[str, ...] | list[str] = ("seasonal", "rarity"),
         combine: str = "sum",
-        calibration: str = "tail",
         seasonal_period: float = DAY_SECONDS,
         seasonal_buckets: int = 24,
         seasonal_alpha: float = 0.05,
         rarity_bins: int = 40,
-        rarity_decay: float = 0.999,
+        rarity_memory: float = 4000.0,
         calibration_window: int = 4000,
-        tail_quantile: float = 0.98,
-        warmup: int = 100,
         suppress_halflife: float = 100.0,
         suppress_gamma: float = 0.5,
     ) -> None:
         self.components = components
         self.combine = combine
-        self.calibration = calibration
         self.seasonal_period = seasonal_period
         self.seasonal_buckets = seasonal_buckets
         self.seasonal_alpha = seasonal_alpha
         self.rarity_bins = rarity_bins
-        self.rarity_decay = rarity_decay
+        self.rarity_memory = rarity_memory
         self.calibration_window = calibration_window
-        self.tail_quantile = tail_quantile
-        self.warmup = warmup
         self.suppress_halflife = suppress_halflife
         self.suppress_gamma = suppress_gamma
 
@@ -304,15 +307,16 @@ class TimeSeriesDetector(StreamingDetector):
             raise ValueError(f"components must be a non-empty list of {list(_COMPONENTS)}, got {self.components!r}")
         if self.combine not in ("sum", "max"):
             raise ValueError(f"combine must be 'sum' or 'max', got {self.combine!r}")
-        if self.calibration not in _CALIBRATIONS:
-            raise ValueError(f"calibration must be 'tail' or 'likelihood', got {self.calibration!r}")
+        check_positive("rarity_memory", self.rarity_memory)
+        if not self.rarity_memory > 1:
+            raise ValueError(f"rarity_memory must be more than 1 row, got {self.rarity_memory!r}")
         # the parts check the rest when they are built
         self._make_parts()
 
     def _make(self, cls: type, settings: dict[str, str]) -> Any:
         """``cls`` with its parameters from this detector's; an error names this detector's parameter."""
         try:
-            made = cls(**{inner: getattr(self, outer) for inner, outer in settings.items()})
+            made = cls(**{inner: _CONVERSIONS.get(outer, lambda v: v)(getattr(self, outer)) for inner, outer in settings.items()})
             if isinstance(made, StreamingDetector):
                 made.check_params()
         except ValueError as error:
@@ -324,16 +328,19 @@ class TimeSeriesDetector(StreamingDetector):
             raise ValueError(message) from None
         return made
 
-    def _make_parts(self) -> tuple[list[StreamingDetector], list[Any], AlarmSuppressor]:
+    def _make_parts(self) -> tuple[list[StreamingDetector], list[ConformalTail], AlarmSuppressor]:
         parts = [self._make(*_COMPONENTS[name]) for name in self.components]
-        calibrators = [self._make(*_CALIBRATIONS[self.calibration]) for _ in self.components]
-        return parts, calibrators, self._make(*_SUPPRESSOR)
+        calibrators = [self._make(ConformalTail, {"window": "calibration_window"}) for _ in self.components]
+        return parts, calibrators, self._make(AlarmSuppressor, {"halflife": "suppress_halflife", "gamma": "suppress_gamma"})
 
-    def _build_parts(self) -> None:
+    def _build_parts(self, n_features: int) -> None:
         self.parts_, self.calibrators_, self.suppressor_ = self._make_parts()
+        for calibrator in self.calibrators_:
+            calibrator.reset(n_features)
+        self.envelope_ = np.zeros(n_features)
 
     def _init_state(self, n_features: int) -> None:
-        self._build_parts()
+        self._build_parts(n_features)
         for part in self.parts_:
             part._init_state(n_features)
         self.n_columns_ = np.array([n_features])
@@ -345,20 +352,28 @@ class TimeSeriesDetector(StreamingDetector):
     def _fitted_attributes(self) -> list[str]:
         return ["n_columns_"]
 
-    def _surprises(self, X: np.ndarray, seconds: np.ndarray, learn: bool) -> np.ndarray:
-        """Per component (components x rows): calibrated surprise of the row's raw score."""
-        out = np.empty((len(self.parts_), X.shape[0]))
-        for k, (part, calibrator) in enumerate(zip(self.parts_, self.calibrators_)):
-            raw = part._reduce(part._run(X, seconds, learn=learn, score=True))
-            out[k] = calibrator.process(raw, learn=learn)
-        return out
+    def _combined(self, X: np.ndarray, seconds: np.ndarray, learn: bool) -> np.ndarray:
+        """Rows x columns: the components' calibrated surprises, combined (before suppression)."""
+        stacked = np.stack([
+            calibrator.process(part._run(X, seconds, learn=learn, score=True), learn=learn)
+            for part, calibrator in zip(self.parts_, self.calibrators_)
+        ])
+        return stacked.sum(axis=0) if self.combine == "sum" else stacked.max(axis=0)
 
-    def _combine(self, surprises: np.ndarray) -> np.ndarray:
-        return surprises.sum(axis=0) if self.combine == "sum" else surprises.max(axis=0)
+    def _per_column(self, X: np.ndarray, seconds: np.ndarray, learn: bool) -> np.ndarray:
+        combined = self._combined(X, seconds, learn)
+        envelope = self.envelope_ if learn else self.envelope_.copy()
+        decay = 0.5 ** (1.0 / float(self.suppress_halflife))
+        out = np.empty_like(combined)
+        for j in range(combined.shape[1]):
+            out[:, j] = _suppress(np.ascontiguousarray(combined[:, j]), envelope[j : j + 1], decay, float(self.suppress_gamma))
+        # a missing value gives its column no score (the row scores its other columns)
+        out[np.isnan(X)] = np.nan
+        return surprise_to_unit(np.nan_to_num(out, nan=0.0)) if X.shape[1] == 1 else np.where(np.isnan(out), np.nan, surprise_to_unit(np.nan_to_num(out)))
 
     def _run_scores(self, X: np.ndarray, seconds: np.ndarray, learn: bool) -> np.ndarray:
-        combined = self._combine(self._surprises(X, seconds, learn))
-        return surprise_to_unit(self.suppressor_.process(combined, learn=learn))
+        per_column = self._per_column(X, seconds, learn)
+        return np.nan_to_num(self._reduce(per_column), nan=0.0)
 
     def fit(self, X: np.ndarray, timestamps: Any = None) -> TimeSeriesDetector:
         """Forget everything, then learn ``X`` row by row (the calibration learns too)."""
@@ -386,37 +401,31 @@ class TimeSeriesDetector(StreamingDetector):
         return self._run_scores(X, self._seconds(X, timestamps), learn=True)
 
     def explain(self, X: np.ndarray, timestamps: Any = None) -> np.ndarray:
-        """Per column: the components' calibrated surprises of that column alone, combined
-        (before suppression); rows x columns, in decades."""
+        """Per column: the components' calibrated surprises combined (before suppression),
+        rows x columns, in decades; 0 where the value is missing."""
         self._check_fitted()
         X = self._checked_rows(X)
-        seconds = self._seconds(X, timestamps)
-        per_component = []
-        for part, calibrator in zip(self.parts_, self.calibrators_):
-            contributions = np.nan_to_num(part._run(X, seconds, learn=False, score=True), nan=-np.inf)
-            state = calibrator.state_dict()
-            surprise = calibrator.process(contributions.ravel(), learn=False).reshape(contributions.shape)
-            calibrator.load_state_dict(state)
-            per_component.append(surprise)
-        stacked = np.stack(per_component)
-        return stacked.sum(axis=0) if self.combine == "sum" else stacked.max(axis=0)
+        return np.nan_to_num(self._combined(X, self._seconds(X, timestamps), learn=False), nan=0.0)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         self._check_fitted()
-        state = {"n_columns": self.n_columns_.copy()}
+        state = {"n_columns": self.n_columns_.copy(), "envelope": self.envelope_.copy()}
         for k, (part, calibrator) in enumerate(zip(self.parts_, self.calibrators_)):
             state.update({f"part{k}.{name}": value for name, value in part.state_dict().items()})
             state.update({f"calibrator{k}.{name}": value for name, value in calibrator.state_dict().items()})
-        state.update({f"suppressor.{name}": value for name, value in self.suppressor_.state_dict().items()})
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self._build_parts()
+        n_columns = int(np.asarray(state["n_columns"]).reshape(-1)[0])
+        self._build_parts(n_columns)
         for k, (part, calibrator) in enumerate(zip(self.parts_, self.calibrators_)):
             part.load_state_dict(_strip(state, f"part{k}."))
             calibrator.load_state_dict(_strip(state, f"calibrator{k}."))
-        self.suppressor_.load_state_dict(_strip(state, "suppressor."))
-        self.n_columns_ = np.array(state["n_columns"], dtype=np.int64).reshape(1)
+        envelope = np.array(state["envelope"], dtype=np.float64).reshape(-1)
+        if envelope.shape != (n_columns,):
+            raise ValueError(f"state holds {envelope.shape} suppression envelopes for {n_columns} columns")
+        self.envelope_ = envelope
+        self.n_columns_ = np.array([n_columns], dtype=np.int64)
 
     def get_params(self) -> dict[str, Any]:
         params = super().get_params()
@@ -429,25 +438,57 @@ def _strip(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
 
 
 #: Named time-series configurations (``tocsin bench nab --detector NAME``); one set of
-#: parameters for every series. Measured on NAB's 31-file set: see tocsin.bench.nab.
+#: parameters for every series. Fixed before any cross-validated score was seen; the
+#: default is the one with the best leave-one-category-out NAB score (``--cv``).
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
-    # seasonal profile (hourly buckets) + value rarity, tail-calibrated, surprises summed, echoes damped
+    # seasonal profile (hourly buckets) + value rarity (memory 4,000 rows), calibrated, surprises summed, echoes damped
     "tocsin": {},
+    # the same, the rarity remembering a quarter as long (1,000 rows: the previous default)
+    "tocsin-short": {"rarity_memory": 1000.0},
     # the same components, the larger surprise instead of the sum
-    "tocsin-max": {"combine": "max"},
+    "tocsin-max": {"combine": "max", "rarity_memory": 1000.0},
     # the seasonal profile alone
     "seasonal": {"components": ("seasonal",)},
+    # value rarity alone (no timestamps needed)
+    "rarity": {"components": ("rarity",)},
     # online Holt-Winters residual + value rarity
-    "forecast": {"components": ("forecast", "rarity")},
-    # EWMA z-score with Numenta's anomaly likelihood, the classic streaming baseline
-    "ewma-likelihood": {"components": ("ewma",), "calibration": "likelihood"},
+    "forecast": {"components": ("forecast", "rarity"), "rarity_memory": 1000.0},
+    # seasonal profile + value rarity + EWMA z-score
+    "tocsin-ewma": {"components": ("seasonal", "rarity", "ewma"), "rarity_memory": 1000.0},
 }
+#: The candidates ``tocsin bench nab --cv`` chooses among (earlier wins ties): all of CONFIGURATIONS.
+CV_CANDIDATES: tuple[str, ...] = tuple(CONFIGURATIONS)
 DEFAULT_CONFIGURATION = "tocsin"
 
+#: Neighbouring choices of the parameters that are not numbers (the sensitivity table);
+#: ``components`` is left out: each alternative is a candidate of its own.
+NEIGHBOURS: dict[str, dict[Any, tuple[Any, ...]]] = {"combine": {"sum": ("max",), "max": ("sum",)}}
 
-def make_detector(name: str | None = None) -> TimeSeriesDetector:
-    """A fresh detector of a named configuration (the default when ``name`` is None)."""
+
+def sensitivity_variants(params: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    """Every parameter of a configuration at x0.5 and x2 (integers rounded), or its
+    neighbouring choices (:data:`NEIGHBOURS`): the rows of the sensitivity table.
+
+    >>> sensitivity_variants({"combine": "sum", "seasonal_buckets": 24, "suppress_gamma": 0.5, "components": ["rarity"]})
+    {'combine': ('max',), 'seasonal_buckets': (12, 48), 'suppress_gamma': (0.25, 1.0)}
+    """
+    variants: dict[str, tuple[Any, ...]] = {}
+    for name, value in params.items():
+        if name in NEIGHBOURS:
+            variants[name] = NEIGHBOURS[name].get(value, ())
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        elif isinstance(value, int):
+            variants[name] = (max(1, round(value / 2)), value * 2)
+        else:
+            variants[name] = (value / 2, value * 2)
+    return variants
+
+
+def make_detector(name: str | None = None, **overrides: Any) -> TimeSeriesDetector:
+    """A fresh detector of a named configuration (the default when ``name`` is None),
+    with ``overrides`` on top of its parameters."""
     name = DEFAULT_CONFIGURATION if name is None else name
     if name not in CONFIGURATIONS:
         raise ValueError(f"unknown time-series configuration {name!r}; choose from {sorted(CONFIGURATIONS)}")
-    return TimeSeriesDetector(**CONFIGURATIONS[name])
+    return TimeSeriesDetector(**{**CONFIGURATIONS[name], **overrides})
