@@ -200,3 +200,7 @@ def _postgres_for_store_tests(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
     finally:
         os.environ.pop("TOCSIN_TEST_POSTGRES_URL", None)
+
+
+# the MLflow tracking server fixture (after free_port: that module imports it from here)
+from tests.mlflow_server import MlflowServer, mlflow_server  # noqa: E402,F401

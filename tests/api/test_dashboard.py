@@ -213,3 +213,63 @@ def test_without_auth_the_dashboard_can_act_and_another_site_cannot(browser, tmp
         other.close()
     finally:
         running.stop()
+
+
+def test_the_models_panel_lists_versions_and_an_admin_promotes_and_rolls_back(browser, spec, auth, warm_pipeline, keys) -> None:
+    """Models: versions of the spec's registry with their aliases, metrics and training range; an admin promotes
+    and rolls back from the page (under the CSP: listeners, no inline script); a viewer is told it is admin-only."""
+    from tocsin.registry import CHAMPION
+    from tocsin.registry.store import StoreRegistry
+    from tests.registry._contract import make_version, sample_arrays
+
+    registry = StoreRegistry(spec.store.url)
+    for rows in (40_000, 50_000):
+        registry.register(make_version(spec.name, rows=rows, aucpr=rows / 100_000, created_by="trainer"), sample_arrays(rows))
+    registry.promote(spec.name, 2, CHAMPION, by="trainer")
+    from tocsin.store import Store
+
+    store = Store(spec.store.url)  # a challenger's shadow comparisons, as the driver core writes them
+    with store.engine.begin() as conn:
+        store.write_rows(conn, "model_comparisons", spec.name, [
+            {"stream": "s", "position": position, "champion": 2, "challenger": 1, "events": 1_000, "champion_anomalies": 10,
+             "challenger_anomalies": 14, "both_anomalies": 8, "labelled": 1_000, "positives": 12, "champion_true": 9,
+             "challenger_true": 11, "champion_scores": [981] + [1] * 19, "challenger_scores": [975] + [1] * 18 + [7]}
+            for position in (999, 1_999)])
+    store.close()
+    running = start_in_thread(create_app(spec, auth, pipeline=warm_pipeline))
+    try:
+        page = open_dashboard(browser, running.url, keys.admin, "#/models")
+        page.add_init_script("window.__violations = []; document.addEventListener('securitypolicyviolation', "
+                             "e => window.__violations.push([e.violatedDirective, e.blockedURI, e.sample]))")
+        page.reload()
+        page.wait_for_selector("[data-testid=models-rows] tr[data-version='2']", timeout=15_000)
+        assert page.get_by_test_id("aliases-2").text_content() == "champion"
+        assert page.get_by_test_id("aliases-1").text_content() == "–"
+        row = page.locator("[data-testid=models-rows] tr[data-version='2']").text_content()
+        assert "50,000" in row and "aucpr 0.500" in row and "2026-01-01 00:00:00" in row and "by trainer" in row
+        assert page.get_by_test_id("promote-champion-2").is_disabled()
+        page.wait_for_selector("[data-testid=compare-rows] tr[data-row='precision']", timeout=15_000)
+        status = page.get_by_test_id("compare-status").text_content()
+        assert "v1 beside champion v2 over 2,000 events" in status and "flagged by both: 16" in status and "(50.0% of those either flagged)" in status
+        precision = page.locator("[data-testid=compare-rows] tr[data-row='precision']").text_content()
+        assert "0.900" in precision and "0.786" in precision  # 18/20 and 22/28
+        page.wait_for_selector("#compare-chart .plot-container", timeout=15_000)
+        page.wait_for_function("() => document.querySelector('[data-testid=drift-status]').textContent.includes('model-drift alert past PSI 0.25')")
+        shot(page, "models")
+        page.get_by_test_id("promote-champion-1").click()
+        page.wait_for_function("() => document.querySelector('[data-testid=models-result]').textContent === 'champion is now version 1 (was 2)'")
+        page.wait_for_function("() => document.querySelector('[data-testid=aliases-1]').textContent === 'champion'")
+        assert registry.alias(spec.name, CHAMPION) == 1 and registry.alias_history(spec.name, CHAMPION)[-1].by.startswith("key:")
+        page.get_by_test_id("rollback-champion").click()
+        page.wait_for_function("() => document.querySelector('[data-testid=aliases-2]').textContent === 'champion'")
+        assert registry.alias(spec.name, CHAMPION) == 2
+        violations = page.evaluate("window.__violations")  # plotly's unused MapLibre CSS aside (see the CSP test above)
+        assert [v for v in violations if not (v[2] or "").startswith(".maplibregl")] == [], violations
+        page.close()
+        viewer = open_dashboard(browser, running.url, keys.viewer, "#/models")
+        viewer.wait_for_function("() => document.querySelector('[data-testid=models-result]').textContent.includes('admin role')")
+        assert viewer.get_by_test_id("rollback-champion").is_disabled()
+        viewer.close()
+    finally:
+        running.stop()
+        registry.close()

@@ -51,7 +51,8 @@ def test_a_cursor_at_the_largest_row_id_is_accepted(client, keys) -> None:
 
 NUMERIC_QUERY = [("/v1/anomalies", "since"), ("/v1/anomalies", "until"), ("/v1/anomalies", "limit"),
                  ("/v1/alerts", "since"), ("/v1/alerts", "until"), ("/v1/alerts", "limit"),
-                 ("/v1/entities/card0000001", "limit"), ("/v1/dead-letters", "limit")]
+                 ("/v1/entities/card0000001", "limit"), ("/v1/dead-letters", "limit"),
+                 ("/v1/models/compare", "challenger")]
 
 
 @pytest.mark.parametrize("path,name", NUMERIC_QUERY)
@@ -77,7 +78,9 @@ def test_every_numeric_query_parameter_is_covered(app) -> None:
     covered = {(p.replace("card0000001", "{key}"), n, "query") for p, n in NUMERIC_QUERY}
     assert {f for f in found if f[2] == "query"} == covered
     assert found - covered == {("/v1/alerts/{alert_id}", "alert_id", "path"), ("/v1/alerts/{alert_id}/ack", "alert_id", "path"),
-                               ("/v1/alerts/{alert_id}/resolve", "alert_id", "path")}
+                               ("/v1/alerts/{alert_id}/resolve", "alert_id", "path"),
+                               ("/v1/models/versions/{version}", "version", "path"),
+                               ("/v1/models/versions/{version}/promote", "version", "path")}
 
 
 def test_times_within_range_still_filter(client, keys) -> None:

@@ -256,3 +256,79 @@ class ModelInfo(BaseModel):
     training_rows: int
     params: dict[str, Any]
     features: list[str]
+
+
+AliasName = Literal["champion", "challenger"]
+
+
+class ModelVersionInfo(BaseModel):
+    """A registered model version (``tocsin train`` writes them) and the aliases naming it."""
+
+    pipeline: str
+    version: int = Field(description="1, 2, 3… per pipeline; one number is one model for ever")
+    aliases: list[str] = Field(description="champion (scores live), challenger (scores in shadow)")
+    detector: str
+    feature_names: list[str] = Field(description="the detector's input columns, in order")
+    spec_hash: str = Field(description="hash of the spec sections it was trained for (features, detector, schema)")
+    sections: dict[str, Any] = Field(description="those sections")
+    trained_from: float | None = Field(description="event time of the first training row (epoch seconds)")
+    trained_until: float | None
+    rows: int = Field(description="training rows")
+    metrics: dict[str, float | None] = Field(description="metrics on the held-out tail (null: not measured)")
+    tocsin_version: str
+    created_by: str
+    created_at: float
+    note: str
+
+
+class AliasMove(BaseModel):
+    """An alias pointed at a version: by a promotion, or back by a rollback."""
+
+    alias: AliasName
+    version: int = Field(description="the version the alias names now")
+    previous: int | None = Field(description="the version it named before (null: none)")
+    kind: Literal["promote", "rollback"]
+    by: str = Field(description="who: an API key id (key:…) or a token's subject")
+    at: float
+    model: ModelVersionInfo
+
+
+class ModelComparison(BaseModel):
+    """A challenger scored in shadow beside the champion, summed over the same events
+    (:func:`tocsin.engine.shadow.comparison`)."""
+
+    pipeline: str
+    challenger: int
+    champion: int = Field(description="the champion it ran beside last")
+    champions: list[int] = Field(description="every champion it ran beside")
+    batches: int
+    events: int = Field(description="events both scored")
+    champion_anomalies: int
+    challenger_anomalies: int
+    both_anomalies: int
+    overlap: float | None = Field(description="flagged by both / flagged by either (null: neither flagged any)")
+    labelled: int = Field(description="of the events, those with a label")
+    positives: int
+    champion_true: int
+    challenger_true: int
+    champion_precision: float | None
+    challenger_precision: float | None
+    champion_recall: float | None
+    challenger_recall: float | None
+    champion_scores: list[int] = Field(description="calibrated scores counted in 20 bins of [0, 1]")
+    challenger_scores: list[int]
+
+
+class FeatureDrift(BaseModel):
+    feature: str = Field(description="a scored feature, or 'score' for the detector's raw score")
+    psi: float = Field(description="population stability index of the recent rows against the model's training rows")
+    ks: float = Field(description="Kolmogorov-Smirnov distance, the same two distributions")
+    drifted: bool = Field(description="past drift.psi_alert (alerts are raised for a model from the registry)")
+
+
+class ModelDrift(BaseModel):
+    """How far the scored features and the score moved from the running model's training rows."""
+
+    model_version: int = Field(description="the registry version scoring (0: the pipeline's own fit)")
+    psi_alert: float | None
+    features: list[FeatureDrift] = Field(description="worst first; empty until drift.min_rows rows were scored")

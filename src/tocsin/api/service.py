@@ -174,8 +174,12 @@ class Service:
             return
         self.inbox.stop(timeout)
         self.checkpoint()
+        followed = self.core.follower.registry if self.core.follower is not None else None
         self.core.close()
         self.journal.close()
+        registry = getattr(self, "_registry", None)
+        if registry is not None and registry is not followed:  # the core closes the one it follows
+            registry.close()
 
     def restore(self) -> bool:
         """Open the journal's stream from its checkpoint (if any) and queue the entries after it."""
@@ -439,6 +443,65 @@ class Service:
         }
         degraded = any(c["status"] == "down" for c in components.values())
         return {"status": "degraded" if degraded else "ok", "components": components}
+
+    # --- the model registry (admin routes) ---------------------------------------------------
+
+    @property
+    def registry(self) -> Any:
+        """The spec's model registry (:func:`tocsin.registry.open_registry`), opened on first use."""
+        registry = getattr(self, "_registry", None)
+        if registry is None and self.core.follower is not None:
+            registry = self._registry = self.core.follower.registry  # the one the driver follows
+        if registry is None:
+            from tocsin.registry import open_registry
+
+            registry = self._registry = open_registry(self.spec)
+        return registry
+
+    def model_versions(self) -> list[dict[str, Any]]:
+        """Every registered version of this pipeline, oldest first, with its aliases."""
+        return [version.as_dict() for version in self.registry.versions(self.spec.name)]
+
+    def model_version(self, version: int) -> dict[str, Any]:
+        """One version (:class:`~tocsin.registry.UnknownVersion` if there is none)."""
+        return self.registry.get(self.spec.name, version).as_dict()
+
+    def promote_model(self, version: int, alias: str, principal: Principal) -> dict[str, Any]:
+        """Point ``alias`` at ``version``, recording who (the principal's subject); drivers following the
+        registry install it at a batch boundary."""
+        registry, name = self.registry, self.spec.name
+        previous = registry.alias(name, alias)
+        registry.promote(name, version, alias, by=principal.subject)
+        return self._alias_moved(alias, previous)
+
+    def rollback_model(self, alias: str, principal: Principal) -> dict[str, Any]:
+        """Point ``alias`` back at the version it named before its latest promotion (a
+        :class:`~tocsin.registry.RegistryError` when there is none)."""
+        registry, name = self.registry, self.spec.name
+        previous = registry.alias(name, alias)
+        registry.rollback(name, alias, by=principal.subject)
+        return self._alias_moved(alias, previous)
+
+    def model_comparison(self, challenger: int | None = None) -> dict[str, Any] | None:
+        """The challenger's shadow comparison with the champion (the latest challenger's, or ``challenger``'s);
+        None before one has scored."""
+        from tocsin.engine.shadow import comparison
+
+        return comparison(self.store, self.spec.name, challenger)
+
+    def model_drift(self) -> dict[str, Any]:
+        """PSI and KS of every scored feature and of the score against the running model's training rows."""
+        pipeline = self.pipeline
+        limit = self.spec.drift.psi_alert
+        rows = [{"feature": name, "psi": psi, "ks": ks, "drifted": limit is not None and psi > limit}
+                for name, (psi, ks) in pipeline.drift.distances().items()]
+        return {"model_version": pipeline.model_version, "psi_alert": limit, "features": sorted(rows, key=lambda r: -r["psi"])}
+
+    def _alias_moved(self, alias: str, previous: int | None) -> dict[str, Any]:
+        change = self.registry.alias_history(self.spec.name, alias)[-1]
+        log.info("model alias moved", extra={"alias": alias, "version": change.version, "previous": previous, "kind": change.kind, "by": change.by})
+        return {"alias": alias, "version": change.version, "previous": previous, "kind": change.kind, "by": change.by, "at": change.at,
+                "model": self.model_version(change.version)}
 
 
 #: the most of a dead letter's raw record the API returns

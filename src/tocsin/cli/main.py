@@ -11,38 +11,24 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from tocsin.spec import PipelineSpec, SpecError, load_spec
-
 from tocsin.cli.bench import bench_app
-from tocsin.cli.common import console, write_json
-
+from tocsin.cli.models import models_app
+from tocsin.cli.common import console, load_spec_or_exit, write_json
 from tocsin.cli.serve import keys_create_command, serve_command
 from tocsin.cli.stream import produce_command, run_workers
+from tocsin.cli.train import train_command
 
 app = typer.Typer(help="tocsin: real-time anomaly detection over event streams.", no_args_is_help=True, add_completion=False)
 app.add_typer(bench_app, name="bench")
+app.add_typer(models_app, name="models")
 app.command("serve")(serve_command)
 keys_app = typer.Typer(help="API keys for `tocsin serve`.", no_args_is_help=True)
 keys_app.command("create")(keys_create_command)
 app.add_typer(keys_app, name="keys")
 app.command("produce")(produce_command)
+app.command("train")(train_command)
 
 REFERENCE_SPEC = Path(__file__).resolve().parent.parent / "specs" / "transactions.yaml"
-
-
-def _load(spec_path: Path) -> PipelineSpec:
-    """The spec, with everything checked that can be before an event is read (the detector and its
-    parameters included); a mistake prints the field and the fix and exits 2."""
-    from tocsin.detectors import check_detector_spec
-    from tocsin.features.featureset import FeatureSet
-
-    try:
-        spec = load_spec(spec_path)
-        check_detector_spec(spec, spec.detector.features or FeatureSet.from_spec(spec).names)
-    except SpecError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(2) from None
-    return spec
 
 
 def _summary_table(summary: dict[str, Any], title: str) -> Table:
@@ -112,7 +98,7 @@ def demo(
     from tocsin.sources.simulator import SimulatorSource
     from tocsin.store.sql import Store
 
-    spec = _load(REFERENCE_SPEC)
+    spec = load_spec_or_exit(REFERENCE_SPEC)
     source_spec = spec.source.model_copy(update={"users": users, "seed": seed})
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +149,7 @@ def run(
     from tocsin.sources.simulator import SimulatorSource
     from tocsin.spec import FileSource as FileSourceSpec
 
-    spec = _load(spec_path)
+    spec = load_spec_or_exit(spec_path)
     if metrics_port is not None:
         spec = spec.model_copy(update={"metrics": spec.metrics.model_copy(update={"port": metrics_port})})
     if spec.source.kind == "kafka":
@@ -201,7 +187,7 @@ def backtest(
     from tocsin.engine.backtest import backtest as run_backtest
     from tocsin.engine.backtest import count_records
 
-    spec = _load(spec_path)
+    spec = load_spec_or_exit(spec_path)
     if not data.exists():
         console.print(f"[red]--data {data}: no such file[/]")
         raise typer.Exit(2)

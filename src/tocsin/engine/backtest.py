@@ -66,7 +66,8 @@ def backtest(
             progress(len(scored) + len(scored.dead_letters))
 
     source = FileSource(path, spec.source.format)
-    runner = Runner(spec, source, store=Store(store_url), checkpoints=False, on_batch=collect, dispatch=False)  # history sends nothing
+    # history sends nothing and follows no registry: the pipeline's own fits, as it replays
+    runner = Runner(spec, source, store=Store(store_url), checkpoints=False, on_batch=collect, dispatch=False, follow=False)
     stats = runner.run(resume=False)
     report: dict[str, Any] = stats.summary()
     report["warmup_events"] = stats.events - stats.scored

@@ -63,6 +63,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from tocsin.checkpoint.base import CheckpointStore
+from tocsin.engine.follow import ModelFollower
+from tocsin.engine.retrain import DriftRetrainer
 from tocsin.engine.health import Health
 from tocsin.engine.metrics import DriverMetrics
 from tocsin.engine.outputs import AlertGrouping, start_dispatcher
@@ -70,6 +72,8 @@ from tocsin.engine.pipeline import Pipeline, ScoredBatch
 from tocsin.sinks.base import ProcessedBatch, Sink
 from tocsin.sinks.store import StoreSink
 from tocsin.engine.stats import RunStats
+from tocsin.engine.shadow import ShadowModel
+from tocsin.registry import CHALLENGER, CHAMPION
 from tocsin.sensitive import Sealer, sealer_for
 from tocsin.sources.base import SourceBatch
 from tocsin.spec import AlertingSpec, PipelineSpec
@@ -104,6 +108,8 @@ class Stream:
     #: pipeline.events_seen when the last durable checkpoint was taken (a pipeline handed in warm has
     #: state worth saving before its first position)
     checkpointed_events: int = 0
+    #: the model version in force at the last durable checkpoint (a switch alone is a change to save)
+    checkpointed_model: int = 0
     #: a checkpoint being written in the background
     pending: PendingSave | None = None
     #: monotonic time of the latest snapshot (periodic checkpoints take the stream waiting longest)
@@ -112,7 +118,9 @@ class Stream:
     @property
     def dirty(self) -> bool:
         """State moved since the last checkpoint."""
-        return self.position != self.checkpointed or self.pipeline.events_seen != self.checkpointed_events
+        pipeline = self.pipeline
+        return (self.position != self.checkpointed or pipeline.events_seen != self.checkpointed_events
+                or pipeline.model_version != self.checkpointed_model)
 
 
 @dataclass
@@ -121,6 +129,7 @@ class PendingSave:
 
     position: int
     events_seen: int
+    model_version: int
     snapshot: dict[str, np.ndarray]
     meta: dict[str, Any]
     future: Future
@@ -155,6 +164,7 @@ class DriverCore:
         retry: Callable[[str, Callable[[], Any]], Any] | None = None,
         commit: Callable[[list[Stream]], None] | None = None,
         sealer: Sealer | None = None,
+        follow: bool | None = None,
         worker: str = "0",
     ) -> None:
         self.spec = spec
@@ -180,6 +190,21 @@ class DriverCore:
         self.listeners: list[Callable[[ScoredBatch, RunStats], None]] = []
         self._writer: ThreadPoolExecutor | None = None
         self._unacknowledged: list[ProcessedBatch] = []
+        self._drift_reported = 0.0
+        self._shadow: ShadowModel | None = None
+        #: the streams open in this process (the model follower installs into all of them)
+        self.streams: list[Stream] = []
+        #: fetches the versions the registry's aliases name (None: the pipeline's own fits score)
+        self.follower: ModelFollower | None = None
+        if spec.registry.follow if follow is None else follow:
+            from tocsin.registry import open_registry
+
+            self.follower = ModelFollower(open_registry(spec), spec.name, spec.registry.poll_interval,
+                                          on_health=self._component_health).start()
+        #: the drift policy (``drift.retrain``): a challenger trained on recent rows when the champion's inputs drift
+        self.retrainer: DriftRetrainer | None = None
+        if spec.drift.retrain and self.follower is not None:
+            self.retrainer = DriftRetrainer(spec, self.follower.registry)
         self._pending_path = ""
         self._model_label: tuple[str, int, bool] | None = None
 
@@ -197,11 +222,13 @@ class DriverCore:
                 stream.alerts.load_state_dict(checkpoint.state)
             stream.position = stream.checkpointed = checkpoint.offset
             stream.checkpointed_events = stream.pipeline.events_seen
+            stream.checkpointed_model = stream.pipeline.model_version
             stream.resumed_at, stream.resumed_meta = checkpoint.offset + 1, dict(checkpoint.meta)
             log.info("%s: resuming at position %d (checkpoint of %s, %d events seen)", name, checkpoint.offset + 1,
                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(checkpoint.created_at)), stream.pipeline.events_seen)
         for sink in self.sinks:
             self.retry(sink.component, lambda sink=sink: sink.open(stream, stream.resumed_meta))
+        self.streams.append(stream)
         self._report_model(stream)
         return stream
 
@@ -216,6 +243,8 @@ class DriverCore:
             stream.pending = None
         for sink in self.sinks:
             sink.close_stream(stream)
+        if stream in self.streams:
+            self.streams.remove(stream)
 
     # --- batches --------------------------------------------------------------------
 
@@ -229,6 +258,7 @@ class DriverCore:
         processed: list[ProcessedBatch] = []
         with self.lock:
             self.acknowledge_pending()
+            self.follow_models()
             for stream, raw in work:
                 if not len(raw):
                     if stream.between_batches:
@@ -238,6 +268,11 @@ class DriverCore:
                 scored = stream.pipeline.process_raw(raw, stream.source)
                 watermark = stream.pipeline.admission.watermark
                 outputs = stream.alerts.prepare(scored, watermark, self.sealer)
+                comparison = self._shadow_compare(stream, scored, raw.next_position - 1)
+                if self.retrainer is not None and scored.drift:
+                    self.retrainer.observe(stream.pipeline, scored)
+                if comparison is not None:
+                    outputs.comparisons.append(comparison)
                 item = ProcessedBatch(stream, raw, scored, outputs, received)
                 for sink in self.sinks:
                     sink.send(item)
@@ -279,18 +314,76 @@ class DriverCore:
         for item in processed:
             self._account(item, path)
 
+    def follow_models(self) -> list[Stream]:
+        """Between batches: install the champion the registry names into every stream that runs another
+        model, then checkpoint those streams at once, so the switch (version and position) is in the
+        state a crash resumes from. A version trained for another spec is refused (logged, health
+        ``registry`` down) and not tried again. The streams switched."""
+        champion = self.follower.model(CHAMPION) if self.follower is not None else None
+        if champion is None:
+            return []
+        switched = []
+        with self.lock:
+            for stream in self.streams:
+                pipeline = stream.pipeline
+                if pipeline.model_version == champion.version or not stream.between_batches or self._unacknowledged:
+                    continue
+                try:
+                    pipeline.install_model(champion.arrays, champion.version, stream.position)
+                except ValueError as error:
+                    log.error("%s: model version %d refused: %s", stream.name, champion.version, error)
+                    self.follower.refuse(champion.version, error)
+                    return switched
+                log.warning("%s: model version %d scores from position %d on", stream.name, champion.version, stream.position + 1)
+                switched.append(stream)
+                self._report_model(stream)
+            if switched:
+                self.checkpoint(switched)
+        return switched
+
+    def _shadow_compare(self, stream: Stream, scored: ScoredBatch, position: int) -> dict[str, Any] | None:
+        """The challenger's comparison with the champion on this batch, when a challenger is named (and is
+        not the model already scoring)."""
+        challenger = self.follower.model(CHALLENGER) if self.follower is not None else None
+        if challenger is None or challenger.version == stream.pipeline.model_version or challenger.version in self.follower.refused:
+            return None
+        shadow = self._shadow
+        if shadow is None or shadow.version != challenger.version:
+            try:
+                stream.pipeline.check_model(challenger.arrays, challenger.version)
+            except ValueError as error:
+                self.follower.refused[challenger.version] = str(error)  # health stays: the champion scores
+                log.error("challenger version %d refused: %s", challenger.version, error)
+                return None
+            shadow = self._shadow = ShadowModel(self.spec, stream.pipeline.feature_names, challenger.version, challenger.arrays)
+        return shadow.compare(stream.pipeline, scored, stream.name, position)
+
+    def _component_health(self, component: str, error: BaseException | None) -> None:
+        if error is None:
+            self.health.up(component)
+        else:
+            self.health.down(component, error)
+
     def _account(self, item: ProcessedBatch, path: str) -> None:
         scored = item.scored
         self.stats.add(scored)
         self.health.events = self.stats.events
         self.metrics.observe_batch(scored, path, item.received)
         self._report_model(item.stream)
+        if time.monotonic() - self._drift_reported >= 1.0:  # gauges, not a hot path: once a second at most
+            self._drift_reported = time.monotonic()
+            worst: dict[str, tuple[float, float]] = {}
+            for stream in self.streams:
+                for column, (psi, ks) in stream.pipeline.drift.distances().items():
+                    if column not in worst or psi > worst[column][0]:
+                        worst[column] = (psi, ks)
+            self.metrics.set_drift(worst)
         for listener in self.listeners:
             listener(scored, self.stats)
 
     def _report_model(self, stream: Stream) -> None:
         pipeline = stream.pipeline
-        label = (self.spec.detector.kind, pipeline.fits, pipeline.is_warm)
+        label = (self.spec.detector.kind, pipeline.model_version or pipeline.fits, pipeline.is_warm)
         if label != self._model_label:
             self._model_label = label
             self.metrics.set_model(label[0], label[1], "warm" if label[2] else "warming_up")
@@ -325,12 +418,12 @@ class DriverCore:
                 if not stream.dirty:
                     continue
                 position, snapshot, meta = self.snapshot(stream)
-            events_seen = int(meta["events_seen"])
+            events_seen, model = int(meta["events_seen"]), int(meta["model_version"])
             if background:
                 future = self._background_writer().submit(self._timed_save, stream.name, snapshot, position, meta)
-                stream.pending = PendingSave(position, events_seen, snapshot, meta, future)
+                stream.pending = PendingSave(position, events_seen, model, snapshot, meta, future)
                 continue
-            self._save(stream, position, events_seen, snapshot, meta)
+            self._save(stream, position, events_seen, model, snapshot, meta)
             saved.append(stream)
         self._commit(saved)
 
@@ -342,6 +435,7 @@ class DriverCore:
             state.update(stream.alerts.state_dict())
             meta: dict[str, Any] = {"pipeline": self.spec.name, "driver": self.driver, "worker": self.worker,
                                     "pid": os.getpid(), "events_seen": stream.pipeline.events_seen,
+                                    "model_version": stream.pipeline.model_version,
                                     "alerts_open": stream.alerts.alerts.open_alerts}
             for sink in self.sinks:
                 meta.update(sink.checkpoint_meta(stream))
@@ -353,9 +447,10 @@ class DriverCore:
         self.checkpoints.save(name, snapshot, position, meta=meta)
         self.metrics.observe_checkpoint(time.perf_counter() - started)
 
-    def _save(self, stream: Stream, position: int, events_seen: int, snapshot: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    def _save(self, stream: Stream, position: int, events_seen: int, model: int, snapshot: dict[str, np.ndarray],
+              meta: dict[str, Any]) -> None:
         self.retry("checkpoint", lambda: self._timed_save(stream.name, snapshot, position, meta))
-        stream.checkpointed, stream.checkpointed_events = position, events_seen
+        stream.checkpointed, stream.checkpointed_events, stream.checkpointed_model = position, events_seen, model
 
     def _settle(self, stream: Stream, wait: bool) -> bool:
         """Settle ``stream``'s write in flight if it is done (or ``wait``); a failed one is saved again
@@ -367,10 +462,11 @@ class DriverCore:
         try:
             pending.future.result()
             stream.checkpointed, stream.checkpointed_events = pending.position, pending.events_seen
+            stream.checkpointed_model = pending.model_version
             self.health.up("checkpoint")
         except Exception as error:  # noqa: BLE001 - the same retry as a failed in-line save
             self.health.down("checkpoint", error)
-            self._save(stream, pending.position, pending.events_seen, pending.snapshot, pending.meta)
+            self._save(stream, pending.position, pending.events_seen, pending.model_version, pending.snapshot, pending.meta)
         return True
 
     def settle_checkpoints(self, streams: Sequence[Stream]) -> None:
@@ -394,6 +490,12 @@ class DriverCore:
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
+        if self.retrainer is not None:
+            self.retrainer.join(60)  # a retrain under way registers its version before the registry closes
+        if self.follower is not None:
+            self.follower.stop()
+            self.follower.registry.close()
+            self.follower = None
         self.stats.finished = time.monotonic()
         for sink in self.sinks:
             sink.close()

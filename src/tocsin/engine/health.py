@@ -30,7 +30,7 @@ class ComponentHealth:
 class Health:
     """The worker's health: ``ok`` or ``degraded`` with the component that is down."""
 
-    COMPONENTS = ("kafka", "store", "checkpoint", "cache")
+    COMPONENTS = ("kafka", "store", "checkpoint", "cache", "registry")
 
     def __init__(self, path: Path | None = None, worker: str = "") -> None:
         self.path = path

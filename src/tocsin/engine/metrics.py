@@ -134,6 +134,10 @@ class DriverMetrics:
             "tocsin_process_info", "This process (value 1): which driver, which worker of a group", ["pipeline", "driver", "worker"], registry=r
         )
         # --- Kafka workers (registered everywhere, series only where a worker sets them) ---
+        self.drift_psi = Gauge("tocsin_drift_psi", "Population stability index of a scored feature (or the score) against the model's training rows",
+                               ["pipeline", "column"], registry=r)
+        self.drift_ks = Gauge("tocsin_drift_ks", "Kolmogorov-Smirnov distance of a scored feature (or the score) from the model's training rows",
+                              ["pipeline", "column"], registry=r)
         self.consumer_lag = Gauge(
             "tocsin_consumer_lag", "Messages behind the partition's high watermark", ["pipeline", "partition"], registry=r
         )
@@ -238,6 +242,12 @@ class DriverMetrics:
         self._last_checkpoint = time.monotonic()
 
     # --- Kafka workers ---------------------------------------------------------------
+
+    def set_drift(self, distances: dict[str, tuple[float, float]]) -> None:
+        """The latest (PSI, KS) per column (the largest over a process's streams, set by the caller)."""
+        for column, (psi, ks) in distances.items():
+            self.drift_psi.labels(self.pipeline, column).set(psi)
+            self.drift_ks.labels(self.pipeline, column).set(ks)
 
     def set_consumer_lag(self, partition: int | str, lag: float) -> None:
         """Messages between the partition's committed/consumed position and its high watermark."""

@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 from tocsin.alerting import AlertChanges, AlertingSpec, AlertManager, write_changes
 from tocsin.engine.pipeline import ScoredBatch
 from tocsin.sensitive import Sealer
+from tocsin.vocabulary import score_100
 from tocsin.spec import PipelineSpec
 from tocsin.store.sql import Store
 
@@ -41,9 +42,11 @@ class BatchOutputs:
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     scored_events: list[dict[str, Any]] = field(default_factory=list)
     changes: AlertChanges = field(default_factory=AlertChanges)
+    #: the challenger's comparison with the champion on this batch (engine/shadow.py)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.anomalies or self.dead_letters or self.scored_events or self.changes)
+        return bool(self.anomalies or self.dead_letters or self.scored_events or self.changes or self.comparisons)
 
 
 def scored_event_rows(scored: ScoredBatch) -> list[dict[str, Any]]:
@@ -65,8 +68,9 @@ def write_outputs(conn: Connection, store: Store, pipeline: str, alerting: Alert
     apart, so two streams that happened to produce the same alert key cannot collide in one statement.
     Every write is idempotent (see :mod:`tocsin.alerting.outbox`), so a replay rewrites the same rows.
     """
-    for table_name in ("anomalies", "dead_letters", "scored_events"):
-        rows = [row for batch in batches for row in getattr(batch, table_name)]
+    for table_name, attribute in (("anomalies", "anomalies"), ("dead_letters", "dead_letters"), ("scored_events", "scored_events"),
+                                  ("model_comparisons", "comparisons")):
+        rows = [row for batch in batches for row in getattr(batch, attribute)]
         store.write_rows(conn, table_name, pipeline, rows)
     for batch in batches:
         write_changes(conn, pipeline, batch.changes, store_channels=alerting.store_channels, group_wait=alerting.group_wait)
@@ -96,7 +100,7 @@ class AlertGrouping:
         """The batch's rows and alert changes; folds its anomalies into the alert manager (so call it
         once per batch, in stream order) and moves the alerts' event-time ``watermark``. With a
         ``sealer`` sensitive values are sealed before anything (alerts included) sees them."""
-        anomalies = scored.anomaly_records(self.spec.detector.kind)
+        anomalies = scored.anomaly_records(self.spec.detector.kind) + self._drift_anomalies(scored)
         dead = [letter.as_row() for letter in scored.dead_letters]
         if sealer is not None:
             anomalies = [sealer.seal_anomaly(row) for row in anomalies]
@@ -104,6 +108,20 @@ class AlertGrouping:
         scored_rows = scored_event_rows(scored) if self.spec.store.scored_events else []
         changes = self.alerts.observe(anomalies, watermark if watermark is not None and np.isfinite(watermark) else None)
         return BatchOutputs(anomalies, dead, scored_rows, changes)
+
+    def _drift_anomalies(self, scored: ScoredBatch) -> list[dict[str, Any]]:
+        """The model's inputs drifting is an anomaly of the entity ``model``, explained by the column that
+        moved, so it becomes an alert routed like any other (keyed by the event at which it was seen)."""
+        rows = []
+        for row, column, psi in scored.drift:
+            text = f"{column} has moved away from the model's training data (PSI {psi:.2f}, over {self.spec.drift.psi_alert:g})"
+            rows.append({
+                "event_id": f"drift:{column}:{scored.events.ids[row]}", "entity": "model", "event_time": float(scored.events.times[row]),
+                "score": self.spec.severity.warning, "score_100": score_100(self.spec.severity.warning), "raw_score": psi,
+                "severity": "warning", "detector": "drift", "fields": {}, "label": None,
+                "explanation": [{"feature": column, "value": psi, "contribution": psi, "text": text}],
+            })
+        return rows
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The alert manager's state under ``alerting/`` (fresh arrays: a later batch cannot change them)."""

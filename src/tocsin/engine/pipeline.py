@@ -32,6 +32,7 @@ from tocsin.detectors import build_detector
 from tocsin.detectors.calibration import ScoreCalibrator
 from tocsin.detectors.thresholds import assign_severity, build_threshold
 from tocsin.engine.admission import Admission
+from tocsin.engine.drift import DriftMonitor
 from tocsin.engine.training import TrainingWindow
 from tocsin.features.featureset import FeatureFrame, FeatureSet
 from tocsin.sources.base import SourceBatch
@@ -56,6 +57,8 @@ class ScoredBatch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     scored: np.ndarray | None = None
     seconds: float = 0.0
+    #: (row, column, PSI) where the model's inputs or score had drifted past ``drift.psi_alert`` at that row
+    drift: list[tuple[int, str, float]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.events)
@@ -161,8 +164,17 @@ class Pipeline:
         self._scored_total = 0
         self._pending_raw: list[np.ndarray] = []  # scores of the current segment, folded in at its end
         self._pending_score: list[np.ndarray] = []
+        self._pending_X: list[np.ndarray] = []
+        #: how far the scored features and the score moved from the model's training rows
+        self.drift = DriftMonitor(spec.drift, self.feature_names, quiet=self.features.growing_with_history())
         self.fits = 0
         self.events_seen = 0
+        #: the registry version installed (0: none; the model is the pipeline's own fit)
+        self.model_version = 0
+        #: the versions installed and the stream position each took over after, oldest first
+        self.model_switches: list[tuple[int, int]] = []
+        #: no refits of its own (a model from the registry scores, or a trained model is being evaluated)
+        self.frozen = False
 
     # --- inputs -------------------------------------------------------------
 
@@ -219,6 +231,7 @@ class Pipeline:
         severity = np.full(n, -1, dtype=np.int8)
         scored = np.zeros(n, dtype=bool)
         explanations: dict[int, list[dict[str, Any]]] = {}
+        drift: list[tuple[int, str, float]] = []
         self.events_seen += n
         if n:
             X = frame.X[:, self._columns] if len(self._columns) != frame.X.shape[1] else frame.X
@@ -229,15 +242,15 @@ class Pipeline:
                 if len(self.training) >= self.spec.detector.warmup_events:
                     self._refit()
             if start < n and self.is_warm:
-                self._score(X, frame, start, raw, score, is_anomaly, severity, explanations)
+                self._score(X, frame, start, raw, score, is_anomaly, severity, explanations, drift)
                 scored[start:] = True
         return ScoredBatch(
             events=events, features=frame, raw_score=raw, score=score, is_anomaly=is_anomaly,
             severity=severity, explanations=explanations, dead_letters=rejected, scored=scored,
-            seconds=time.perf_counter() - started,
+            seconds=time.perf_counter() - started, drift=drift,
         )
 
-    def _score(self, X, frame, start, raw, score, is_anomaly, severity, explanations) -> None:
+    def _score(self, X, frame, start, raw, score, is_anomaly, severity, explanations, drift) -> None:
         """Score rows ``start:`` in segments that end where the scored-event count crosses a
         multiple of ``calibration.update_every``; calibration, threshold and refits change only
         at those ends, so the decisions do not depend on how the stream was cut into batches."""
@@ -258,14 +271,20 @@ class Pipeline:
             self.training.extend(segment)
             self._pending_raw.append(raw[rows].copy())
             self._pending_score.append(score[rows].copy())
+            self._pending_X.append(segment.copy())
             self._scored_total += end - pos
             self._since_fit += end - pos
             if self._scored_total % step == 0:  # a segment boundary: the shared state moves on
                 self.calibrator.update(np.concatenate(self._pending_raw))
                 self.threshold.decide(np.concatenate(self._pending_score))
-                self._pending_raw, self._pending_score = [], []
-                if refit_every is not None and self._since_fit >= self._refit_interval():
-                    self._refit()
+                self.drift.observe(np.concatenate(self._pending_X), np.concatenate(self._pending_raw))
+                if self.spec.drift.psi_alert is not None and self.model_version:
+                    # alerts for a model from the registry, trained on history: the pipeline's own early fits
+                    # learn from immature entity state, which matures (drifts) by design
+                    drift.extend((end - 1, column, psi) for column, psi in self.drift.drifted())
+                self._pending_raw, self._pending_score, self._pending_X = [], [], []
+                if refit_every is not None and not self.frozen and self._since_fit >= self._refit_interval():
+                    self._refit()  # a model installed from the registry is not replaced by a local refit
             pos = end
 
     def fit(self, X: np.ndarray) -> None:
@@ -275,9 +294,60 @@ class Pipeline:
         self.calibrator = ScoreCalibrator(window=self.spec.calibration.window, tail_quantile=self.spec.calibration.tail_quantile)
         # Calibrate on an evenly spaced subsample: enough for the reference, a fraction of the cost.
         stride = max(1, len(X) // CALIBRATION_SEED_ROWS)
-        self.calibrator.update(self.detector.score_samples(np.ascontiguousarray(X[::stride])))
+        sample = np.ascontiguousarray(X[::stride])
+        sample_scores = self.detector.score_samples(sample)
+        self.calibrator.update(sample_scores)
+        self.drift.set_reference(sample, sample_scores)  # what drift is measured against
         self._since_fit = 0
         self.fits += 1
+
+    # --- models from the registry ---------------------------------------------
+
+    def model_arrays(self) -> dict[str, np.ndarray]:
+        """What a model version holds: the fitted detector, the calibration reference and the threshold
+        (no per-entity feature state: that belongs to the stream). Raises if not fitted yet."""
+        if not self.is_warm:
+            raise ValueError(f"the detector is not fitted: it learns from the first {self.spec.detector.warmup_events:,} events")
+        arrays: dict[str, np.ndarray] = {}
+        for prefix, part in (("detector", self.detector), ("calibrator", self.calibrator), ("threshold", self.threshold)):
+            arrays.update({f"{prefix}/{k}": v for k, v in part.state_dict().items()})
+        drift = self.drift.state_dict()
+        arrays.update({"drift/edges": drift["edges"], "drift/reference": drift["reference"]})
+        arrays["model/meta"] = np.array(json.dumps({"features": self.feature_names, "detector": self.spec.detector.kind}))
+        return arrays
+
+    def check_model(self, arrays: dict[str, np.ndarray], version: int) -> None:
+        """Raise ValueError naming the difference when model ``version`` was trained for other features or
+        another detector than this pipeline's (it could not score these rows)."""
+        if "model/meta" not in arrays:
+            raise ValueError(f"model version {version} holds no model/meta: it was not written by tocsin train (or a newer tocsin)")
+        meta = json.loads(str(arrays["model/meta"][()]))
+        if meta["detector"] != self.spec.detector.kind or meta["features"] != self.feature_names:
+            raise ValueError(
+                f"model version {version} was trained for detector {meta['detector']!r} on features {meta['features']}; "
+                f"this pipeline runs {self.spec.detector.kind!r} on {self.feature_names}: train a version for this spec"
+            )
+
+    def install_model(self, arrays: dict[str, np.ndarray], version: int, position: int) -> None:
+        """Score with model ``version`` from the event after ``position`` on (call between batches). Feature
+        state stays; the calibration segment under way is dropped (its scores were the old model's); the
+        pipeline stops refitting on its own (the registry now says which model scores)."""
+        self.check_model(arrays, version)
+
+        def part(prefix: str) -> dict[str, np.ndarray]:
+            return {k[len(prefix) + 1:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+
+        self.detector.load_state_dict(part("detector"))
+        self.calibrator.load_state_dict(part("calibrator"))
+        self.threshold.load_state_dict(part("threshold"))
+        reference = part("drift")
+        if reference:
+            self.drift.load_state_dict({**reference, "counts": np.zeros_like(reference["reference"])})
+        self._pending_raw, self._pending_score, self._pending_X = [], [], []
+        self._since_fit = 0
+        self.model_version = int(version)
+        self.model_switches.append((int(position), int(version)))
+        self.frozen = True
 
     def _refit_interval(self) -> float:
         """Scored events between the latest fit and the next: growing geometrically from ``refit_every``."""
@@ -319,15 +389,17 @@ class Pipeline:
         """All state as flat named arrays: what a checkpoint saves."""
         state: dict[str, np.ndarray] = {}
         for prefix, part in (("features", self.features), ("calibrator", self.calibrator), ("threshold", self.threshold),
-                             ("admission", self.admission)):
+                             ("admission", self.admission), ("drift", self.drift)):
             state.update({f"{prefix}/{k}": v for k, v in part.state_dict().items()})
         if self.detector.is_fitted:
             state.update({f"detector/{k}": v for k, v in self.detector.state_dict().items()})
         state.update({f"training/{k}": v for k, v in self.training.state_dict().items()})
         state["pending/raw"] = np.concatenate(self._pending_raw) if self._pending_raw else np.empty(0)
         state["pending/score"] = np.concatenate(self._pending_score) if self._pending_score else np.empty(0)
+        state["pending/X"] = np.concatenate(self._pending_X) if self._pending_X else np.empty((0, len(self.feature_names)))
         meta = {"events_seen": self.events_seen, "since_fit": self._since_fit, "scored_total": self._scored_total, "fits": self.fits, "spec_name": self.spec.name,
-                "features": self.feature_names, "detector": self.spec.detector.kind}
+                "features": self.feature_names, "detector": self.spec.detector.kind, "model_version": self.model_version,
+                "model_switches": self.model_switches, "frozen": self.frozen}
         state["pipeline/meta"] = np.array(json.dumps(meta))
         return state
 
@@ -357,5 +429,13 @@ class Pipeline:
         self._scored_total = int(meta["scored_total"])
         self._pending_raw = [state["pending/raw"]] if len(state["pending/raw"]) else []
         self._pending_score = [state["pending/score"]] if len(state["pending/score"]) else []
+        pending_X = state.get("pending/X")
+        self._pending_X = [pending_X] if pending_X is not None and len(pending_X) else []
+        drift = part("drift")
+        if drift:  # checkpoints from before drift monitoring start without a reference
+            self.drift.load_state_dict(drift)
         self.fits = int(meta["fits"])
         self.events_seen = int(meta["events_seen"])
+        self.model_version = int(meta.get("model_version", 0))
+        self.frozen = bool(meta.get("frozen", self.model_version > 0))
+        self.model_switches = [tuple(s) for s in meta.get("model_switches", [])]

@@ -37,7 +37,8 @@ class Runner:
     """Drives one pipeline over one source until the source ends or :meth:`stop` is called.
 
     ``checkpoints``: a store, None for the spec's (``stream.checkpoint_url`` or ``checkpoint.dir``),
-    or False for none (backtests always start fresh).
+    or False for none (backtests always start fresh). ``follow``: install the registry's champion
+    when it changes (default: ``registry.follow``).
     """
 
     def __init__(
@@ -51,13 +52,14 @@ class Runner:
         alerting: AlertingSpec | None = None,
         dispatch: bool = True,
         metrics: DriverMetrics | None = None,
+        follow: bool | None = None,
     ) -> None:
         self.spec = spec
         self.source = source
         if checkpoints is None or checkpoints is True:
             checkpoints = open_checkpoint_store(spec.stream.checkpoint_url or Path(spec.checkpoint.dir), spec.name)
         self.core = DriverCore(spec, driver="runner", store=store, checkpoints=checkpoints or None, alerting=alerting,
-                               dispatch=dispatch, metrics=metrics)
+                               dispatch=dispatch, metrics=metrics, follow=follow)
         self.core.listeners.append(self._on_batch)
         self.on_batch = on_batch
         self._pipeline = pipeline

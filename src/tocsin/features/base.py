@@ -46,6 +46,9 @@ class FeatureOperator(ABC):
 
     #: names of the columns this operator produces, in order
     names: list[str]
+    #: True when the columns' distribution moves as entity histories grow, even in a steady stream
+    #: (counts of distinct values, shares of a whole history): drift watches them but raises no alert
+    grows_with_history: bool = False
 
     @abstractmethod
     def transform_update(self, batch: EventBatch, keys: BatchKeys) -> FeatureOutput:

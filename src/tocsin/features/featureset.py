@@ -193,6 +193,10 @@ class FeatureSet:
                 state.update(op.key_state(key_id))
         return state
 
+    def growing_with_history(self) -> frozenset[str]:
+        """The features whose distribution moves as entity histories lengthen, in a steady stream too."""
+        return frozenset(name for op in self.operators if op.grows_with_history for name in op.names)
+
     def derived_from(self, fields: frozenset[str] | set[str]) -> frozenset[str]:
         """The features computed from any of ``fields`` (their values, or keyed by them): what reveals
         a sensitive field as much as the field itself (``amount_sum_1m`` is the amount of a lone event)."""

@@ -14,7 +14,7 @@ duration grammar (:mod:`tocsin.durations`) and the shared vocabulary
 from tocsin.durations import Duration, format_duration, parse_duration
 from tocsin.spec.alerting import AlertingSpec
 from tocsin.spec.base import SpecError, SpecModel
-from tocsin.spec.detection import CalibrationSpec, DetectorSpec, SeveritySpec, ThresholdSpec
+from tocsin.spec.detection import CalibrationSpec, DetectorSpec, DriftSpec, SeveritySpec, ThresholdSpec
 from tocsin.spec.environment import EnvironmentOverrides, apply_environment
 from tocsin.spec.features import (
     DecayedStatsFeature,
@@ -26,14 +26,14 @@ from tocsin.spec.features import (
     WindowFeature,
 )
 from tocsin.spec.pipeline import PipelineSpec, load_spec, parse_spec
-from tocsin.spec.runtime import CheckpointSpec, MetricsSpec, RunnerSpec, StoreSpec, StreamSettings
+from tocsin.spec.runtime import CheckpointSpec, MetricsSpec, RegistrySpec, RunnerSpec, StoreSpec, StreamSettings
 from tocsin.spec.schema import AdmissionSpec, SchemaSpec
 from tocsin.spec.sources import FileSource, KafkaSource, SimulatorSource, SourceSpec
 
 __all__ = [
-    "AdmissionSpec", "AlertingSpec", "CalibrationSpec", "CheckpointSpec", "DecayedStatsFeature", "DetectorSpec", "Duration",
+    "AdmissionSpec", "AlertingSpec", "CalibrationSpec", "CheckpointSpec", "DecayedStatsFeature", "DetectorSpec", "DriftSpec", "Duration",
     "EnvironmentOverrides", "FeatureSpec", "FileSource", "KafkaSource", "MetricsSpec", "NoveltyFeature", "PipelineSpec",
-    "RecencyFeature", "RunnerSpec", "SchemaSpec", "SeveritySpec", "SimulatorSource", "SourceSpec", "SpecError",
+    "RecencyFeature", "RegistrySpec", "RunnerSpec", "SchemaSpec", "SeveritySpec", "SimulatorSource", "SourceSpec", "SpecError",
     "SpecModel", "StoreSpec", "StreamSettings", "ThresholdSpec", "ValueFeature", "VelocityFeature", "WindowFeature",
     "apply_environment", "format_duration", "load_spec", "parse_duration", "parse_spec",
 ]

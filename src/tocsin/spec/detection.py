@@ -58,3 +58,16 @@ class SeveritySpec(SpecModel):
         if self.critical < self.warning:
             raise ValueError(f"critical ({self.critical}) must be >= warning ({self.warning})")
         return self
+
+
+class DriftSpec(SpecModel):
+    """How far the scored features and the score may move from the model's training rows
+    (``tocsin.engine.drift``): PSI and KS gauges, and a "model drift" alert past ``psi_alert``."""
+
+    half_life: int = Field(20_000, ge=100, description="scored events after which a row weighs half in the live shares")
+    min_rows: float = Field(5_000, ge=10, description="live (decayed) rows needed before a distance is reported")
+    psi_alert: float | None = Field(
+        0.25, gt=0, description="a feature (or the score) whose PSI exceeds this raises a model-drift alert (null: gauges only)")
+    retrain: bool = Field(
+        False, description="on a model-drift alert, fit a new version on the stream's latest detector.train_window rows "
+                           "and name it challenger (one per champion; it scores in shadow until someone promotes it)")

@@ -11,9 +11,9 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from tocsin.spec.alerting import AlertingSpec
 from tocsin.spec.base import SpecError, SpecModel
 from tocsin.spec.environment import apply_environment
-from tocsin.spec.detection import CalibrationSpec, DetectorSpec, SeveritySpec, ThresholdSpec
+from tocsin.spec.detection import CalibrationSpec, DetectorSpec, DriftSpec, SeveritySpec, ThresholdSpec
 from tocsin.spec.features import FeatureSpec
-from tocsin.spec.runtime import CheckpointSpec, MetricsSpec, RunnerSpec, StoreSpec, StreamSettings
+from tocsin.spec.runtime import CheckpointSpec, MetricsSpec, RegistrySpec, RunnerSpec, StoreSpec, StreamSettings
 from tocsin.spec.schema import AdmissionSpec, SchemaSpec
 from tocsin.spec.sources import FileSource, SourceSpec
 
@@ -28,11 +28,13 @@ class PipelineSpec(SpecModel):
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     threshold: ThresholdSpec = Field(default_factory=ThresholdSpec)
     severity: SeveritySpec = Field(default_factory=SeveritySpec)
+    drift: DriftSpec = Field(default_factory=DriftSpec)
     store: StoreSpec = Field(default_factory=StoreSpec)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     runner: RunnerSpec = Field(default_factory=RunnerSpec)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
     alerting: AlertingSpec = Field(default_factory=AlertingSpec)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -57,6 +59,15 @@ class PipelineSpec(SpecModel):
                     f"features.{i}.field: {name!r} is not a declared {role} field; add it to schema.{role} "
                     f"or use one of {wanted}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _retrain_has_what_it_needs(self) -> PipelineSpec:
+        if self.drift.retrain and self.drift.psi_alert is None:
+            raise ValueError("drift.retrain: retraining starts on a model-drift alert, and drift.psi_alert is null; set psi_alert (e.g. 0.25)")
+        if self.drift.retrain and not self.registry.follow:
+            raise ValueError("drift.retrain: the retrained version is named challenger, which only a driver following the registry "
+                             "scores; set registry.follow: true or drift.retrain: false")
         return self
 
 

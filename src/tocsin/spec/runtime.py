@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tocsin.durations import Duration
 from tocsin.spec.base import SpecModel
@@ -58,3 +58,25 @@ class MetricsSpec(SpecModel):
 
     host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
     port: int | None = Field(None, ge=0, le=65535, description="serve /metrics here; null: off; env TOCSIN_METRICS_PORT")
+
+
+class RegistrySpec(SpecModel):
+    """Where model versions live (``tocsin train`` writes them, ``tocsin models`` promotes them) and
+    whether running drivers follow the ``champion`` alias (hot reload at a batch boundary)."""
+
+    kind: Literal["store", "mlflow"] = Field(
+        "store", description="store: versions in the store's database (or `url`); mlflow: an MLflow tracking server")
+    url: str | None = Field(None, description="store registry: SQLAlchemy URL of its database (default: store.url)")
+    tracking_uri: str | None = Field(None, description="mlflow registry: the tracking server (http://host:5000); env MLFLOW_TRACKING_URI")
+    artifacts: str | None = Field(None, description="mlflow registry: where new experiments put artifacts (default: the server's)")
+    follow: bool = Field(True, description="running drivers install the champion when it changes (and score the challenger in shadow)")
+    poll_interval: Duration = Field(2.0, description="how often a running driver asks the registry which versions the aliases name")
+
+    @model_validator(mode="after")
+    def _mlflow_needs_a_server(self) -> RegistrySpec:
+        if self.kind == "mlflow" and not self.tracking_uri:
+            import os
+
+            if not os.environ.get("MLFLOW_TRACKING_URI"):
+                raise ValueError("kind mlflow needs tracking_uri (or env MLFLOW_TRACKING_URI): the MLflow server's URL")
+        return self

@@ -53,6 +53,7 @@ from tocsin.store.tables import (
     create_tables,
     dead_letters,
     feedback,
+    model_comparisons,
 )
 from tocsin.vocabulary import ALERT_SEVERITIES
 
@@ -493,6 +494,14 @@ class Store:
             counts["by_severity"][row["severity"]] = counts["by_severity"].get(row["severity"], 0) + row["n"]
             counts["by_status"][row["status"]] = counts["by_status"].get(row["status"], 0) + row["n"]
         return counts
+
+    def model_comparisons(self, pipeline: str, challenger: int | None = None) -> list[dict[str, Any]]:
+        """The challenger's per-batch comparison rows with the champion (``engine/shadow.py``), oldest first."""
+        t = model_comparisons
+        statement = select(t).where(t.c.pipeline == pipeline)
+        if challenger is not None:
+            statement = statement.where(t.c.challenger == challenger)
+        return self.fetch(statement.order_by(t.c.id))
 
     def count(self, table_name: str, pipeline: str | None = None) -> int:
         """Number of rows in ``table_name``, optionally of one pipeline."""

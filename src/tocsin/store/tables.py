@@ -163,10 +163,35 @@ feedback = Table(
     Index(None, "pipeline", "event_id"),
 )
 
+model_comparisons = Table(
+    "model_comparisons",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("stream", String(255), nullable=False),
+    Column("position", BigInteger, nullable=False, comment="the batch's last position: a replay rewrites the same row"),
+    Column("champion", Integer, nullable=False, comment="model version scoring live (0: the pipeline's own fit)"),
+    Column("challenger", Integer, nullable=False, comment="model version scoring in shadow"),
+    Column("events", Integer, nullable=False),
+    Column("champion_anomalies", Integer, nullable=False),
+    Column("challenger_anomalies", Integer, nullable=False),
+    Column("both_anomalies", Integer, nullable=False),
+    Column("labelled", Integer, nullable=False, comment="events with a ground-truth label"),
+    Column("positives", Integer, nullable=False),
+    Column("champion_true", Integer, nullable=False, comment="champion anomalies whose label is 1"),
+    Column("challenger_true", Integer, nullable=False),
+    Column("champion_scores", Json, nullable=False, comment="counts of calibrated scores in 20 bins of [0, 1]"),
+    Column("challenger_scores", Json, nullable=False),
+    Column("created_at", Double, nullable=False, default=_now),
+    UniqueConstraint("pipeline", "stream", "position", "challenger"),
+    Index(None, "pipeline", "challenger"),
+)
+
 TABLES: dict[str, Table] = {t.name: t for t in metadata.sorted_tables}
 
 #: the natural key each table is idempotent on (None: every write is a new row)
 CONFLICT_KEYS: dict[str, tuple[str, ...] | None] = {
+    "model_comparisons": ("pipeline", "stream", "position", "challenger"),
     "anomalies": ("pipeline", "event_id"),
     "alerts": ("pipeline", "alert_key"),
     "dead_letters": ("pipeline", "source", "position"),

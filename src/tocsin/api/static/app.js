@@ -183,6 +183,85 @@ function renderEntities(key) {
   if (key) { form.elements.key.value = key; show(key); }
 }
 
+// --- models (admin) --------------------------------------------------------------------------
+function modelRow(v, canAct) {
+  const aliases = v.aliases.map(a => `<span class="alias ${esc(a)}">${esc(a)}</span>`).join(" ") || "<span class='muted'>–</span>";
+  const metrics = Object.entries(v.metrics || {}).map(([k, x]) => `${esc(k)} ${x == null ? "–" : fmtNum(x, 3)}`).join("<br>") || "–";
+  const promote = (alias) => `<button data-promote="${alias}" data-version="${v.version}" data-testid="promote-${alias}-${v.version}"` +
+    `${canAct && !v.aliases.includes(alias) ? "" : " disabled"}>${alias}</button>`;
+  return `<tr data-version="${v.version}"><td>${v.version}</td><td data-testid="aliases-${v.version}">${aliases}</td><td>${esc(v.detector)}</td>
+    <td>${fmtTime(v.trained_from)}<br>${fmtTime(v.trained_until)}</td><td>${fmtNum(v.rows)}</td><td>${metrics}</td>
+    <td>${fmtTime(v.created_at)}<br><span class="muted">by ${esc(v.created_by)}</span></td><td class="row-actions">${promote("champion")} ${promote("challenger")}</td></tr>`;
+}
+
+async function loadComparison(view) {
+  const status = $('[data-testid="compare-status"]', view), rows = $('[data-testid="compare-rows"]', view);
+  let c;
+  try { c = await api("/v1/models/compare"); } catch (e) {
+    status.textContent = e.message; rows.innerHTML = ""; return;
+  }
+  const rate = (x) => x == null ? "–" : fmtNum(x, 3);
+  status.textContent = `v${c.challenger} beside champion v${c.champions.join(", v")} over ${fmtNum(c.events)} events; ` +
+    `flagged by both: ${fmtNum(c.both_anomalies)}` + (c.overlap == null ? "" : ` (${fmtNum(100 * c.overlap, 1)}% of those either flagged)`);
+  $('[data-testid="compare-champion"]', view).textContent = `champion v${c.champion}`;
+  $('[data-testid="compare-challenger"]', view).textContent = `challenger v${c.challenger}`;
+  rows.innerHTML = [["anomalies", fmtNum(c.champion_anomalies), fmtNum(c.challenger_anomalies)],
+    ["precision", rate(c.champion_precision), rate(c.challenger_precision)],
+    ["recall", rate(c.champion_recall), rate(c.challenger_recall)]]
+    .map(([k, a, b]) => `<tr data-row="${k}"><td>${k}</td><td>${a}</td><td>${b}</td></tr>`).join("");
+  const bins = c.champion_scores.map((_, i) => (i + 0.5) / c.champion_scores.length);
+  const traces = [{ x: bins, y: c.champion_scores, name: `champion v${c.champion}`, type: "bar", opacity: 0.6 },
+    { x: bins, y: c.challenger_scores, name: `challenger v${c.challenger}`, type: "bar", opacity: 0.6 }];
+  const layout = { barmode: "overlay", margin: { t: 28, r: 20, b: 36, l: 50 }, legend: { orientation: "h" },
+    yaxis: { title: "events", type: "log" }, xaxis: { title: "calibrated score" }, title: { text: "score distributions, same events", font: { size: 13 } } };
+  if (window.Plotly) Plotly.react("compare-chart", traces, layout, { displayModeBar: false, responsive: true });
+}
+
+async function loadDrift(view) {
+  const status = $('[data-testid="drift-status"]', view), rows = $('[data-testid="drift-rows"]', view);
+  try {
+    const d = await api("/v1/models/drift");
+    status.textContent = `model ${d.model_version ? "v" + d.model_version : "fitted by the pipeline"}; a model-drift alert past PSI ` +
+      (d.psi_alert == null ? "(off)" : fmtNum(d.psi_alert, 2));
+    rows.innerHTML = d.features.map(f => `<tr data-feature="${esc(f.feature)}"><td>${esc(f.feature)}</td><td>${fmtNum(f.psi, 3)}</td>` +
+      `<td>${fmtNum(f.ks, 3)}</td><td>${f.drifted ? '<span class="sev warning">drifted</span>' : ""}</td></tr>`).join("") ||
+      "<tr><td colspan='4' class='muted'>not enough scored events yet</td></tr>";
+  } catch (e) { status.textContent = e.message; }
+}
+
+function renderModels() {
+  const view = mount("#tpl-models");
+  const panel = $("#models-panel", view), result = $('[data-testid="models-result"]', view);
+  const canAct = state.role === "admin";
+  if (!canAct) {
+    panel.querySelectorAll("button").forEach(b => { b.disabled = true; });
+    result.textContent = "the models view needs the admin role";
+    return;
+  }
+  const load = async () => {
+    try {
+      const versions = await api("/v1/models/versions");
+      $('[data-testid="models-rows"]', view).innerHTML = versions.map(v => modelRow(v, canAct)).join("") ||
+        "<tr><td colspan='8' class='muted'>no versions yet: <code>tocsin train SPEC --data FILE</code> registers one</td></tr>";
+      pulse();
+    } catch (e) { result.textContent = e.message; }
+    await Promise.all([loadComparison(view), loadDrift(view)]);
+  };
+  // one listener on the panel (a fresh node each time the view mounts), not inline handlers: the CSP runs none
+  panel.addEventListener("click", async (e) => {
+    const button = e.target.closest("button[data-promote], button[data-rollback]");
+    if (!button) return;
+    try {
+      const moved = button.dataset.promote
+        ? await api(`/v1/models/versions/${button.dataset.version}/promote?alias=${button.dataset.promote}`, { method: "POST" })
+        : await api(`/v1/models/rollback?alias=${button.dataset.rollback}`, { method: "POST" });
+      result.textContent = `${moved.alias} is now version ${moved.version}` + (moved.previous != null ? ` (was ${moved.previous})` : "");
+    } catch (err) { result.textContent = err.message; }
+    await load();
+  });
+  every(5000, load);
+}
+
 // --- routing -------------------------------------------------------------------------------
 async function route() {
   const parts = (location.hash || "#/overview").slice(2).split("/");
@@ -196,6 +275,7 @@ async function route() {
   if (parts[0] === "alerts" && parts[1]) return renderAlert(parts[1]);
   if (parts[0] === "alerts") return renderAlerts();
   if (parts[0] === "entities") return renderEntities(parts[1] ? decodeURIComponent(parts[1]) : null);
+  if (parts[0] === "models") return renderModels();
   return renderOverview();
 }
 
