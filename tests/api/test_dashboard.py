@@ -100,15 +100,22 @@ def test_the_overview_loads_and_updates_live(browser, server, keys) -> None:
     page.close()
 
 
-def test_an_analyst_acknowledges_an_alert_and_its_status_changes(browser, server, keys) -> None:
-    page = open_dashboard(browser, server.url, keys.analyst, "#/alerts")
+def first_open_alert(page, screenshot: str | None = None):
+    """Filter the alerts list to open ones and click the first; returns its id."""
     page.select_option("#alert-filters select[name=status]", "open")
     page.click("#alert-filters button")
     row = page.locator("[data-testid=alerts-rows] tr").first
     row.wait_for(timeout=20_000)
     alert_id = row.get_attribute("data-alert-id")
-    shot(page, "alerts")
+    if screenshot:
+        shot(page, screenshot)
     row.click()
+    return alert_id
+
+
+def test_an_analyst_acknowledges_an_alert_and_its_status_changes(browser, server, keys) -> None:
+    page = open_dashboard(browser, server.url, keys.analyst, "#/alerts")
+    alert_id = first_open_alert(page, "alerts")
     page.get_by_test_id("alert-status").wait_for()
     page.wait_for_function("() => document.querySelector('[data-testid=alert-status]').textContent === 'open'")
     page.wait_for_selector("#entity-chart .main-svg", timeout=15_000)  # the entity's recent series
@@ -122,6 +129,26 @@ def test_an_analyst_acknowledges_an_alert_and_its_status_changes(browser, server
     shot(page, "alert-detail")
     page.get_by_test_id("resolve").click()
     page.wait_for_function("() => document.querySelector('[data-testid=alert-status]').textContent === 'resolved'")
+    page.close()
+
+
+def test_an_analyst_mutes_a_false_alarm_and_the_alert_page_shows_who_and_until_when(browser, server, keys) -> None:
+    page = open_dashboard(browser, server.url, keys.analyst, "#/alerts")
+    alert_id = first_open_alert(page)
+    page.wait_for_function("() => document.querySelector('[data-testid=alert-status]').textContent === 'open'")
+    page.wait_for_function("() => document.querySelector('[data-testid=alert-verdicts]').textContent === 'no verdict yet'")
+    page.select_option("[data-testid=mute-days]", "7")
+    page.get_by_test_id("feedback-fp").click()
+    page.wait_for_function("() => document.querySelector('[data-testid=action-result]').textContent.includes('muted until')")
+    page.wait_for_function("() => document.querySelector('[data-testid=alert-status]').textContent === 'resolved'")
+    alert = httpx.get(f"{server.url}/v1/alerts/{alert_id}", headers={"X-API-Key": keys.viewer}).json()
+    (mute,) = alert["mutes"]
+    shown = page.get_by_test_id("alert-mutes").text_content()
+    assert f"muted by {mute['author']}" in shown and f"with pattern {alert['pattern']}" in shown and "until" in shown
+    verdicts = page.get_by_test_id("alert-verdicts").text_content()
+    (verdict,) = alert["verdicts"]
+    assert verdicts.startswith(f"verdicts: false positive by {verdict['author']} on {alert['count']:,} anomal"), verdicts
+    shot(page, "alert-muted")
     page.close()
 
 

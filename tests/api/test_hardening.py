@@ -80,7 +80,8 @@ def test_every_numeric_query_parameter_is_covered(app) -> None:
     assert found - covered == {("/v1/alerts/{alert_id}", "alert_id", "path"), ("/v1/alerts/{alert_id}/ack", "alert_id", "path"),
                                ("/v1/alerts/{alert_id}/resolve", "alert_id", "path"),
                                ("/v1/models/versions/{version}", "version", "path"),
-                               ("/v1/models/versions/{version}/promote", "version", "path")}
+                               ("/v1/models/versions/{version}/promote", "version", "path"),
+                               ("/v1/mutes/{mute_id}", "mute_id", "path")}
 
 
 def test_times_within_range_still_filter(client, keys) -> None:

@@ -19,6 +19,9 @@ checkpoint and a backtest of the same stream give the same alerts:
   alert had an anomaly within ``suppress_for`` is a repeat. It is stored and
   counted (``suppressed`` on its details) but routed nowhere, unless it is more
   severe than the alert it repeats. Repeats do not use the budget.
+* **Mutes**: an anomaly matching a mute people set with a false-positive
+  verdict (:mod:`tocsin.alerting.mutes`) joins and opens no alert; it is still
+  stored and counted (``muted``).
 * **Lifecycle**: alerts open as ``open``; people acknowledge or resolve them
   through the API; an alert whose last anomaly is ``quiet_period`` behind the
   event-time watermark resolves itself (``resolved_reason = "quiet"``).
@@ -51,6 +54,7 @@ import msgspec
 import numpy as np
 
 from tocsin.alerting.budget import AlertBudget
+from tocsin.alerting.mutes import MuteBook
 from tocsin.alerting.patterns import UNEXPLAINED, families
 from tocsin.spec.alerting import AlertingSpec, Route
 from tocsin.vocabulary import SEVERITIES, SEVERITY_ORDER
@@ -154,6 +158,10 @@ class AlertManager:
         self.watermark = -np.inf
         self.opened = 0
         self.suppressed = 0
+        #: what people said is normal (the driver keeps it in step with the store; not checkpointed)
+        self.mutes = MuteBook()
+        #: anomalies a mute kept out of every alert
+        self.muted = 0
 
     # --- deciding -----------------------------------------------------------------
 
@@ -182,6 +190,9 @@ class AlertManager:
         score = float(anomaly["score"])
         severity = SEVERITY_ORDER.get(anomaly.get("severity") or "info", 0)
         fams = families(anomaly.get("explanation") or [])
+        if self.mutes.by_entity and self.mutes.match(entity, fams, t) is not None:
+            self.muted += 1  # stored and counted by the caller like any anomaly; it opens and joins no alert
+            return None
         live = [g for g in self.groups.get(entity, ()) if t < g.window_end and t - g.last_time < self.spec.quiet_period]
         group = next((g for g in live if g.pattern in fams), None)
         if group is None and fams == [UNEXPLAINED] and live:
@@ -374,6 +385,7 @@ class AlertManager:
             "watermark": self.watermark if np.isfinite(self.watermark) else None,
             "opened": self.opened,
             "suppressed": self.suppressed,
+            "muted": self.muted,
         }
         return {"state": np.array(_encode_state(state).decode())}
 
@@ -388,6 +400,7 @@ class AlertManager:
         self.watermark = -np.inf if data["watermark"] is None else float(data["watermark"])
         self.opened = int(data["opened"])
         self.suppressed = int(data["suppressed"])
+        self.muted = int(data.get("muted", 0))  # checkpoints before mutes existed have none
 
     @property
     def open_alerts(self) -> int:

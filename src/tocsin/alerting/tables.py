@@ -15,6 +15,9 @@ deliveries it is owed (the transactional-outbox pattern).
   ``next_attempt_at`` (wall clock) is when a dispatcher may try it next; a
   dispatcher claims a row by pushing it a lease ahead, so a dispatcher killed
   mid-send leaves a row that becomes due again when the lease runs out.
+* ``alert_mutes`` (one row per mute): what people said is normal — an entity
+  (and pattern) whose anomalies open no alert until an event time; see
+  :mod:`tocsin.alerting.mutes`.
 
 :func:`ensure_tables` creates them in an existing store (``Store(url)`` creates
 them itself when this module was imported before it).
@@ -74,7 +77,27 @@ alert_deliveries = Table(
     Index(None, "pipeline", "alert_key"),
 )
 
-ALERTING_TABLES = (alert_details, alert_deliveries)
+alert_mutes = Table(
+    "alert_mutes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("entity", String(255), nullable=False),
+    Column("pattern", String(128), nullable=True, comment="null: every pattern of the entity"),
+    Column("since", Double, nullable=False, comment="event time from which matching anomalies open no alert"),
+    Column("until", Double, nullable=False, comment="event time at which the mute ends"),
+    Column("alert_id", Integer, nullable=True, comment="the alert whose false-positive verdict set it"),
+    Column("event_id", String(255), nullable=True, comment="the anomaly whose verdict set it"),
+    Column("author", Text, nullable=True),
+    Column("note", Text, nullable=True),
+    Column("created_at", Double, nullable=False, default=_now),
+    Column("lifted_at", Double, nullable=True, comment="wall clock when someone lifted it early"),
+    Column("lifted_by", Text, nullable=True),
+    Index(None, "pipeline", "until"),
+    Index(None, "pipeline", "alert_id"),
+)
+
+ALERTING_TABLES = (alert_details, alert_deliveries, alert_mutes)
 _created: set[str] = set()
 
 

@@ -134,6 +134,16 @@ class Alert(BaseModel):
     acknowledged_at: float | None = None
     resolved_by: str | None = Field(None, description="who resolved it; null when it resolved itself after a quiet period")
     resolved_at: float | None = None
+    mutes: list[Mute] = Field(default_factory=list, description="mutes its verdicts set: who muted what and until when")
+    verdicts: list[Verdict] = Field(default_factory=list, description="verdicts given on it, newest first (one alert's page only)")
+
+
+class Verdict(BaseModel):
+    label: FeedbackLabel
+    author: str | None = None
+    note: str | None = None
+    created_at: float
+    anomalies: int = Field(description="how many of its anomalies the verdict labelled")
 
 
 class AlertPage(BaseModel):
@@ -141,18 +151,62 @@ class AlertPage(BaseModel):
     next_cursor: str | None = None
 
 
+class MuteIn(_Model):
+    """Stop alerting on what the verdict said is normal: later anomalies that match are stored and counted
+    but open no alert, until the mute ends (or someone lifts it: ``DELETE /v1/mutes/{id}``)."""
+
+    days: float = Field(gt=0, le=365, description="how long, counted from now (or from the alert's last anomaly if later)")
+    scope: Literal["entity_pattern", "entity"] = Field(
+        "entity_pattern", description="`entity_pattern`: this entity's anomalies with this pattern; `entity`: all of this entity's")
+
+
 class FeedbackIn(_Model):
-    event_id: str = Field(min_length=1, max_length=255, description="the anomaly's event id")
+    """A verdict on one anomaly (``event_id``) or on one alert (``alert_id``: applied to every anomaly it
+    grouped); a false-positive verdict may ``mute`` what it saw."""
+
+    event_id: str | None = Field(None, min_length=1, max_length=255, description="the anomaly's event id")
+    alert_id: int | None = Field(None, ge=1, description="the alert's id")
     label: FeedbackLabel
     note: str | None = Field(None, max_length=2_000)
+    mute: MuteIn | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> FeedbackIn:
+        if (self.event_id is None) == (self.alert_id is None):
+            raise ValueError("give exactly one of `event_id` (a verdict on one anomaly) or `alert_id` (on one alert)")
+        if self.mute is not None and self.label != "false_positive":
+            raise ValueError("`mute` needs `label: false_positive`: only what people said is normal can be muted")
+        return self
+
+
+class Mute(BaseModel):
+    id: int
+    entity: str
+    pattern: str | None = Field(description="null: every pattern of the entity")
+    since: float = Field(description="event time from which matching anomalies open no alert")
+    until: float = Field(description="event time at which the mute ends")
+    alert_id: int | None = None
+    event_id: str | None = None
+    author: str | None = Field(None, description="who muted (the key id or the token's subject)")
+    note: str | None = None
+    created_at: float
+    lifted_at: float | None = Field(None, description="when someone lifted it early")
+    lifted_by: str | None = None
+
+
+class MutePage(BaseModel):
+    items: list[Mute]
 
 
 class FeedbackOut(BaseModel):
-    event_id: str
+    event_id: str | None = None
+    alert_id: int | None = None
     label: FeedbackLabel
     note: str | None = None
     author: str = Field(description="who gave it (the key id or the token's subject)")
     created_at: float
+    anomalies: int = Field(1, description="how many anomalies got the label (an alert's verdict labels all it grouped)")
+    mute: Mute | None = None
 
 
 class DeadLetter(BaseModel):

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from tocsin.alerting.metrics import register_alert_metrics
+from tocsin.alerting.mutes import DAY, add_mute, lift_mute, mute_rows, mutes_for_alerts
+from tocsin.alerting.patterns import families
 from tocsin.alerting.outbox import alert_documents
 from tocsin.api.auth import Principal, Role
 from tocsin.sensitive import FieldCipher, sealer_for
@@ -321,6 +323,9 @@ class Service:
         result = page(rows, limit)
         # pattern, window, budget cut-off and per-channel delivery status live beside the alert row
         documents = {d["id"]: d for d in alert_documents(self.store, self.spec.name, alert_ids=[r["id"] for r in result["items"]])}
+        mutes = mutes_for_alerts(self.store, self.spec.name, list(documents))
+        for alert_id, document in documents.items():
+            document["mutes"] = mutes.get(alert_id, [])
         result["items"] = [self.present_alert(documents.get(row["id"], row), principal) for row in result["items"]]
         return result
 
@@ -328,7 +333,19 @@ class Service:
         documents = alert_documents(self.store, self.spec.name, alert_ids=[int(alert_id)])
         if not documents:
             raise NotFound(f"no alert {alert_id}")
+        documents[0]["mutes"] = mutes_for_alerts(self.store, self.spec.name, [int(alert_id)]).get(int(alert_id), [])
+        documents[0]["verdicts"] = self._verdicts(int(alert_id))
         return self.present_alert(documents[0], principal)
+
+    def _verdicts(self, alert_id: int) -> list[dict[str, Any]]:
+        """The verdicts given on an alert, newest first: one per call, with how many anomalies it labelled."""
+        calls: dict[tuple, dict[str, Any]] = {}
+        for row in self.store.feedback(self.spec.name, alert_id=alert_id, limit=10_000):
+            key = (row["created_at"], row["author"], row["label"])
+            call = calls.setdefault(key, {"label": row["label"], "author": row["author"], "note": row["note"],
+                                          "created_at": row["created_at"], "anomalies": 0})
+            call["anomalies"] += 1
+        return list(calls.values())
 
     def set_alert_status(self, alert_id: int, status: str, principal: Principal) -> dict[str, Any]:
         """Move an alert to ``status``, recording who (the principal's subject) and when in the store."""
@@ -338,13 +355,61 @@ class Service:
         log.info("alert status changed", extra={"alert_id": alert_id, "status": status, "by": by})
         return self.alert(alert_id, principal)
 
-    def feedback(self, event_id: str, label: str, note: str | None, principal: Principal) -> dict[str, Any]:
-        if not self.store.has_anomaly(self.spec.name, event_id):
-            raise NotFound(f"no anomaly with event id {event_id!r}")
-        row = {"event_id": event_id, "label": label, "note": note, "author": principal.subject, "created_at": time.time()}
-        self.store.write_feedback(self.spec.name, [row])
-        log.info("feedback recorded", extra={"event_id": event_id, "label": label, "by": principal.subject})
-        return row
+    def feedback(self, body: Any, principal: Principal) -> dict[str, Any]:
+        """A verdict on one anomaly or on one alert (every anomaly it grouped gets the label); a
+        false-positive verdict with a ``mute`` also records the mute, resolves the alert it was given on,
+        and is in force for this process's streams at once (other processes read it within ~1 s)."""
+        by, now = principal.subject, time.time()
+        if body.alert_id is not None:
+            documents = alert_documents(self.store, self.spec.name, alert_ids=[body.alert_id])
+            if not documents:
+                raise NotFound(f"no alert {body.alert_id}")
+            alert = documents[0]
+            targets = self._alert_anomalies(alert)
+            entity, pattern, since = alert["entity"], alert.get("pattern"), float(alert.get("window_start") or alert["event_time"])
+            last = float(alert.get("last_event_time") or since)
+        else:
+            rows = self.store.anomaly_rows(self.spec.name, [body.event_id])
+            if not rows:
+                raise NotFound(f"no anomaly with event id {body.event_id!r}")
+            targets = rows
+            entity, pattern = rows[0]["entity"], families(rows[0].get("explanation") or [])[0]
+            since = last = float(rows[0]["event_time"])
+        self.store.write_feedback(self.spec.name, [
+            {"event_id": row["event_id"], "label": body.label, "note": body.note, "author": by, "created_at": now,
+             "alert_id": body.alert_id} for row in targets])
+        out: dict[str, Any] = {"event_id": body.event_id, "alert_id": body.alert_id, "label": body.label, "note": body.note,
+                               "author": by, "created_at": now, "anomalies": len(targets), "mute": None}
+        if body.mute is not None:
+            out["mute"] = add_mute(self.store, self.spec.name, entity=entity,
+                                   pattern=pattern if body.mute.scope == "entity_pattern" else None,
+                                   since=since, until=max(now, last) + body.mute.days * DAY, author=by, note=body.note,
+                                   alert_id=body.alert_id, event_id=body.event_id, created_at=now)
+            if body.alert_id is not None:
+                self.store.set_alert_status(self.spec.name, body.alert_id, "resolved", by=by)
+            self.core.mute_refresher.refresh(force=True)
+        log.info("feedback recorded", extra={"event_id": body.event_id, "alert_id": body.alert_id, "label": body.label,
+                                             "by": by, "anomalies": len(targets), "muted": out["mute"] is not None})
+        return out
+
+    def _alert_anomalies(self, alert: dict[str, Any]) -> list[dict[str, Any]]:
+        """The anomalies an alert grouped: its entity's, inside its window, whose explanation shows its pattern."""
+        start = float(alert.get("window_start") or alert["event_time"])
+        end = float(alert.get("last_event_time") or start)
+        rows = self.store.anomalies(pipeline=self.spec.name, entity=alert["entity"], since=start, until=np.nextafter(end, np.inf),
+                                    limit=max(int(alert["count"]), 1) * 2)
+        pattern = alert.get("pattern")
+        return [r for r in rows if pattern is None or pattern in families(r.get("explanation") or [])] or rows
+
+    def mutes(self, *, in_force: bool = False) -> dict[str, Any]:
+        return {"items": mute_rows(self.store, self.spec.name, not_lifted=in_force)}
+
+    def lift_mute(self, mute_id: int, principal: Principal) -> dict[str, Any]:
+        if not lift_mute(self.store, self.spec.name, mute_id, principal.subject):
+            raise NotFound(f"no mute {mute_id} in force")
+        self.core.mute_refresher.refresh(force=True)
+        log.info("mute lifted", extra={"mute_id": mute_id, "by": principal.subject})
+        return next(row for row in mute_rows(self.store, self.spec.name) if row["id"] == int(mute_id))
 
     def dead_letters(self, principal: Principal, *, cursor: str | None, limit: int, source: str | None = None) -> dict[str, Any]:
         """Stored dead letters, newest first, raw records as text. A raw record is whatever was sent,

@@ -62,6 +62,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from tocsin.alerting.mutes import MuteBook, MuteRefresher
 from tocsin.checkpoint.base import CheckpointStore
 from tocsin.engine.follow import ModelFollower
 from tocsin.engine.retrain import DriftRetrainer
@@ -205,6 +206,9 @@ class DriverCore:
         self.retrainer: DriftRetrainer | None = None
         if spec.drift.retrain and self.follower is not None:
             self.retrainer = DriftRetrainer(spec, self.follower.registry)
+        #: what people said is normal, shared by every stream's alert grouping, read from the store ~1/s
+        self.mutes = MuteBook()
+        self.mute_refresher = MuteRefresher(self.store, spec.name, self.mutes)
         self._pending_path = ""
         self._model_label: tuple[str, int, bool] | None = None
 
@@ -215,6 +219,7 @@ class DriverCore:
         """A stream with a fresh pipeline (or ``pipeline``), restored from its checkpoint when ``resume``
         and one exists; every sink is told, with the checkpoint's metadata."""
         stream = Stream(name, pipeline or Pipeline(self.spec), AlertGrouping(self.spec, self.alerting), source, key=key)
+        stream.alerts.alerts.mutes = self.mutes
         checkpoint = self.retry("checkpoint", lambda: self.checkpoints.load(name)) if resume and self.checkpoints else None
         if checkpoint is not None:
             with self.lock:
@@ -259,6 +264,7 @@ class DriverCore:
         with self.lock:
             self.acknowledge_pending()
             self.follow_models()
+            self.mute_refresher.refresh()
             for stream, raw in work:
                 if not len(raw):
                     if stream.between_batches:

@@ -470,12 +470,19 @@ class Store:
         return self.fetch(statement.order_by(t.c.id.desc()).limit(_limit(limit)))
 
     def feedback(
-        self, pipeline: str | None = None, event_id: str | None = None, limit: int = 100
+        self, pipeline: str | None = None, event_id: str | None = None, limit: int = 100, alert_id: int | None = None
     ) -> list[dict[str, Any]]:
-        """Feedback rows, most recent first."""
+        """Feedback rows, most recent first (``alert_id``: those of verdicts given on that alert)."""
         t = feedback
         statement = _where(select(t), t, pipeline=pipeline, event_id=event_id)
+        if alert_id is not None:
+            statement = statement.where(t.c.alert_id == int(alert_id))
         return self.fetch(statement.order_by(t.c.id.desc()).limit(_limit(limit)))
+
+    def anomaly_rows(self, pipeline: str, event_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The stored anomalies of ``pipeline`` with these event ids (any order)."""
+        t = anomalies
+        return self.fetch(select(t).where(t.c.pipeline == pipeline, t.c.event_id.in_(list(event_ids))))
 
     def has_anomaly(self, pipeline: str, event_id: str) -> bool:
         """Whether ``event_id`` of ``pipeline`` was stored as an anomaly."""

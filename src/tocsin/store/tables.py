@@ -159,6 +159,7 @@ feedback = Table(
     Column("note", Text, nullable=True),
     Column("author", Text, nullable=True, comment="who gave it (added later: null on older rows)"),
     Column("created_at", Double, nullable=False, default=_now),
+    Column("alert_id", Integer, nullable=True, comment="the alert the verdict was given on (added later; null: on one anomaly)"),
     CheckConstraint(_one_of("label", FEEDBACK_LABELS), name="label"),
     Index(None, "pipeline", "event_id"),
 )

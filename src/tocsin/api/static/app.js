@@ -106,6 +106,8 @@ function renderAlerts() {
 }
 
 // --- one alert ------------------------------------------------------------------------------
+const anomalies = (n) => `${fmtNum(n)} ${n === 1 ? "anomaly" : "anomalies"}`;
+
 async function renderAlert(id) {
   const view = mount("#tpl-alert");
   const alert = await api(`/v1/alerts/${id}`);
@@ -119,8 +121,17 @@ async function renderAlert(id) {
     $('[data-testid="alert-time"]', view).textContent = fmtTime(a.event_time);
     $('[data-testid="alert-explanation"]', view).innerHTML = (a.explanation || []).map(e =>
       `<li>${esc(e.text)} <span class="muted">(${esc(e.feature)}, contribution ${fmtNum(e.contribution, 3)})</span></li>`).join("") || "<li class='muted'>no explanation</li>";
+    $('[data-testid="alert-mutes"]', view).innerHTML = (a.mutes || []).map(m =>
+      `<li class="mute">muted by ${esc(m.author || "unknown")}: ${esc(m.entity)} ${m.pattern ? `with pattern ${esc(m.pattern)}` : "(every pattern)"}` +
+      ` until ${fmtTime(m.until)}${m.lifted_at ? ` — lifted by ${esc(m.lifted_by || "unknown")} at ${fmtTime(m.lifted_at)}` : ""}</li>`).join("");
+  };
+  const verdicts = (a) => {
+    $('[data-testid="alert-verdicts"]', view).textContent = (a.verdicts || []).length
+      ? "verdicts: " + a.verdicts.map(v => `${v.label.replace("_", " ")} by ${v.author || "unknown"} on ${anomalies(v.anomalies)} (${fmtTime(v.created_at)})`).join("; ")
+      : "no verdict yet";
   };
   show(alert);
+  verdicts(alert);
   const canAct = state.role === "analyst" || state.role === "admin";
   view.querySelectorAll("[data-action]").forEach(button => {
     button.disabled = !canAct;
@@ -132,8 +143,15 @@ async function renderAlert(id) {
           show(await api(`/v1/alerts/${id}/${action}`, { method: "POST" }));
           result.textContent = action === "ack" ? "acknowledged" : "resolved";
         } else {
-          await api("/v1/feedback", { method: "POST", body: JSON.stringify({ event_id: alert.first_event_id, label: action }) });
-          result.textContent = `feedback recorded: ${action.replace("_", " ")}`;
+          const days = $('[data-testid="mute-days"]', view).value;
+          const body = { alert_id: alert.id, label: action };
+          if (days && action === "false_positive") body.mute = { days: Number(days), scope: $('[data-testid="mute-scope"]', view).value };
+          const answer = await api("/v1/feedback", { method: "POST", body: JSON.stringify(body) });
+          const current = await api(`/v1/alerts/${id}`);
+          show(current);
+          verdicts(current);
+          result.textContent = `feedback recorded: ${action.replace("_", " ")} on ${anomalies(answer.anomalies)}` +
+            (answer.mute ? `, muted until ${fmtTime(answer.mute.until)}` : "");
         }
       } catch (e) { result.textContent = e.message; }
     });
