@@ -54,6 +54,35 @@ def test_simulate_then_backtest(tmp_path):
     assert report["positives"] > 0
 
 
+def test_backtest_writes_every_scored_event_and_the_daily_figures(tmp_path):
+    import pyarrow.parquet as pq
+    from sklearn.metrics import average_precision_score
+
+    data = tmp_path / "tx.jsonl"
+    assert invoke("simulate", "--out", data, "--events", 20_000, "--users", 300).exit_code == 0
+    spec, report_path, scores = small_spec_file(tmp_path), tmp_path / "report.json", tmp_path / "scores.parquet"
+    result = invoke("backtest", spec, "--data", data, "--label-column", "is_fraud", "--json", report_path,
+                    "--scores", scores, "--label-delay", "7d", "--top-k", 20, "--test-days", 1)
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    table = pq.read_table(scores).to_pydict()
+    assert len(table["event_id"]) == report["scored"] == 18_000, "every scored event, none of the warm-up"
+    assert len(set(table["event_id"])) == 18_000 and set(table) >= {"entity", "event_time", "score", "is_anomaly", "severity",
+                                                                     "label", "label_known_at", "label_known"}
+    assert sum(table["is_anomaly"]) == report["anomalies"]
+    assert report["aucpr"] == average_precision_score(table["label"], table["score"]), "the report is computed from these rows"
+    delay = [k - t for k, t in zip(table["label_known_at"], table["event_time"])]
+    assert min(delay) == max(delay) == 7 * 86_400
+    end = max(table["event_time"])
+    assert table["label_known"] == [k <= end for k in table["label_known_at"]]
+    assert report["k"] == 20 and report["days"] >= 1 and 0 <= report["precision_at_k"] <= 1
+    assert set(report["final_1d"]) == {"aucpr", "aucroc", "precision_at_k", "k", "days"}
+    bad = invoke("backtest", spec, "--data", data, "--scores", tmp_path / "scores.txt")
+    assert bad.exit_code == 2 and "--scores" in bad.output
+    late = invoke("backtest", spec, "--data", data, "--label-delay", "soon")
+    assert late.exit_code == 2 and "--label-delay" in late.output
+
+
 def test_run_resumes_from_checkpoint(tmp_path):
     spec = small_spec_file(tmp_path)
     first, second = tmp_path / "a.json", tmp_path / "b.json"

@@ -180,21 +180,39 @@ def backtest(
     data: Path = typer.Option(..., help="history to replay: .jsonl, .json, .csv or .parquet"),
     label_column: Optional[str] = typer.Option(None, help="column with ground truth (1 = anomaly)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the report to this file"),
+    scores: Optional[Path] = typer.Option(None, help="write every scored event (id, entity, time, score, decision, label) to this .csv or .parquet"),
+    label_delay: Optional[str] = typer.Option(None, help="with --scores: labels become known this long after the event (e.g. 7d)"),
+    top_k: int = typer.Option(100, min=1, help="entity precision in each day's top K"),
+    test_days: float = typer.Option(7.0, min=0.0, help="also report the metrics over the final N days of event time"),
 ) -> None:
-    """Replay history through the pipeline: precision, recall, F1, AUCPR, alerts per 1,000 events."""
+    """Replay history through the pipeline: precision, recall, F1, AUCPR, AUC-ROC, daily top-k precision,
+    alerts per 1,000 events."""
     from rich.progress import Progress
 
     from tocsin.engine.backtest import backtest as run_backtest
     from tocsin.engine.backtest import count_records
 
+    from tocsin.durations import parse_duration
+
     spec = load_spec_or_exit(spec_path)
     if not data.exists():
         console.print(f"[red]--data {data}: no such file[/]")
         raise typer.Exit(2)
+    if scores is not None and scores.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        console.print(f"[red]--scores {scores}: name a .csv or .parquet file[/]")
+        raise typer.Exit(2)
+    try:
+        delay = parse_duration(label_delay) if label_delay else 0.0
+    except ValueError as error:
+        console.print(f"[red]--label-delay: {error}[/]")
+        raise typer.Exit(2) from None
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"replaying {data.name}", total=count_records(data))
-        report = run_backtest(spec, data, label_column, progress=lambda n: progress.advance(task, n))
-    console.print(_summary_table({k: v for k, v in report.items() if k != "problem"}, f"backtest of {spec.name} on {data.name}"))
+        report = run_backtest(spec, data, label_column, progress=lambda n: progress.advance(task, n), scores_path=scores,
+                              label_delay=delay, top_k=top_k, test_days=test_days)
+    shown = {k: v for k, v in report.items() if k != "problem" and not isinstance(v, dict)}
+    shown.update({f"{k}.{name}": v for k, part in report.items() if isinstance(part, dict) for name, v in part.items()})
+    console.print(_summary_table(shown, f"backtest of {spec.name} on {data.name}"))
     write_json(json_out, report)
     if report["problem"]:
         console.print(f"[red]{report['problem']}[/]")

@@ -52,16 +52,22 @@ def backtest(
     label_column: str | None,
     store_url: str = "sqlite://",
     progress: Callable[[int], None] | None = None,
+    scores_path: Path | None = None,
+    label_delay: float = 0.0,
+    top_k: int = 100,
+    test_days: float = 7.0,
 ) -> dict[str, Any]:
-    """Replay ``path`` through the pipeline from a fresh state and report quality and speed."""
+    """Replay ``path`` through the pipeline from a fresh state and report quality and speed.
+
+    With labels, the report also gives the figures a fraud team reads daily: entity precision in each
+    day's top ``top_k`` and the metrics over the final ``test_days`` of event time. ``scores_path``
+    (.csv or .parquet) receives every scored event (id, entity, event time, score, decision, label and,
+    with ``label_delay`` seconds, when its label becomes known and whether it was known by the end)."""
     spec = with_file_source(spec, path, label_column)
-    scores: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
+    rows = ScoredRows()
 
     def collect(scored: ScoredBatch, stats: RunStats) -> None:
-        if scored.events.labels is not None and scored.scored is not None:
-            scores.append(scored.score[scored.scored])
-            labels.append(scored.events.labels[scored.scored])
+        rows.add(scored)
         if progress is not None:
             progress(len(scored) + len(scored.dead_letters))
 
@@ -72,10 +78,110 @@ def backtest(
     report: dict[str, Any] = stats.summary()
     report["warmup_events"] = stats.events - stats.scored
     report["alerts_per_1000"] = round(1000.0 * stats.anomalies / stats.scored, 3) if stats.scored else None
-    y = np.concatenate(labels) if labels else np.empty(0)
-    s = np.concatenate(scores) if scores else np.empty(0)
-    report["aucpr"] = float(average_precision_score(y, s)) if len(y) and 0 < y.sum() < len(y) else None
-    report["aucroc"] = float(roc_auc_score(y, s)) if len(y) and 0 < y.sum() < len(y) else None
+    table = rows.table()
+    labelled = table["label"] >= 0
+    y, s = table["label"][labelled], table["score"][labelled]
+    report.update(ranking_metrics(y, s))
     report["positives"] = int(y.sum()) if len(y) else 0
+    if labelled.any():
+        report.update(daily_top_k(table, top_k))
+        final = labelled & (table["event_time"] >= table["event_time"].max() - test_days * DAY)
+        report[f"final_{test_days:g}d"] = {**ranking_metrics(table["label"][final], table["score"][final]),
+                                           **daily_top_k({k: v[final] for k, v in table.items()}, top_k)}
+    if scores_path is not None:
+        write_scores(table, Path(scores_path), label_delay)
+        report["scores_file"] = str(scores_path)
     report["problem"] = runner.problem()  # None, or why nothing was scored
     return report
+
+
+DAY = 86_400.0
+
+
+class ScoredRows:
+    """Every scored event of a replay, as columns (ids and entities as strings): what the metrics and
+    the scores file are computed from. Warm-up events, scored by nobody, are not in it."""
+
+    def __init__(self) -> None:
+        self.parts: list[dict[str, np.ndarray]] = []
+
+    def add(self, scored: ScoredBatch) -> None:
+        if scored.scored is None or not scored.scored.any():
+            return
+        rows = scored.scored
+        events = scored.events
+        labels = events.labels[rows].astype(np.int8) if events.labels is not None else np.full(int(rows.sum()), -1, np.int8)
+        self.parts.append({
+            "event_id": events.ids[rows].astype(str), "entity": events.keys[rows].astype(str),
+            "event_time": events.times[rows].astype(np.float64), "score": scored.score[rows].astype(np.float64),
+            "raw_score": scored.raw_score[rows].astype(np.float64), "is_anomaly": scored.is_anomaly[rows].astype(bool),
+            "severity": scored.severity[rows].astype(str), "label": labels,
+        })
+
+    def table(self) -> dict[str, np.ndarray]:
+        names = ("event_id", "entity", "event_time", "score", "raw_score", "is_anomaly", "severity", "label")
+        if not self.parts:
+            return {"event_id": np.empty(0, str), "entity": np.empty(0, str), "event_time": np.empty(0), "score": np.empty(0),
+                    "raw_score": np.empty(0), "is_anomaly": np.empty(0, bool), "severity": np.empty(0, str),
+                    "label": np.empty(0, np.int8)}
+        return {name: np.concatenate([p[name] for p in self.parts]) for name in names}
+
+
+def ranking_metrics(y: np.ndarray, s: np.ndarray) -> dict[str, float | None]:
+    """AUC-ROC and average precision, None when the labels hold one class only."""
+    defined = len(y) > 0 and 0 < int(y.sum()) < len(y)
+    return {"aucpr": float(average_precision_score(y, s)) if defined else None,
+            "aucroc": float(roc_auc_score(y, s)) if defined else None}
+
+
+def daily_top_k(table: dict[str, np.ndarray], k: int) -> dict[str, Any]:
+    """Entity precision in each UTC day's top ``k``: the day's entities ranked by their highest score,
+    the share of the top ``k`` with a positive label that day (what an analyst working a daily queue
+    of ``k`` cases sees). Mean over days, and the days counted.
+
+    >>> t = {"event_time": np.array([0., 1., 2., 86_400.]), "entity": np.array(["a", "a", "b", "a"]),
+    ...      "score": np.array([.9, .1, .5, .7]), "label": np.array([1, 0, 0, 0])}
+    >>> daily_top_k(t, 1)
+    {'precision_at_k': 0.5, 'k': 1, 'days': 2}
+    """
+    labelled = table["label"] >= 0
+    day = np.floor(table["event_time"][labelled] / DAY).astype(np.int64)
+    entity, score, label = table["entity"][labelled], table["score"][labelled], table["label"][labelled]
+    precisions = []
+    for d in np.unique(day):
+        today = day == d
+        best: dict[str, tuple[float, int]] = {}
+        for e, sc, lb in zip(entity[today].tolist(), score[today].tolist(), label[today].tolist()):
+            top, positive = best.get(e, (-np.inf, 0))
+            best[e] = (max(top, sc), max(positive, lb))
+        ranked = sorted(best.values(), key=lambda item: -item[0])[:k]
+        precisions.append(sum(p for _, p in ranked) / len(ranked))
+    return {"precision_at_k": float(np.mean(precisions)) if precisions else None, "k": k, "days": len(precisions)}
+
+
+def write_scores(table: dict[str, np.ndarray], path: Path, label_delay: float) -> None:
+    """Every scored event to ``path`` (.csv or .parquet). With labels: ``label_known_at`` (event time +
+    ``label_delay``) and ``label_known`` (that time had come by the replay's last event time): what a
+    prequential evaluation may train on."""
+    import pyarrow as pa
+
+    columns = dict(table)
+    if (columns["label"] >= 0).any():
+        columns["label_known_at"] = columns["event_time"] + float(label_delay)
+        end = columns["event_time"].max() if len(columns["event_time"]) else 0.0
+        columns["label_known"] = columns["label_known_at"] <= end
+    else:
+        del columns["label"]
+    data = pa.table(columns)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        pq.write_table(data, path)
+    elif suffix == ".csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(data, path)
+    else:
+        raise ValueError(f"--scores {path}: write .csv or .parquet")
