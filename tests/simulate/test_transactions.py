@@ -296,3 +296,23 @@ def test_write_events_rejects_unknown_format(tmp_path, stream):
         write_events(stream.take(slice(0, 10)), tmp_path / "events.xml")
     write_events(stream.take(slice(0, 10)), tmp_path / "events.out", format="csv")
     assert (tmp_path / "events.out").read_text().startswith('"tx_id"')
+
+
+def test_compromised_merchants_label_ordinary_events_and_change_nothing_else() -> None:
+    plain = TransactionSimulator(users=400, merchants=300, fraud_rate=0.004, warmup_days=1.0, seed=5).generate(30_000)
+    sim = TransactionSimulator(users=400, merchants=300, fraud_rate=0.004, warmup_days=1.0, seed=5,
+                               compromised_merchants=3, compromised_share=0.5)
+    hit = sim.generate(30_000)
+    # the same events: only labels (and the fraud type) differ, so no detector can tell them apart
+    assert (hit.ids == plain.ids).all() and (hit.times == plain.times).all() and (hit.keys == plain.keys).all()
+    assert all((hit.numeric[k] == plain.numeric[k]).all() for k in plain.numeric)
+    assert all((hit.categorical[k] == plain.categorical[k]).all() for k in plain.categorical)
+    terminal = hit.extra["fraud_type"] == "terminal_compromise"
+    assert (hit.labels[terminal] == 1).all() and ((hit.labels != plain.labels) == terminal).all()
+    merchants = set(hit.categorical["merchant_id"][terminal])
+    assert 1 <= len(merchants) <= 3 and (hit.categorical["channel"][terminal] == "pos").all()
+    at = np.isin(hit.categorical["merchant_id"], list(merchants)) & (hit.times >= hit.times[0] + 86_400) & (plain.labels == 0)
+    assert 0.35 < terminal.sum() / at.sum() < 0.65, "about compromised_share of their transactions after warm-up"
+    assert not terminal[hit.times < float(hit.times[0]) + 86_400 - 3_600].any(), "none during warm-up"
+    with pytest.raises(ValueError, match="compromised_share"):
+        TransactionSimulator(compromised_merchants=1, compromised_share=0.0)

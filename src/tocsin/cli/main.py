@@ -225,6 +225,8 @@ def simulate(
     events: int = typer.Option(200_000, help="number of events"),
     users: int = typer.Option(5_000, help="simulated cards"),
     fraud_rate: float = typer.Option(0.004, help="share of events that are injected fraud"),
+    compromised_merchants: int = typer.Option(0, min=0, help="merchants whose stolen-card fraud looks normal (only labels reveal it)"),
+    compromised_share: float = typer.Option(0.3, min=0.001, max=1.0, help="share of a compromised merchant's transactions that are fraud"),
     seed: int = typer.Option(7),
 ) -> None:
     """Write a labelled card-transaction dataset (is_fraud, fraud_type) to a file."""
@@ -236,7 +238,8 @@ def simulate(
     except ValueError as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(2) from None
-    simulator = TransactionSimulator(users=users, fraud_rate=fraud_rate, seed=seed)
+    simulator = TransactionSimulator(users=users, fraud_rate=fraud_rate, seed=seed, compromised_merchants=compromised_merchants,
+                                     compromised_share=compromised_share)
     batch = simulator.generate(events)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_events(batch, out, "jsonl" if fmt == "json" else fmt)

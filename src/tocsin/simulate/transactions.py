@@ -78,6 +78,15 @@ land on a merchant the card met once as legit noise.
 Unlike legit activity, fraud starts at any hour of the day (uniformly), so it
 is over-represented at night — one more weak signal, as in real data.
 
+*Fraud only labels reveal* (``compromised_merchants`` > 0; off by default, so
+other streams are unchanged): that many in-person merchants are compromised
+(a colluding or skimmed terminal) from the end of warm-up on, and a share
+``compromised_share`` of the transactions there are stolen-card fraud
+(``terminal_compromise``) although they look exactly like the card's ordinary
+purchases: same cards, amounts and hours. No unsupervised detector can see
+them; the confirmed fraud at the same merchant can. These events are labels
+on events the stream already has, on top of ``fraud_rate``.
+
 Determinism and resuming
 ------------------------
 The world comes from ``(seed,)``; day ``i`` comes from ``(seed, i)`` only, in
@@ -174,15 +183,19 @@ _INCIDENT_SIZE_MAX = np.array([30, 6, 1, 40, 50])
 _INCIDENT_SPAN_MIN_S = np.array([60.0, 600.0, 0.0, 120.0, 1200.0])
 _INCIDENT_SPAN_MAX_S = np.array([300.0, 3600.0, 0.0, 600.0, 3600.0])
 
+#: fraud that only labels can reveal (off unless ``compromised_merchants``): see the module docstring
+LABEL_ONLY_FRAUD = "terminal_compromise"
+_TERMINAL_COMPROMISE_CODE = len(FRAUD_TYPES) + 1
+
 _CHANNEL_NAMES = np.array(["pos", "online"], dtype=object)
-_FRAUD_TYPE_NAMES = np.array(["", *FRAUD_TYPES], dtype=object)  # code 0 = legit
+_FRAUD_TYPE_NAMES = np.array(["", *FRAUD_TYPES, LABEL_ONLY_FRAUD], dtype=object)  # code 0 = legit
 _CATEGORY_NAMES = np.array([name for name, _, _ in CATEGORIES], dtype=object)
 _CATEGORY_SCALE = np.array([scale for _, scale, _ in CATEGORIES])
 _CATEGORY_SHARE = np.array([share for _, _, share in CATEGORIES])
 _CATEGORY_SHARE = _CATEGORY_SHARE / _CATEGORY_SHARE.sum()
 
-# Domain tags keep the world, plan and detail random streams independent.
-_WORLD_STREAM, _PLAN_STREAM, _DETAIL_STREAM = 0, 1, 2
+# Domain tags keep the world, plan, detail and compromise random streams independent.
+_WORLD_STREAM, _PLAN_STREAM, _DETAIL_STREAM, _COMPROMISE_STREAM = 0, 1, 2, 3
 
 
 def _parse_start(start: str | float | datetime) -> float:
@@ -244,6 +257,8 @@ class TransactionSimulator:
         warmup_days: float = 1.0,
         seed: int = 7,
         start: str | float | datetime = "2026-01-01T00:00:00Z",
+        compromised_merchants: int = 0,
+        compromised_share: float = 0.3,
     ) -> None:
         if int(users) < 1:
             raise ValueError(f"users must be >= 1, got {users}")
@@ -253,6 +268,12 @@ class TransactionSimulator:
             raise ValueError(f"fraud_rate must be in [0, 1), got {fraud_rate}")
         if warmup_days < 0:
             raise ValueError(f"warmup_days must be >= 0, got {warmup_days}")
+        if int(compromised_merchants) < 0:
+            raise ValueError(f"compromised_merchants must be >= 0, got {compromised_merchants}")
+        if not 0 < compromised_share <= 1:
+            raise ValueError(f"compromised_share must be in (0, 1], got {compromised_share}")
+        self.compromised_merchants = int(compromised_merchants)
+        self.compromised_share = float(compromised_share)
         self.users = int(users)
         self.merchants = int(merchants)
         self.fraud_rate = float(fraud_rate)
@@ -274,12 +295,16 @@ class TransactionSimulator:
             warmup_days=source.warmup_days,
             seed=source.seed,
             start=source.start,
+            compromised_merchants=source.compromised_merchants,
+            compromised_share=source.compromised_share,
         )
 
     def __repr__(self) -> str:
         return (
             f"TransactionSimulator(users={self.users}, merchants={self.merchants}, fraud_rate={self.fraud_rate}, "
-            f"warmup_days={self.warmup_days}, seed={self.seed}, start={self.start!r})"
+            f"warmup_days={self.warmup_days}, seed={self.seed}, start={self.start!r}"
+            + (f", compromised_merchants={self.compromised_merchants}, compromised_share={self.compromised_share}"
+               if self.compromised_merchants else "") + ")"
         )
 
     # --- random streams ---------------------------------------------------------
@@ -336,6 +361,12 @@ class TransactionSimulator:
         regulars = regulars.reshape(n, MAX_REGULARS)
         regulars[np.arange(MAX_REGULARS)[None, :] >= self._regular_count[:, None]] = -1
         self._regulars = regulars
+        # the compromised terminals: in-person merchants drawn from their own stream (the world stays the same)
+        physical_merchants = np.flatnonzero(~self._merchant_is_online)
+        chosen = self._rng(_COMPROMISE_STREAM).choice(
+            physical_merchants, size=min(self.compromised_merchants, len(physical_merchants)), replace=False)
+        self._compromised = np.zeros(self.merchants, dtype=bool)
+        self._compromised[chosen] = True
 
     def _random_merchants(self, rng: np.random.Generator, cities: np.ndarray, online: np.ndarray) -> np.ndarray:
         """One merchant per row: a random online merchant, or a random in-person merchant in ``cities``."""
@@ -437,6 +468,8 @@ class TransactionSimulator:
         card, merchant, seconds, amount, fraud_code, city_online = (
             a[order] for a in (card, merchant, seconds, amount, fraud_code, city_online)
         )
+        if self.compromised_merchants:
+            fraud_code = self._terminal_compromise(index, merchant, seconds, fraud_code)
         online = self._merchant_is_online[merchant]
         city = np.where(online, city_online, self._merchant_city[merchant])
         positions = np.arange(first_position, first_position + len(card), dtype=np.int64)
@@ -456,6 +489,13 @@ class TransactionSimulator:
             labels=(fraud_code > 0).astype(np.int8),
             extra={"fraud_type": _FRAUD_TYPE_NAMES[fraud_code]},
         )
+
+    def _terminal_compromise(self, index: int, merchant: np.ndarray, seconds: np.ndarray, fraud_code: np.ndarray) -> np.ndarray:
+        """Label a share of the legit transactions at compromised merchants, after warm-up, as fraud."""
+        window_from, _ = self._fraud_window(index)
+        draw = self._rng(_COMPROMISE_STREAM, index + 1).random(len(merchant))
+        hit = self._compromised[merchant] & (fraud_code == 0) & (seconds >= window_from) & (draw < self.compromised_share)
+        return np.where(hit, _TERMINAL_COMPROMISE_CODE, fraud_code)
 
     def _legit_events(
         self, rng: np.random.Generator, events_per_card: np.ndarray, traveling: np.ndarray, current_city: np.ndarray

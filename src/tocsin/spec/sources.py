@@ -19,6 +19,8 @@ class SimulatorSource(SpecModel):
     fraud_rate: float = Field(0.004, ge=0, le=0.5, description="share of events that are injected fraud")
     warmup_days: float = Field(1.0, ge=0, description="days of clean history before the first injected fraud")
     start: str = "2026-01-01T00:00:00Z"
+    compromised_merchants: int = Field(0, ge=0, description="in-person merchants whose stolen-card fraud looks normal (only labels reveal it)")
+    compromised_share: float = Field(0.3, gt=0, le=1, description="share of a compromised merchant's transactions that are fraud")
 
 
 class FileSource(SpecModel):
