@@ -56,6 +56,8 @@ _KNN_MEAN = {"kind": "knn", "params": {"n_neighbors": 50, "method": "mean", "sca
 #: Four independent subsets of 512 rows (the same 2,048 reference rows, the same cost), k = 12 so the
 #: neighbourhood spans about the same share of the data as k = 50 among 2,048; scores averaged.
 _KNN_BAGGED = {"kind": "knn", "params": {"n_neighbors": 12, "scaling": "robust", "max_samples": 512, "n_estimators": 4}}
+#: HBOS with PyOD's defaults (10 equal-width bins, alpha 0.1, tol 0.5), fitted on every row (linear).
+_HBOS = {"kind": "hbos", "params": {}}
 
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "ensemble": {"kind": "ensemble", "params": {"members": [_IF, _ECOD, _KNN], "combine": "mean"}},
@@ -68,6 +70,8 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "ecod_knn_mean": {"kind": "ensemble", "params": {"members": [_ECOD, _KNN_MEAN]}},
     "ecod_knn_bagged": {"kind": "ensemble", "params": {"members": [_ECOD, _KNN_BAGGED]}},
     "ecod_knn_rank": {"kind": "ensemble", "params": {"members": [_ECOD, _KNN], "combine": "rank"}},
+    "ecod_hbos_knn": {"kind": "ensemble", "params": {"members": [_ECOD, _HBOS, _KNN]}},
+    "hbos_knn": {"kind": "ensemble", "params": {"members": [_HBOS, _KNN]}},
     "isolation_forest": {"kind": "isolation_forest", "params": {}},
     "ecod": {"kind": "ecod", "params": _ECOD["params"]},
     "knn": {"kind": "knn", "params": _KNN["params"]},
@@ -90,9 +94,19 @@ DEFAULT_CONFIGURATION = "ecod_knn"
 #:   a subsampling ensemble (Zimek et al., 2013), less dependent on which rows were drawn;
 #: - ``ecod_knn_rank``: the same members, each turned into its calibrated rank among its own
 #:   training scores before averaging (rank normalisation), no assumption on the scores' shape.
+#:
+#: None of the three beat ``ecod_knn`` (docs/quality.md). A second round, again fixed before its
+#: scores were seen, from the remaining ideas of issue 13's list (HBOS; a larger kNN reference
+#: was left out: four times kNN's query cost does not fit 1,000,000 x 50 in a minute here):
+#:
+#: - ``ecod_hbos_knn``: HBOS added as a third member: it scores a value by the density of its
+#:   column's histogram bin, so a value in the gap between two modes (in no tail, invisible to
+#:   ECOD) is seen; linear in the rows;
+#: - ``hbos_knn``: HBOS instead of ECOD as kNN's per-column partner.
 CV_CANDIDATES: tuple[str, ...] = (
     "ensemble", "ensemble_max", "ensemble_rank", "if_ecod", "if_knn", "ecod_knn", "isolation_forest", "ecod", "knn",
     "ecod_knn_mean", "ecod_knn_bagged", "ecod_knn_rank",
+    "ecod_hbos_knn", "hbos_knn",
 )
 
 #: Published unsupervised baselines on the ADBench classical datasets, measured on
