@@ -126,3 +126,16 @@ def test_subsets_need_max_samples_and_survive_save_load(tmp_path):
     loaded = Detector.load(tmp_path / "bagged.npz")
     np.testing.assert_array_equal(loaded.score_samples(X), detector.score_samples(X))
     np.testing.assert_array_equal(loaded.explain(X[:5]), detector.explain(X[:5]))
+
+
+def test_many_blocks_scored_on_threads_agree_with_exact_neighbours():
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(12_000, 20))
+    detector = KNN(n_neighbors=15, max_samples=4_000, random_state=0).fit(X)
+    assert X.shape[0] > 4 * (4_000_000 // 4_000)  # several blocks, so several threads
+    exact = NearestNeighbors(n_neighbors=15).fit(detector.reference_).kneighbors(detector._scaled(X))[0]
+    np.testing.assert_allclose(detector.score_samples(X), exact[:, -1], rtol=1e-3)
+    mean = KNN(n_neighbors=15, method="mean", max_samples=4_000, random_state=0).fit(X)
+    np.testing.assert_allclose(mean.score_samples(X), exact.mean(axis=1), rtol=1e-3)
