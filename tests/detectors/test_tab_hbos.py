@@ -30,7 +30,7 @@ def test_surprise_is_the_log_density_ratio_to_the_densest_bin():
     X = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 1.5, 9.9] + [9.5] * 3)[:, None]
     detector = HBOS(alpha=0.1).fit(X)
     n, width = 10, 0.98
-    density = lambda count: count / (n * width)  # noqa: E731
+    density = lambda count: count / (n * width)
     top = np.log(density(5) + 0.1)
     got = detector.score_samples([[0.3], [1.5], [5.0], [9.9]])
     np.testing.assert_allclose(got, [0.0, top - np.log(density(1) + 0.1), top - np.log(0.1), top - np.log(density(4) + 0.1)])
