@@ -49,6 +49,7 @@ BAD_PARAMS = {
     "ensemble": ("combine", "median"),
     "ewma": ("alpha", 7),
     "half_space_trees": ("height", 0),
+    "hbos": ("n_bins", 0),
     "isolation_forest": ("n_estimators", -1),
     "knn": ("n_neighbors", 0),
     "lstm_forecaster": ("lookback", 0),

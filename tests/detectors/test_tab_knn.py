@@ -79,3 +79,63 @@ def test_a_sampled_reference_bounds_the_work_per_row():
     detector = KNN(n_neighbors=5, max_samples=500, random_state=0).fit(X)
     assert detector.reference_.shape == (500, 3)
     assert np.isfinite(detector.score_samples(X)).all()
+
+
+def test_subsets_are_independent_and_the_score_is_their_mean():
+    X = np.random.default_rng(3).normal(size=(5_000, 3))
+    detector = KNN(n_neighbors=7, max_samples=300, n_estimators=4, random_state=0).fit(X)
+    bags = detector._bags()
+    assert detector.reference_.shape == (1_200, 3) and len(bags) == 4
+    assert not np.array_equal(bags[0], bags[1])
+    for bag in bags:  # each subset is distinct rows of X
+        assert len(np.unique(bag, axis=0)) == 300
+    Z = detector._scaled(X[:50])
+    each = []
+    for bag in bags:
+        distances = np.sqrt(((Z[:, None, :] - bag[None, :, :]) ** 2).sum(axis=2))
+        each.append(np.sort(distances, axis=1)[:, 6])
+    np.testing.assert_allclose(detector.score_samples(X[:50]), np.mean(each, axis=0), rtol=1e-3)
+    # one subset is the plain sampled kNN
+    single = KNN(n_neighbors=7, max_samples=300, n_estimators=1, random_state=0).fit(X)
+    plain = KNN(n_neighbors=7, max_samples=300, random_state=0).fit(X)
+    np.testing.assert_array_equal(single.score_samples(X[:50]), plain.score_samples(X[:50]))
+
+
+def test_subsets_on_a_small_table_each_hold_every_row_and_the_kd_tree_path_agrees():
+    X = np.random.default_rng(4).normal(size=(100, 2))
+    detector = KNN(n_neighbors=5, max_samples=1_000, n_estimators=3, random_state=0).fit(X)
+    assert detector.reference_.shape == (300, 2)
+    np.testing.assert_allclose(detector.score_samples(X), KNN(n_neighbors=5).fit(X).score_samples(X), rtol=1e-3)
+    big = np.random.default_rng(5).normal(size=(20_000, 3))
+    tree = KNN(n_neighbors=5, max_samples=9_000, n_estimators=2, random_state=0).fit(big)
+    assert not tree._brute_force()
+    distances, indices = tree._neighbours(tree._scaled(big[:20]))
+    assert distances.shape == indices.shape == (20, 10)
+    expected = (distances[:, 4] + distances[:, 9]) / 2
+    np.testing.assert_allclose(tree.score_samples(big[:20]), expected)
+
+
+def test_subsets_need_max_samples_and_survive_save_load(tmp_path):
+    with pytest.raises(ValueError, match="n_estimators"):
+        KNN(n_estimators=2).fit(np.zeros((3, 1)))
+    with pytest.raises(ValueError, match="n_estimators"):
+        KNN(n_estimators=0, max_samples=2).fit(np.zeros((3, 1)))
+    X = np.random.default_rng(6).normal(size=(600, 3))
+    detector = KNN(n_neighbors=5, max_samples=100, n_estimators=3, random_state=1).fit(X)
+    detector.save(tmp_path / "bagged.npz")
+    loaded = Detector.load(tmp_path / "bagged.npz")
+    np.testing.assert_array_equal(loaded.score_samples(X), detector.score_samples(X))
+    np.testing.assert_array_equal(loaded.explain(X[:5]), detector.explain(X[:5]))
+
+
+def test_many_blocks_scored_on_threads_agree_with_exact_neighbours():
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(12_000, 20))
+    detector = KNN(n_neighbors=15, max_samples=4_000, random_state=0).fit(X)
+    assert X.shape[0] > 4 * (4_000_000 // 4_000)  # several blocks, so several threads
+    exact = NearestNeighbors(n_neighbors=15).fit(detector.reference_).kneighbors(detector._scaled(X))[0]
+    np.testing.assert_allclose(detector.score_samples(X), exact[:, -1], rtol=1e-3)
+    mean = KNN(n_neighbors=15, method="mean", max_samples=4_000, random_state=0).fit(X)
+    np.testing.assert_allclose(mean.score_samples(X), exact.mean(axis=1), rtol=1e-3)

@@ -156,13 +156,18 @@ def _tail_surprises(X, sorted_values, n_valid, skew_sign):
                 else:
                     hi = mid
             at_or_below = lo
-            lo, hi = 0, at_or_below
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if sorted_values[mid, j] < x:
-                    lo = mid + 1
-                else:
-                    hi = mid
+            # values < x: the same count unless x itself is among the training values (a tie),
+            # which one comparison rules out for most values of a continuous column
+            if at_or_below == 0 or sorted_values[at_or_below - 1, j] < x:
+                lo = at_or_below
+            else:
+                lo, hi = 0, at_or_below
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if sorted_values[mid, j] < x:
+                        lo = mid + 1
+                    else:
+                        hi = mid
             at_or_above = m - lo
             left = -math.log(max(at_or_below, 0.5) / m)
             right = -math.log(max(at_or_above, 0.5) / m)
