@@ -4,7 +4,7 @@ import numpy as np
 
 from tocsin.detectors.ewma import EWMAZScore
 from tocsin.detectors.forecast import SeasonalForecast
-from tocsin.detectors.seasonal import SeasonalProfile
+from tocsin.detectors.seasonal import AutoSeasonalProfile, SeasonalProfile
 from tocsin.detectors.timeseries import TimeSeriesDetector, ValueRarity
 
 HOUR = 3600
@@ -46,6 +46,49 @@ def test_seasonal_profile_flags_a_value_normal_for_the_day_but_not_for_the_hour(
     assert scores[12 * 96 + 72] > 10
     # the EWMA, blind to the season, sees nothing special there
     assert ewma[12 * 96 + 72] < np.percentile(ewma[200:], 99.9)
+
+
+def test_auto_seasonal_needs_no_period_for_a_daily_or_a_twelve_hour_pattern():
+    for period in (86_400, 43_200):
+        rng = np.random.default_rng(1)
+        seconds = np.arange(14 * 24 * 4) * (HOUR // 4)
+        values = 100 + 40 * np.sin(2 * np.pi * seconds / period) + rng.normal(0, 1.0, seconds.size)
+        trough = 12 * 96 + int(0.75 * period / (HOUR // 4))  # a trough of the pattern on day 12
+        values[trough] = 100.0  # the series' mean, at the hour of its low
+        scores = AutoSeasonalProfile().score_partial_fit(values, timestamps=seconds)
+        assert scores.argmax() == trough and scores[trough] > 10
+        # from the second day on (the first is scored against the level), nothing else comes close
+        assert np.percentile(scores[96:], 99.5) < 5
+
+
+def test_auto_seasonal_learns_weekends_from_the_week_profile():
+    rng = np.random.default_rng(2)
+    seconds = np.arange(6 * 7 * 24) * HOUR  # six weeks, hourly, starting on a Thursday (1970-01-01)
+    weekend = np.isin((seconds // 86_400 + 3) % 7, (5, 6))
+    values = np.where(weekend, 20.0, 100.0) + rng.normal(0, 1.0, seconds.size)
+    saturday = 5 * 7 * 24 + 2 * 24 + 12  # noon of the last Saturday
+    values[saturday] = 100.0  # a weekday's level on a Saturday
+    scores = AutoSeasonalProfile().score_partial_fit(values, timestamps=seconds)
+    # the first weekend is news (nothing has seen one); from the third week on only the odd Saturday is
+    assert 2 * 7 * 24 + scores[2 * 7 * 24 :].argmax() == saturday and scores[saturday] > 10
+    # once the week's hourly buckets hold three values (three weeks of hourly data), weekends are
+    # ordinary: the week's profile has predicted the series better and explains them
+    later_weekends = weekend & (np.arange(seconds.size) >= 4 * 7 * 24)
+    later_weekends[saturday] = False
+    assert scores[later_weekends].max() < 5
+    # the daily profile alone (no week) mixes weekdays and weekends into one wide spread: blind to it
+    daily = SeasonalProfile(n_buckets=24).score_partial_fit(values, timestamps=seconds)
+    assert daily[saturday] < 2
+
+
+def test_auto_seasonal_on_noise_is_a_plain_z_score():
+    rng = np.random.default_rng(3)
+    seconds = np.arange(4000) * 300
+    values = rng.normal(10.0, 2.0, seconds.size)
+    scores = AutoSeasonalProfile().score_partial_fit(values, timestamps=seconds)
+    assert np.percentile(scores[500:], 99) < 3.5  # |z| of Gaussian noise, and the lower of two profiles
+    values[3000] = 30.0  # ten standard deviations
+    assert AutoSeasonalProfile().score_partial_fit(values, timestamps=seconds).argmax() == 3000
 
 
 def test_seasonal_buckets_use_time_of_period():
