@@ -57,7 +57,7 @@ def test_auto_seasonal_needs_no_period_for_a_daily_or_a_twelve_hour_pattern():
         values[trough] = 100.0  # the series' mean, at the hour of its low
         scores = AutoSeasonalProfile().score_partial_fit(values, timestamps=seconds)
         assert scores.argmax() == trough and scores[trough] > 10
-        # from the second day on (the first is scored against the level), nothing else comes close
+        # from the second day on (the first fills the buckets), nothing else comes close
         assert np.percentile(scores[96:], 99.5) < 5
 
 

@@ -181,10 +181,10 @@ class AutoSeasonalProfile(StreamingDetector):
     For each season of :data:`AUTO_SEASONS` (a day in hours, a week in hours)
     and each column, every bucket keeps an exponentially weighted mean and
     variance as :class:`SeasonalProfile` does (weight ``alpha``; a running
-    average while the bucket has seen fewer than ``1 / alpha`` values), and so
-    does the level of the whole series (one bucket). A bucket predicts once it
-    holds ``min_count`` values; until then its season uses the forecast of the
-    season before it (the week the day's, the day the level's). A row scores
+    average while the bucket has seen fewer than ``1 / alpha`` values). A
+    bucket forecasts once it holds ``min_count`` values; until then the week
+    uses the day's forecast, and a row whose day bucket cannot forecast yet
+    scores 0 (as :class:`SeasonalProfile` does). A row scores
     ``|x - mean| / spread`` of the chosen season's bucket, spread ``sd +
     relative_floor x (max - min seen)``.
 
@@ -209,8 +209,8 @@ class AutoSeasonalProfile(StreamingDetector):
     until its weeks have been seen (the first weekend is news); sharp changes
     within an hour (the hour's spread widens).
 
-    **Cost**: ``1 + len(AUTO_SEASONS)`` profiles per row and column, compiled;
-    about ``5 x (1 + 24 + 168)`` floats of state per column.
+    **Cost**: ``len(AUTO_SEASONS)`` profiles per row and column, compiled;
+    about ``5 x 2 x 168`` floats of state per column.
 
     Parameters
     ----------
@@ -248,7 +248,7 @@ class AutoSeasonalProfile(StreamingDetector):
         check_positive("relative_floor", self.relative_floor)
 
     def _init_state(self, n_features: int) -> None:
-        shape = (1 + len(AUTO_SEASONS), max(b for _, b in AUTO_SEASONS), n_features)
+        shape = (len(AUTO_SEASONS), max(b for _, b in AUTO_SEASONS), n_features)
         self.mean_ = np.zeros(shape)
         self.var_ = np.zeros(shape)
         self.bucket_count_ = np.zeros(shape)
@@ -257,12 +257,11 @@ class AutoSeasonalProfile(StreamingDetector):
         self.low_ = np.zeros(n_features)
         self.high_ = np.zeros(n_features)
         self.count_ = np.zeros(n_features)
-        self.evidence_ = np.zeros((1 + len(AUTO_SEASONS), 3, n_features))
+        self.evidence_ = np.zeros((len(AUTO_SEASONS), 3, n_features))
 
     def _run(self, X: np.ndarray, seconds: np.ndarray, learn: bool, score: bool) -> np.ndarray:
-        # row 0 is the level of the whole series (one bucket, a new "cycle" every row)
-        buckets = np.stack([np.zeros(seconds.size, dtype=np.int64)] + [_buckets(seconds, float(p), int(b)) for p, b in AUTO_SEASONS])
-        cycles = np.stack([np.full(seconds.size, np.inf)] + [np.floor(seconds / float(p)) for p, _ in AUTO_SEASONS])
+        buckets = np.stack([_buckets(seconds, float(p), int(b)) for p, b in AUTO_SEASONS])
+        cycles = np.stack([np.floor(seconds / float(p)) for p, _ in AUTO_SEASONS])
         return _auto_seasonal(
             X, buckets, cycles, self.mean_, self.var_, self.bucket_count_, self.last_cycle_, self.cycles_seen_, self.low_, self.high_, self.count_,
             self.evidence_, float(self.alpha), int(self.min_count), float(self.relative_floor), learn, score,
@@ -280,38 +279,42 @@ def _auto_seasonal(X, buckets, cycles, mean, var, bucket_count, last_cycle, cycl
             if math.isnan(x):
                 out[i, j] = np.nan
                 continue
-            if bucket_count[0, 0, j] >= min_count:
-                floor = relative_floor * (high[j] - low[j]) + 1e-12
-                # each season predicts; one whose bucket cannot yet uses the season before it (the level first)
-                mu = mean[0, 0, j]
-                sd = math.sqrt(var[0, 0, j]) + floor
-                previous_error = 0.0
-                chosen = 0.0
-                for k in range(1, k_all):
-                    b = buckets[k, i]
-                    if bucket_count[k, b, j] >= min_count:
-                        mu = mean[k, b, j]
-                        sd = math.sqrt(var[k, b, j]) + floor
-                    z = (x - mu) / sd
-                    # the longer season replaces the shorter once it has predicted significantly better
-                    # (one-sided Diebold-Mariano test on absolute errors, 2 standard errors)
+            floor = relative_floor * (high[j] - low[j]) + 1e-12
+            # each season forecasts; one whose bucket cannot yet uses the season before it's forecast
+            forecast = False
+            mu = 0.0
+            sd = 1.0
+            previous_error = 0.0
+            chosen = 0.0
+            for k in range(k_all):
+                b = buckets[k, i]
+                if bucket_count[k, b, j] >= min_count:
+                    mu = mean[k, b, j]
+                    sd = math.sqrt(var[k, b, j]) + floor
+                    forecast = True
+                if not forecast:
+                    break  # the shortest season has no forecast yet: the row is not scored
+                z = (x - mu) / sd
+                error = abs(x - mu)
+                if k == 0:
+                    chosen = z
+                else:
+                    # the longer season replaces the shorter once it has forecast significantly
+                    # better: a one-sided Diebold-Mariano test on absolute errors (2 standard errors)
                     n_k = evidence[k, 2, j]
-                    if k == 1:
-                        chosen = z
-                    elif n_k > 1.0:
+                    if n_k > 1.0:
                         gain = evidence[k, 0, j] / n_k
                         spread = math.sqrt(max(evidence[k, 1, j] / n_k - gain * gain, 0.0) / n_k)
                         if gain > 2.0 * spread and gain > 0.0:
                             chosen = z
-                    error = abs(x - mu)
-                    if learn and k > 1 and cycles_seen[k, b, j] >= 2.0:  # a forecast from an earlier cycle
+                    if learn and cycles_seen[k, b, j] >= 2.0:  # a forecast from an earlier cycle
                         difference = previous_error - error
                         evidence[k, 0, j] += difference
                         evidence[k, 1, j] += difference * difference
                         evidence[k, 2, j] += 1.0
-                    previous_error = error
-                if score:
-                    out[i, j] = abs(chosen)
+                previous_error = error
+            if score and forecast:
+                out[i, j] = abs(chosen)
             if learn:
                 if count[j] == 0:
                     low[j] = x
