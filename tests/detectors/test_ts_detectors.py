@@ -122,3 +122,14 @@ def test_timeseries_detector_alarms_once_per_event():
     assert scores[event].max() > scores[3 * 96 : 16 * 96 + 20].max()
     assert ((scores > 0.5 * scores[event].max())[16 * 96 + 60 :]).sum() <= 5
     assert (scores >= 0).all() and (scores < 1).all()
+
+
+def test_rarity_bins_follow_the_memory_by_rices_rule_on_the_effective_count():
+    from tocsin.detectors.timeseries import rarity_bins
+
+    memory = 4000.0
+    weights = (1.0 - 1.0 / memory) ** np.arange(200_000)  # the decayed counts' weights by age
+    effective = weights.sum() ** 2 / (weights**2).sum()  # Kish's effective number of values
+    assert abs(effective - (2 * memory - 1)) < 1e-6 * memory
+    assert rarity_bins(memory) == int(np.ceil(2 * effective ** (1 / 3) - 1e-9)) == 40
+    assert [rarity_bins(m) for m in (1000.0, 2000.0, 8000.0)] == [26, 32, 51]  # no knob of its own

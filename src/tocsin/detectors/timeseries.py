@@ -164,20 +164,25 @@ def _rarity(X, counts, total, low, high, count, recent, recent_position, decay, 
 
 
 def rarity_bins(memory: float) -> int:
-    """Bins of the rarity histogram for a memory of ``memory`` rows: Rice's rule, ``ceil(2 n^(1/3))``.
+    """Bins of the rarity histogram for a memory of ``memory`` rows: Rice's rule, ``ceil(2 n^(1/3))``,
+    for the histogram's effective number of values ``n = 2 x memory - 1``.
 
     A histogram's bins should grow as the cube root of the values it holds (the
     order that balances the bias of wide bins against the noise of sparse ones
     for a smooth density; Scott 1979, Freedman and Diaconis 1981); Rice's rule is
     that order with no estimate of the spread, which the rarity histogram cannot
-    use (its range is the range seen, not a standard deviation). With the
-    decayed counts, ``n`` is the memory: 4,000 rows give 32 bins. The bin count
-    therefore follows the memory instead of being a knob of its own.
+    use (its range is the range seen, not a standard deviation). The counts are
+    exponentially decayed (weight ``d^age``, ``d = 1 - 1 / memory``), so the
+    number of values they hold is Kish's effective sample size
+    ``(sum w)^2 / sum w^2 = (1 + d) / (1 - d) = 2 x memory - 1``: 4,000 rows of
+    memory give 40 bins. The bin count therefore follows the memory instead of
+    being a knob of its own.
 
-    >>> rarity_bins(4000.0), rarity_bins(1000.0)
-    (32, 20)
+    >>> rarity_bins(4000.0), rarity_bins(1000.0), rarity_bins(8000.0)
+    (40, 26, 51)
     """
-    return max(1, math.ceil(2.0 * float(memory) ** (1.0 / 3.0)))
+    effective = 2.0 * float(memory) - 1.0
+    return max(1, math.ceil(2.0 * effective ** (1.0 / 3.0) - 1e-9))
 
 
 def _decay(memory: Any) -> Any:
@@ -242,7 +247,8 @@ class TimeSeriesDetector(StreamingDetector):
       weeks of 5-minute data, long enough that an ordinary daily excursion is
       common, short enough that a level the series moved to long ago is normal
       again; the histogram's bins follow from it (:func:`rarity_bins`, Rice's
-      rule: 32 bins for 4,000 rows);
+      rule on the decayed counts' effective number of values: 40 bins for
+      4,000 rows);
     - ``calibration_window`` 4,000 scores: a 2 % tail of 80 points;
     - ``suppress_halflife`` 100 rows: the first alarm of an event passes, its
       echoes over the next few hundred rows keep only the share of their
