@@ -74,14 +74,14 @@ def test_a_fold_never_chooses_with_its_held_out_category():
 
 def test_nab_cv_writes_the_promised_keys_and_a_sensitivity_table(tmp_path):
     _write_nab_layout(tmp_path / "nab", with_results=False)
-    variants = {"suppress_gamma": (0.25, 1.0), "combine": ("max",)}
+    variants = {"suppress_halflife": (50.0, 200.0), "combine": ("max",)}
     result = run_nab_cv(tmp_path / "nab", Console(file=io.StringIO(), width=160), candidates=["tocsin-short", "rarity"], sensitivity=variants)
     assert {"cv_standard", "in_sample_standard", "sensitivity", "cv_low_fp", "default", "groups", "candidates", "chosen_per_fold"} <= set(result)
     assert result["default"] in ("tocsin-short", "rarity")
     assert set(result["groups"]) == {"artificialToy", "realToy"}
     assert set(result["chosen_per_fold"]) == {"artificialToy", "realToy"}
     rows = result["sensitivity"]
-    assert [(r["parameter"], r["value"]) for r in rows] == [("suppress_gamma", 0.25), ("suppress_gamma", 1.0), ("combine", "max")]
+    assert [(r["parameter"], r["value"]) for r in rows] == [("suppress_halflife", 50.0), ("suppress_halflife", 200.0), ("combine", "max")]
     for row in rows:
         assert {"in_sample_standard", "cv_standard", "delta_in_sample", "delta_cv"} <= set(row)
         assert row["delta_in_sample"] == pytest.approx(row["in_sample_standard"] - result["candidates"][result["default"]]["in_sample"]["standard"], abs=0.011)

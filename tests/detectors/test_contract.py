@@ -44,6 +44,7 @@ CONTRACT_PARAMS = {
 
 #: A parameter each kind must refuse without data, and the value it must refuse.
 BAD_PARAMS = {
+    "auto_seasonal": ("alpha", 7),
     "autoencoder": ("epochs", 0),
     "ecod": ("max_samples", -5),
     "ensemble": ("combine", "median"),
@@ -57,7 +58,7 @@ BAD_PARAMS = {
     "rules": ("rules", ["f0 >"]),
     "seasonal": ("n_buckets", 0),
     "seasonal_forecast": ("gamma", 2.0),
-    "timeseries": ("suppress_gamma", 2.0),
+    "timeseries": ("suppress_halflife", -1.0),
     "value_rarity": ("decay", 0.0),
 }
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from tocsin.detectors.ewma import EWMAZScore
 from tocsin.detectors.forecast import SeasonalForecast
-from tocsin.detectors.seasonal import SeasonalProfile
+from tocsin.detectors.seasonal import AutoSeasonalProfile, SeasonalProfile
 from tocsin.detectors.timeseries import TimeSeriesDetector, ValueRarity
 
 HOUR = 3600
@@ -48,6 +48,49 @@ def test_seasonal_profile_flags_a_value_normal_for_the_day_but_not_for_the_hour(
     assert ewma[12 * 96 + 72] < np.percentile(ewma[200:], 99.9)
 
 
+def test_auto_seasonal_needs_no_period_for_a_daily_or_a_twelve_hour_pattern():
+    for period in (86_400, 43_200):
+        rng = np.random.default_rng(1)
+        seconds = np.arange(14 * 24 * 4) * (HOUR // 4)
+        values = 100 + 40 * np.sin(2 * np.pi * seconds / period) + rng.normal(0, 1.0, seconds.size)
+        trough = 12 * 96 + int(0.75 * period / (HOUR // 4))  # a trough of the pattern on day 12
+        values[trough] = 100.0  # the series' mean, at the hour of its low
+        scores = AutoSeasonalProfile().score_partial_fit(values, timestamps=seconds)
+        assert scores.argmax() == trough and scores[trough] > 10
+        # from the second day on (the first fills the buckets), nothing else comes close
+        assert np.percentile(scores[96:], 99.5) < 5
+
+
+def test_auto_seasonal_learns_weekends_from_the_week_profile():
+    rng = np.random.default_rng(2)
+    seconds = np.arange(6 * 7 * 24) * HOUR  # six weeks, hourly, starting on a Thursday (1970-01-01)
+    weekend = np.isin((seconds // 86_400 + 3) % 7, (5, 6))
+    values = np.where(weekend, 20.0, 100.0) + rng.normal(0, 1.0, seconds.size)
+    saturday = 5 * 7 * 24 + 2 * 24 + 12  # noon of the last Saturday
+    values[saturday] = 100.0  # a weekday's level on a Saturday
+    scores = AutoSeasonalProfile().score_partial_fit(values, timestamps=seconds)
+    # the first weekend is news (nothing has seen one); from the third week on only the odd Saturday is
+    assert 2 * 7 * 24 + scores[2 * 7 * 24 :].argmax() == saturday and scores[saturday] > 10
+    # once the week's hourly buckets hold three values (three weeks of hourly data), weekends are
+    # ordinary: the week's profile has predicted the series better and explains them
+    later_weekends = weekend & (np.arange(seconds.size) >= 4 * 7 * 24)
+    later_weekends[saturday] = False
+    assert scores[later_weekends].max() < 5
+    # the daily profile alone (no week) mixes weekdays and weekends into one wide spread: blind to it
+    daily = SeasonalProfile(n_buckets=24).score_partial_fit(values, timestamps=seconds)
+    assert daily[saturday] < 2
+
+
+def test_auto_seasonal_on_noise_is_a_plain_z_score():
+    rng = np.random.default_rng(3)
+    seconds = np.arange(4000) * 300
+    values = rng.normal(10.0, 2.0, seconds.size)
+    scores = AutoSeasonalProfile().score_partial_fit(values, timestamps=seconds)
+    assert np.percentile(scores[500:], 99) < 3.5  # |z| of Gaussian noise, and the lower of two profiles
+    values[3000] = 30.0  # ten standard deviations
+    assert AutoSeasonalProfile().score_partial_fit(values, timestamps=seconds).argmax() == 3000
+
+
 def test_seasonal_buckets_use_time_of_period():
     detector = SeasonalProfile(period=86_400, n_buckets=24)
     stamps = np.array(["2024-01-01T00:00", "2024-01-01T13:59", "2024-01-02T23:30"], dtype="datetime64[m]")
@@ -79,3 +122,14 @@ def test_timeseries_detector_alarms_once_per_event():
     assert scores[event].max() > scores[3 * 96 : 16 * 96 + 20].max()
     assert ((scores > 0.5 * scores[event].max())[16 * 96 + 60 :]).sum() <= 5
     assert (scores >= 0).all() and (scores < 1).all()
+
+
+def test_rarity_bins_follow_the_memory_by_rices_rule_on_the_effective_count():
+    from tocsin.detectors.timeseries import rarity_bins
+
+    memory = 4000.0
+    weights = (1.0 - 1.0 / memory) ** np.arange(200_000)  # the decayed counts' weights by age
+    effective = weights.sum() ** 2 / (weights**2).sum()  # Kish's effective number of values
+    assert abs(effective - (2 * memory - 1)) < 1e-6 * memory
+    assert rarity_bins(memory) == int(np.ceil(2 * effective ** (1 / 3) - 1e-9)) == 40
+    assert [rarity_bins(m) for m in (1000.0, 2000.0, 8000.0)] == [26, 32, 51]  # no knob of its own

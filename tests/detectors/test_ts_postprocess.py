@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from tocsin.detectors.postprocess import AlarmSuppressor, AnomalyLikelihood, TailSurprise, surprise_to_unit
+from tocsin.detectors.postprocess import AlarmSuppressor, AnomalyLikelihood, EchoDamper, TailSurprise, surprise_to_unit
 
 
 def _tail_surprise_reference(raw, window, q, warmup):
@@ -97,6 +97,25 @@ def test_alarm_suppressor_batch_equals_row_by_row():
     surprise = np.abs(np.random.default_rng(3).standard_cauchy(500))
     whole = AlarmSuppressor(halflife=20).process(surprise)
     stepper = AlarmSuppressor(halflife=20)
+    np.testing.assert_array_equal(whole, np.concatenate([stepper.process(surprise[i : i + 1]) for i in range(500)]))
+
+
+def test_echo_damper_keeps_the_first_alarm_and_damps_echoes_by_their_new_share():
+    burst = np.zeros(400)
+    burst[100:110] = 6.0
+    burst[350] = 6.0  # a new event, 240 rows (2.4 half-lives) later
+    out = EchoDamper(halflife=100).process(burst)
+    assert out[100] == 6.0
+    np.testing.assert_allclose(out[101:110], 3.0)  # an echo as large as the alarm keeps half: 6 x 6 / (6 + 6)
+    assert 3.0 < out[350] < 6.0  # the envelope has decayed to about 1.1: most of the new event passes
+    higher = EchoDamper(halflife=100).process(np.array([6.0, 12.0, 2.0]))
+    assert higher[1] == 12.0 * 12.0 / 18.0 and higher[2] < 0.5  # a larger event keeps most, a small echo little
+
+
+def test_echo_damper_batch_equals_row_by_row():
+    surprise = np.abs(np.random.default_rng(3).standard_cauchy(500))
+    whole = EchoDamper(halflife=20).process(surprise)
+    stepper = EchoDamper(halflife=20)
     np.testing.assert_array_equal(whole, np.concatenate([stepper.process(surprise[i : i + 1]) for i in range(500)]))
 
 

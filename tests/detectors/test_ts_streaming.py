@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from tocsin.detectors import DETECTORS, Detector, NotFittedError
 from tocsin.detectors.ewma import EWMAZScore
 from tocsin.detectors.forecast import SeasonalForecast
-from tocsin.detectors.seasonal import SeasonalProfile
+from tocsin.detectors.seasonal import AutoSeasonalProfile, SeasonalProfile
 from tocsin.detectors.timeseries import CONFIGURATIONS, TimeSeriesDetector, ValueRarity, make_detector
 
 
@@ -27,6 +27,7 @@ def _factories():
     return {
         "ewma": lambda: EWMAZScore(alpha=0.05),
         "seasonal": lambda: SeasonalProfile(n_buckets=24),
+        "auto_seasonal": lambda: AutoSeasonalProfile(),
         "forecast": lambda: SeasonalForecast(n_buckets=24),
         "rarity": lambda: ValueRarity(memory=256),
         **{f"timeseries:{name}": (lambda name=name: make_detector(name)) for name in CONFIGURATIONS},

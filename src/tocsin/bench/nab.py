@@ -23,7 +23,7 @@ the README's published numbers for NAB's 31-file subset, labelled as such.
 
 Named configurations (``--detector NAME``, ``--detector all`` runs each):
 :data:`tocsin.detectors.timeseries.CONFIGURATIONS`; the default, ``tocsin``
-(seasonal time-of-day profile + value rarity per series, each calibrated to
+(hour-of-day and hour-of-week profiles + value rarity per series, each calibrated to
 surprise against its own recent scores, summed, alarm echoes damped), is the
 candidate with the best leave-one-category-out score.
 

@@ -14,7 +14,7 @@
      to its longer history;
    - :class:`AlarmSuppressor` keeps the first alarm of a burst and damps the
      echoes that follow it (NAB counts every repeated alarm outside a window as
-     a false positive).
+     a false positive); :class:`EchoDamper` does so with no strength to set.
 
 Surprise in decades adds up across independent detectors (it is a log
 p-value), is comparable between series, and :func:`surprise_to_unit` maps it
@@ -456,6 +456,62 @@ def _suppress(surprise, envelope, decay, gamma):
             out[i] = s
             continue
         out[i] = max(s - gamma * e, 0.0)
+        e = max(e * decay, s)
+    envelope[0] = e
+    return out
+
+
+class EchoDamper:
+    """Damps the echoes of an alarm by the share of its surprise that is new: ``out = s^2 / (s + envelope)``.
+
+    ``envelope`` is the largest recent surprise, decaying by half every
+    ``halflife`` rows (as in :class:`AlarmSuppressor`). ``s / (s + envelope)``
+    is the share of the evidence at hand that the recent alarm does not already
+    account for; the surprise is weighted by it. So the first row of a burst
+    passes unchanged (envelope 0), an echo as large as the alarm keeps half,
+    a smaller echo much less (``s^2 / envelope``), and a row far above
+    the envelope keeps nearly all of its excess (``~ s - envelope``). Unlike
+    ``AlarmSuppressor`` there is no strength ``gamma`` to choose: the damping
+    follows from the envelope alone, and it fades out after a few half-lives,
+    so a new event is seen again.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> EchoDamper(halflife=10).process(np.array([0.0, 5.0, 5.0, 4.0, 0.0, 9.0])).round(2)
+    array([0.  , 5.  , 2.5 , 1.78, 0.  , 6.07])
+    """
+
+    def __init__(self, halflife: float = 100.0) -> None:
+        check_positive("halflife", halflife)
+        self.halflife = float(halflife)
+        self.reset()
+
+    def reset(self) -> None:
+        self.envelope_ = np.zeros(1)
+
+    def process(self, surprise: np.ndarray, learn: bool = True) -> np.ndarray:
+        surprise = np.ascontiguousarray(surprise, dtype=np.float64).ravel()
+        envelope = self.envelope_ if learn else self.envelope_.copy()
+        return _damp_echoes(surprise, envelope, 0.5 ** (1.0 / self.halflife))
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"envelope": self.envelope_.copy()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.envelope_ = np.array(state["envelope"], dtype=np.float64).reshape(1)
+
+
+@njit(cache=True)
+def _damp_echoes(surprise, envelope, decay):
+    out = np.zeros(surprise.size)
+    e = envelope[0]
+    for i in range(surprise.size):
+        s = surprise[i]
+        if math.isnan(s):
+            out[i] = s
+            continue
+        out[i] = s * s / (s + e) if s > 0.0 else 0.0
         e = max(e * decay, s)
     envelope[0] = e
     return out

@@ -23,8 +23,8 @@ from numba import njit
 from tocsin.detectors.base import Capabilities, check_positive
 from tocsin.detectors.ewma import EWMAZScore
 from tocsin.detectors.forecast import SeasonalForecast
-from tocsin.detectors.postprocess import AlarmSuppressor, ConformalTail, _suppress, surprise_to_unit
-from tocsin.detectors.seasonal import DAY_SECONDS, SeasonalProfile
+from tocsin.detectors.postprocess import ConformalTail, EchoDamper, _damp_echoes, surprise_to_unit
+from tocsin.detectors.seasonal import AutoSeasonalProfile
 from tocsin.detectors.streaming import StreamingDetector, as_rows
 
 
@@ -163,16 +163,44 @@ def _rarity(X, counts, total, low, high, count, recent, recent_position, decay, 
     return out
 
 
+def rarity_bins(memory: float) -> int:
+    """Bins of the rarity histogram for a memory of ``memory`` rows: Rice's rule, ``ceil(2 n^(1/3))``,
+    for the histogram's effective number of values ``n = 2 x memory - 1``.
+
+    A histogram's bins should grow as the cube root of the values it holds (the
+    order that balances the bias of wide bins against the noise of sparse ones
+    for a smooth density; Scott 1979, Freedman and Diaconis 1981); Rice's rule is
+    that order with no estimate of the spread, which the rarity histogram cannot
+    use (its range is the range seen, not a standard deviation). The counts are
+    exponentially decayed (weight ``d^age``, ``d = 1 - 1 / memory``), so the
+    number of values they hold is Kish's effective sample size
+    ``(sum w)^2 / sum w^2 = (1 + d) / (1 - d) = 2 x memory - 1``: 4,000 rows of
+    memory give 40 bins. The bin count therefore follows the memory instead of
+    being a knob of its own.
+
+    >>> rarity_bins(4000.0), rarity_bins(1000.0), rarity_bins(8000.0)
+    (40, 26, 51)
+    """
+    effective = 2.0 * float(memory) - 1.0
+    return max(1, math.ceil(2.0 * effective ** (1.0 / 3.0) - 1e-9))
+
+
+def _decay(memory: Any) -> Any:
+    return 1.0 - 1.0 / memory if isinstance(memory, (int, float)) and memory >= 1 else memory
+
+
+def _bins(memory: Any) -> Any:
+    return rarity_bins(memory) if isinstance(memory, (int, float)) and memory >= 1 else 1
+
+
 #: component name -> its class and, for each of its parameters that a TimeSeriesDetector
-#: sets, the TimeSeriesDetector parameter that sets it (errors name the latter)
-_COMPONENTS: dict[str, tuple[type[StreamingDetector], dict[str, str]]] = {
-    "seasonal": (SeasonalProfile, {"period": "seasonal_period", "n_buckets": "seasonal_buckets", "alpha": "seasonal_alpha"}),
-    "rarity": (ValueRarity, {"n_bins": "rarity_bins", "decay": "rarity_memory"}),
+#: sets, the TimeSeriesDetector parameter that sets it and how (errors name the latter)
+_COMPONENTS: dict[str, tuple[type[StreamingDetector], dict[str, tuple[str, Any]]]] = {
+    "seasonal": (AutoSeasonalProfile, {"alpha": ("seasonal_alpha", None)}),
+    "rarity": (ValueRarity, {"n_bins": ("rarity_memory", _bins), "decay": ("rarity_memory", _decay)}),
     "ewma": (EWMAZScore, {}),
-    "forecast": (SeasonalForecast, {"period": "seasonal_period", "n_buckets": "seasonal_buckets"}),
+    "forecast": (SeasonalForecast, {}),
 }
-#: how a TimeSeriesDetector parameter becomes the component's (the rarity's memory in rows is its decay)
-_CONVERSIONS: dict[str, Any] = {"rarity_memory": lambda memory: 1.0 - 1.0 / memory if isinstance(memory, (int, float)) and memory >= 1 else memory}
 
 
 class TimeSeriesDetector(StreamingDetector):
@@ -182,10 +210,11 @@ class TimeSeriesDetector(StreamingDetector):
     in order and strictly online, per column:
 
     1. every component scores the value from the past (``components``):
-       ``"seasonal"`` its time-of-day profile (:class:`SeasonalProfile`),
+       ``"seasonal"`` its hour-of-day and hour-of-week profiles
+       (:class:`~tocsin.detectors.seasonal.AutoSeasonalProfile`: no period to set),
        ``"rarity"`` the rarity of the value (:class:`ValueRarity`), ``"ewma"``
        an EWMA z-score (:class:`EWMAZScore`), ``"forecast"`` a seasonal
-       forecast's residual (:class:`SeasonalForecast`);
+       daily forecast's residual (:class:`SeasonalForecast`);
     2. each raw score becomes surprise in decades against that component's last
        ``calibration_window`` raw scores on this series (:class:`ConformalTail`:
        a rank, an exponential tail, and never more surprise than the scores
@@ -193,7 +222,8 @@ class TimeSeriesDetector(StreamingDetector):
     3. the surprises are summed (``combine="sum"``: evidence adds up, a value
        both off its hour's profile and at a rare level is more anomalous than
        either) or the largest is taken (``"max"``);
-    4. :class:`AlarmSuppressor` damps the rows after a high score;
+    4. :class:`~tocsin.detectors.postprocess.EchoDamper` damps the rows after a
+       high score by the share of their surprise that is new (no strength to set);
     5. the output is ``s / (s + 10)`` in [0, 1) (monotone: thresholds can be
        swept on either scale). With several columns a row scores its most
        anomalous column.
@@ -203,23 +233,27 @@ class TimeSeriesDetector(StreamingDetector):
     cross-validation on NAB among the fixed candidates of :data:`CV_CANDIDATES`
     (``tocsin bench nab --cv``; figures in ``docs/quality.md``).
 
-    Why each knob has its value (none was set per series):
+    Why each knob has its value (none was set per series), and what is not a knob:
 
-    - ``seasonal_period`` one day and ``seasonal_buckets`` 24: the hour of the
-      day is the grain at which metrics, traffic and people's activity repeat;
-      where nothing repeats daily the profile is just a slow mean per hour
-      and its calibrated surprise stays low;
-    - ``seasonal_alpha`` 0.05: each hour's mean and spread remember about 20
-      days, so a daily pattern is learned in a few days and follows slow change;
-    - ``rarity_bins`` 40 across the range seen, and ``rarity_memory`` 4,000 rows
-      of counts: a level is "rare" against about two weeks of 5-minute data,
-      long enough that an ordinary daily excursion is common, short enough that
-      a level the series moved to long ago is normal again (cross-validation
-      chose 4,000 over the previous 1,000);
+    - no period: the seasonal component holds the day's and the week's
+      profiles in hours at once (the clock's and the calendar's cycles,
+      :data:`~tocsin.detectors.seasonal.AUTO_SEASONS`) and each series moves
+      from the day to the week only once the week has forecast it significantly
+      better; where nothing repeats daily or weekly each bucket is a slow mean
+      per hour and its calibrated surprise stays low;
+    - ``seasonal_alpha`` 0.05: each bucket's mean and spread remember about 20
+      values, so a daily pattern is learned in a few days and follows slow change;
+    - ``rarity_memory`` 4,000 rows of counts: a level is "rare" against about two
+      weeks of 5-minute data, long enough that an ordinary daily excursion is
+      common, short enough that a level the series moved to long ago is normal
+      again; the histogram's bins follow from it (:func:`rarity_bins`, Rice's
+      rule on the decayed counts' effective number of values: 40 bins for
+      4,000 rows);
     - ``calibration_window`` 4,000 scores: a 2 % tail of 80 points;
-    - ``suppress_halflife`` 100 rows and ``suppress_gamma`` 0.5: the first
-      alarm of an event passes, its echoes over the next few hundred rows
-      are halved (NAB and people count every repeated alarm as a false one).
+    - ``suppress_halflife`` 100 rows: the first alarm of an event passes, its
+      echoes over the next few hundred rows keep only the share of their
+      surprise that the alarm does not account for (NAB and people count every
+      repeated alarm as a false one); the damping has no strength of its own.
 
     **Good at**: spikes and dips off a daily pattern, new levels, flat-lined
     or stuck signals, with one early alarm per event; short series (surprise
@@ -227,7 +261,7 @@ class TimeSeriesDetector(StreamingDetector):
 
     **Fails at**: slow drifts that never leave the range seen (the rarity
     component adapts with them), anomalies in the *relation* between columns,
-    seasonality other than daily unless ``seasonal_period`` is changed, and a
+    periods other than a day or a week, and a
     second, smaller event within a few half-lives of the first. The NAB score
     of any setting is noisy: one detected window is worth about 1.7 points, so
     changing a parameter by half or double moves it by several points (the
@@ -244,14 +278,14 @@ class TimeSeriesDetector(StreamingDetector):
         ``"ewma"``, ``"forecast"``).
     combine
         ``"sum"`` or ``"max"`` of the components' surprises.
-    seasonal_period, seasonal_buckets, seasonal_alpha
-        The seasonal and forecast components' period (seconds), buckets and weight.
-    rarity_bins, rarity_memory
-        The rarity component's histogram: bins, and memory of its counts in rows.
+    seasonal_alpha
+        The seasonal component's weight of the newest value in its bucket.
+    rarity_memory
+        The rarity component's memory of its counts in rows (its bins follow).
     calibration_window
         Raw scores per component and series the surprise is computed against.
-    suppress_halflife, suppress_gamma
-        The alarm suppressor (``suppress_gamma=0`` turns it off).
+    suppress_halflife
+        Rows over which the echo damping halves.
 
     Examples
     --------
@@ -275,25 +309,17 @@ class TimeSeriesDetector(StreamingDetector):
         self,
         components: tuple[str, ...] | list[str] = ("seasonal", "rarity"),
         combine: str = "sum",
-        seasonal_period: float = DAY_SECONDS,
-        seasonal_buckets: int = 24,
         seasonal_alpha: float = 0.05,
-        rarity_bins: int = 40,
         rarity_memory: float = 4000.0,
         calibration_window: int = 4000,
         suppress_halflife: float = 100.0,
-        suppress_gamma: float = 0.5,
     ) -> None:
         self.components = components
         self.combine = combine
-        self.seasonal_period = seasonal_period
-        self.seasonal_buckets = seasonal_buckets
         self.seasonal_alpha = seasonal_alpha
-        self.rarity_bins = rarity_bins
         self.rarity_memory = rarity_memory
         self.calibration_window = calibration_window
         self.suppress_halflife = suppress_halflife
-        self.suppress_gamma = suppress_gamma
 
     @property
     def needs_timestamps(self) -> bool:  # type: ignore[override]
@@ -313,25 +339,25 @@ class TimeSeriesDetector(StreamingDetector):
         # the parts check the rest when they are built
         self._make_parts()
 
-    def _make(self, cls: type, settings: dict[str, str]) -> Any:
+    def _make(self, cls: type, settings: dict[str, tuple[str, Any]]) -> Any:
         """``cls`` with its parameters from this detector's; an error names this detector's parameter."""
         try:
-            made = cls(**{inner: _CONVERSIONS.get(outer, lambda v: v)(getattr(self, outer)) for inner, outer in settings.items()})
+            made = cls(**{inner: (convert or (lambda v: v))(getattr(self, outer)) for inner, (outer, convert) in settings.items()})
             if isinstance(made, StreamingDetector):
                 made.check_params()
         except ValueError as error:
             message = str(error)
-            for inner, outer in settings.items():
+            for inner, (outer, _) in settings.items():
                 if message.startswith(f"{inner} "):
                     message = outer + message[len(inner) :]
                     break
             raise ValueError(message) from None
         return made
 
-    def _make_parts(self) -> tuple[list[StreamingDetector], list[ConformalTail], AlarmSuppressor]:
+    def _make_parts(self) -> tuple[list[StreamingDetector], list[ConformalTail], EchoDamper]:
         parts = [self._make(*_COMPONENTS[name]) for name in self.components]
-        calibrators = [self._make(ConformalTail, {"window": "calibration_window"}) for _ in self.components]
-        return parts, calibrators, self._make(AlarmSuppressor, {"halflife": "suppress_halflife", "gamma": "suppress_gamma"})
+        calibrators = [self._make(ConformalTail, {"window": ("calibration_window", None)}) for _ in self.components]
+        return parts, calibrators, self._make(EchoDamper, {"halflife": ("suppress_halflife", None)})
 
     def _build_parts(self, n_features: int) -> None:
         self.parts_, self.calibrators_, self.suppressor_ = self._make_parts()
@@ -366,7 +392,7 @@ class TimeSeriesDetector(StreamingDetector):
         decay = 0.5 ** (1.0 / float(self.suppress_halflife))
         out = np.empty_like(combined)
         for j in range(combined.shape[1]):
-            out[:, j] = _suppress(np.ascontiguousarray(combined[:, j]), envelope[j : j + 1], decay, float(self.suppress_gamma))
+            out[:, j] = _damp_echoes(np.ascontiguousarray(combined[:, j]), envelope[j : j + 1], decay)
         # a missing value gives its column no score (the row scores its other columns)
         out[np.isnan(X)] = np.nan
         return surprise_to_unit(np.nan_to_num(out, nan=0.0)) if X.shape[1] == 1 else np.where(np.isnan(out), np.nan, surprise_to_unit(np.nan_to_num(out)))
@@ -441,19 +467,19 @@ def _strip(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
 #: parameters for every series. Fixed before any cross-validated score was seen; the
 #: default is the one with the best leave-one-category-out NAB score (``--cv``).
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
-    # seasonal profile (hourly buckets) + value rarity (memory 4,000 rows), calibrated, surprises summed, echoes damped
+    # day + week profiles (hourly buckets) + value rarity (memory 4,000 rows), calibrated, surprises summed, echoes damped
     "tocsin": {},
     # the same, the rarity remembering a quarter as long (1,000 rows: the previous default)
     "tocsin-short": {"rarity_memory": 1000.0},
     # the same components, the larger surprise instead of the sum
     "tocsin-max": {"combine": "max", "rarity_memory": 1000.0},
-    # the seasonal profile alone
+    # the day + week profiles alone
     "seasonal": {"components": ("seasonal",)},
     # value rarity alone (no timestamps needed)
     "rarity": {"components": ("rarity",)},
-    # online Holt-Winters residual + value rarity
+    # online Holt-Winters residual (daily season) + value rarity
     "forecast": {"components": ("forecast", "rarity"), "rarity_memory": 1000.0},
-    # seasonal profile + value rarity + EWMA z-score
+    # day + week profiles + value rarity + EWMA z-score
     "tocsin-ewma": {"components": ("seasonal", "rarity", "ewma"), "rarity_memory": 1000.0},
 }
 #: The candidates ``tocsin bench nab --cv`` chooses among (earlier wins ties): all of CONFIGURATIONS.
@@ -469,8 +495,8 @@ def sensitivity_variants(params: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
     """Every parameter of a configuration at x0.5 and x2 (integers rounded), or its
     neighbouring choices (:data:`NEIGHBOURS`): the rows of the sensitivity table.
 
-    >>> sensitivity_variants({"combine": "sum", "seasonal_buckets": 24, "suppress_gamma": 0.5, "components": ["rarity"]})
-    {'combine': ('max',), 'seasonal_buckets': (12, 48), 'suppress_gamma': (0.25, 1.0)}
+    >>> sensitivity_variants({"combine": "sum", "calibration_window": 4000, "suppress_halflife": 100.0, "components": ["rarity"]})
+    {'combine': ('max',), 'calibration_window': (2000, 8000), 'suppress_halflife': (50.0, 200.0)}
     """
     variants: dict[str, tuple[Any, ...]] = {}
     for name, value in params.items():
