@@ -197,7 +197,13 @@ class KafkaProducerHandle:
             raise SinkError(f"{remaining} record(s) not acknowledged within {timeout:.1f} s")
 
     def close(self, timeout: float = 10.0) -> None:
+        """Flush what is in flight, then destroy the client: its threads stop now, not when the garbage
+        collector gets to it (until then they would keep reconnecting to a broker that has gone)."""
         try:
             self.producer.flush(timeout)
         except KafkaException:  # pragma: no cover - closing anyway
+            pass
+        try:
+            self.producer.close()
+        except (KafkaException, RuntimeError):  # pragma: no cover - already closed
             pass

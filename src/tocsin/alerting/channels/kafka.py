@@ -62,4 +62,5 @@ class KafkaChannel(Channel):
     def close(self) -> None:
         if self._producer is not None:
             self._producer.flush(1.0)
+            self._producer.close()  # its threads stop now rather than whenever it is collected
             self._producer = None
