@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from tocsin.batch import EventBatch
 from tocsin.engine.pipeline import ScoredBatch
 from tocsin.engine.runner import Runner, RunStats
 from tocsin.sources.file import FileSource
@@ -65,9 +66,15 @@ def backtest(
     with ``label_delay`` seconds, when its label becomes known and whether it was known by the end)."""
     spec = with_file_source(spec, path, label_column)
     rows = ScoredRows()
+    delayed = DelayedLabels(label_delay)
+    runner: Runner | None = None
 
     def collect(scored: ScoredBatch, stats: RunStats) -> None:
         rows.add(scored)
+        pipeline = runner.pipeline if runner is not None else None
+        if pipeline is not None and pipeline.features.takes_labels:
+            delayed.add(scored.events)
+            delayed.apply_due(pipeline.features, pipeline.admission.watermark)
         if progress is not None:
             progress(len(scored) + len(scored.dead_letters))
 
@@ -96,6 +103,37 @@ def backtest(
 
 
 DAY = 86_400.0
+
+
+class DelayedLabels:
+    """A backtest's labels revealed ``delay`` seconds after their event: each becomes known at event time
+    + delay and is folded into the label features (``kind: confirmed``) once the replay's event-time
+    clock has passed that, after the batch that moved the clock. So no label influences the score of an
+    event at or before the label's arrival: the prequential protocol, as a live stream would live it."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = float(delay)
+        self.pending: list[tuple[np.ndarray, EventBatch]] = []  # (known at, labelled positives), time order
+        self.applied = 0
+
+    def add(self, events: EventBatch) -> None:
+        if events.labels is None or not len(events):
+            return
+        positives = np.flatnonzero(events.labels > 0)
+        if len(positives):
+            self.pending.append((events.times[positives] + self.delay, events.take(positives)))
+
+    def apply_due(self, features: Any, now: float) -> None:
+        keep: list[tuple[np.ndarray, EventBatch]] = []
+        for known_at, labelled in self.pending:
+            due = known_at <= now
+            if due.any():
+                features.apply_labels(labelled.take(np.flatnonzero(due)), known_at[due])
+                self.applied += int(due.sum())
+            if not due.all():
+                rest = np.flatnonzero(~due)
+                keep.append((known_at[rest], labelled.take(rest)))
+        self.pending = keep
 
 
 class ScoredRows:

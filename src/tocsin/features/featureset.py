@@ -25,6 +25,7 @@ from tocsin.batch import EventBatch
 from tocsin.features.base import BatchKeys, FeatureOperator, FeatureOutput
 from tocsin.features.decayed import DecayedStats
 from tocsin.features.keys import KeyIndex
+from tocsin.features.labels import ConfirmedRisk
 from tocsin.features.novelty import Novelty
 from tocsin.features.recency import Recency
 from tocsin.features.value import ValueFeature
@@ -144,6 +145,8 @@ class FeatureSet:
                 operators.append(Velocity(feature.half_life, by=by, this=this, baseline=feature.baseline))
             elif feature.kind == "novelty":
                 operators.append(Novelty(feature.field, by=by, this=this))
+            elif feature.kind == "confirmed":
+                operators.append(ConfirmedRisk(by=by, half_lives=feature.half_lives, this=this))
             else:  # pragma: no cover - the spec's discriminator admits no other kind
                 raise ValueError(f"unknown feature kind {feature.kind!r}")
         return cls(operators)
@@ -180,6 +183,28 @@ class FeatureSet:
                 j += 1
             context.update(output.context)
         return FeatureFrame(X=X, names=list(self.names), context=context, batch=batch, _owners=owners)
+
+    @property
+    def takes_labels(self) -> bool:
+        """Whether any operator turns arriving labels into features (``kind: confirmed``)."""
+        return any(getattr(op, "accepts_labels", False) for op in self.operators)
+
+    def apply_labels(self, labelled: EventBatch, at: np.ndarray) -> None:
+        """Fold in labels (``labelled.labels``, 1 = confirmed bad) of the events in ``labelled``, which
+        arrived at times ``at``. They change later events' features only: an event already scored keeps
+        its score, which is what makes a backtest with delayed labels honest."""
+        if labelled.labels is None or not len(labelled):
+            return
+        for op in self.operators:
+            if not getattr(op, "accepts_labels", False):
+                continue
+            if op.by == ENTITY:
+                key_ids = self.interners[ENTITY].ids(labelled.keys)
+            elif op.by == GLOBAL:
+                key_ids = np.zeros(len(labelled), dtype=np.int64)
+            else:
+                key_ids = self.interners[op.by].ids(labelled.categorical[op.by])
+            op.apply_labels(key_ids, at, labelled.labels)
 
     def entity_state(self, key: str, without: frozenset[str] = frozenset()) -> dict[str, float]:
         """Current per-key state of entity ``key`` (as of its last event), {} if never seen; ``without``:

@@ -19,7 +19,7 @@ from tocsin.spec.environment import EnvironmentOverrides, apply_environment
 from tocsin.spec.features import (
     DecayedStatsFeature,
     FeatureSpec,
-    NoveltyFeature,
+    NoveltyFeature, ConfirmedFeature,
     RecencyFeature,
     ValueFeature,
     VelocityFeature,
@@ -32,7 +32,7 @@ from tocsin.spec.sources import FileSource, KafkaSource, SimulatorSource, Source
 
 __all__ = [
     "AdmissionSpec", "AlertingSpec", "CalibrationSpec", "CheckpointSpec", "DecayedStatsFeature", "DetectorSpec", "DriftSpec", "Duration",
-    "EnvironmentOverrides", "FeatureSpec", "FileSource", "KafkaSource", "MetricsSpec", "NoveltyFeature", "PipelineSpec",
+    "EnvironmentOverrides", "FeatureSpec", "FileSource", "KafkaSource", "MetricsSpec", "NoveltyFeature", "ConfirmedFeature", "PipelineSpec",
     "RecencyFeature", "RegistrySpec", "RunnerSpec", "SchemaSpec", "SeveritySpec", "SimulatorSource", "SourceSpec", "SpecError",
     "SpecModel", "StoreSpec", "StreamSettings", "ThresholdSpec", "ValueFeature", "VelocityFeature", "WindowFeature",
     "apply_environment", "format_duration", "load_spec", "parse_duration", "parse_spec",

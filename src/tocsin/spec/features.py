@@ -64,6 +64,14 @@ class NoveltyFeature(_FeatureBase):
     field: str
 
 
+class ConfirmedFeature(_FeatureBase):
+    """Confirmed positives of the key from labels as they arrive (feedback, a label stream, a backtest's
+    delayed labels), time-decayed, and their share of the key's events: risk only labels reveal."""
+
+    kind: Literal["confirmed"]
+    half_lives: list[Duration] = Field(default_factory=lambda: [7 * 86_400.0, 28 * 86_400.0], min_length=1)
+
+
 class ValueFeature(SpecModel):
     """A numeric field passed through, optionally as log1p of its magnitude."""
 
@@ -73,6 +81,6 @@ class ValueFeature(SpecModel):
 
 
 FeatureSpec = Annotated[
-    Union[WindowFeature, DecayedStatsFeature, RecencyFeature, VelocityFeature, NoveltyFeature, ValueFeature],
+    Union[WindowFeature, DecayedStatsFeature, RecencyFeature, VelocityFeature, NoveltyFeature, ConfirmedFeature, ValueFeature],
     Field(discriminator="kind"),
 ]
