@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.alerting.helpers import DAY, T0, BatchSource, burst, card_testing_stream
+from tests.alerting.test_runner_alerts import ALERTING, small_spec
 from tocsin.alerting.manager import AlertManager
 from tocsin.alerting.mutes import Mute, MuteBook, add_mute, lift_mute, mute_rows
 from tocsin.alerting.outbox import alert_documents
@@ -22,9 +24,6 @@ from tocsin.checkpoint.local import LocalCheckpointStore
 from tocsin.engine.runner import Runner
 from tocsin.spec.alerting import AlertingSpec
 from tocsin.store.sql import Store
-
-from tests.alerting.helpers import DAY, T0, BatchSource, burst, card_testing_stream
-from tests.alerting.test_runner_alerts import ALERTING, small_spec
 
 RATE = ("count_1m", "velocity_per_min_10m")
 AMOUNT = ("amount_zscore_30d",)
@@ -147,7 +146,7 @@ def test_a_mute_set_through_the_api_stops_the_runners_next_alert(tmp_path: Path,
 
 def test_without_the_mute_the_same_verdict_does_not_stop_the_next_alert(tmp_path: Path, two_attacks) -> None:
     stream, card, split = two_attacks
-    store, first, second, got = run_twice(tmp_path, "unmuted", two_attacks, None)
+    store, _first, second, got = run_twice(tmp_path, "unmuted", two_attacks, None)
     assert got["verdict"]["mute"] is None and got["shown"]["mutes"] == []
     again = [a for a in store.anomalies(pipeline="transactions", entity=card, limit=10_000) if a["event_id"].startswith("again")]
     assert len(again) >= 10

@@ -18,9 +18,8 @@ import yaml
 
 from tocsin.alerting.outbox import alert_documents
 from tocsin.kafka.admin import create_topics, headers_of, read_topic
-from tocsin.spec import KafkaSource, StreamSettings
 from tocsin.simulate import TransactionSimulator
-from tocsin.spec import PipelineSpec, parse_spec
+from tocsin.spec import KafkaSource, PipelineSpec, StreamSettings, parse_spec
 from tocsin.store.sql import Store
 
 REFERENCE = Path(__file__).resolve().parents[2] / "src" / "tocsin" / "specs" / "transactions.yaml"
@@ -71,6 +70,17 @@ def start_worker(tmp: Path, spec_data: dict[str, Any], source: KafkaSource, sett
     log = open(tmp / f"worker-{worker_id}.log", "ab")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
     return subprocess.Popen([sys.executable, "-m", "tocsin.engine.process", str(path)], stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def wait_owning(health: Path, worker: subprocess.Popen, timeout: float = 60.0) -> bool:
+    """Until this incarnation of a worker reports (in its health file) that it owns partitions."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        state = json.loads(health.read_text()) if health.exists() else {}
+        if state.get("pid") == worker.pid and state.get("partitions"):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def wait_checkpointed(checkpoints, partitions: dict[str, int], timeout: float) -> None:

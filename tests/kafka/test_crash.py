@@ -14,8 +14,8 @@ import pytest
 
 from tocsin.alerting.outbox import delivery_rows
 from tocsin.checkpoint import open_checkpoint_store
-from tocsin.spec import StreamSettings
 from tocsin.kafka.producer import produce_events
+from tocsin.spec import StreamSettings
 from tocsin.store.sql import Store
 
 from .helpers import (
@@ -30,6 +30,7 @@ from .helpers import (
     stored_alerts,
     topics,
     wait_checkpointed,
+    wait_owning,
 )
 from .test_worker import assert_same, reference_run, stored_scores
 
@@ -63,12 +64,7 @@ def test_kill_9_at_random_points_changes_nothing(tmp_path, kafka_brokers):
         while kills < KILLS or producer.is_alive():
             # wait until this incarnation owns its partitions, then kill it at a random moment
             # (during restore, a batch, a checkpoint or idling)
-            started = time.monotonic()
-            while time.monotonic() - started < 60:
-                state = json.loads(health.read_text()) if health.exists() else {}
-                if state.get("pid") == worker.pid and state.get("partitions"):
-                    break
-                time.sleep(0.05)
+            wait_owning(health, worker)
             time.sleep(rng.uniform(0.0, 1.5))
             if kills >= KILLS and not producer.is_alive():
                 break

@@ -30,7 +30,16 @@ from tocsin.sources.base import SourceBatch
 from tocsin.spec import StreamSettings, parse_spec
 from tocsin.store.sql import Store
 
-from .helpers import kafka_source, last_offsets, simulator, small_spec_data, start_worker, topics, wait_checkpointed
+from .helpers import (
+    kafka_source,
+    last_offsets,
+    simulator,
+    small_spec_data,
+    start_worker,
+    topics,
+    wait_checkpointed,
+    wait_owning,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -112,12 +121,7 @@ def test_kill_9_across_a_promotion_scores_every_event_once_with_the_model_in_for
     kills, promoted = 0, False
     try:
         while kills < 6 or producer.is_alive():
-            started = time.monotonic()
-            while time.monotonic() - started < 60:
-                state = json.loads(health.read_text()) if health.exists() else {}
-                if state.get("pid") == worker.pid and state.get("partitions"):
-                    break
-                time.sleep(0.05)
+            wait_owning(health, worker)
             if kills == 2 and not promoted:  # the promotion lands among the kills
                 open_registry(spec).promote(spec.name, version, CHAMPION, by="test")
                 promoted = True

@@ -143,6 +143,8 @@ class DriverMetrics:
         )
         self.rebalances = Counter("tocsin_rebalances", "Consumer-group rebalance callbacks by kind", ["pipeline", "kind"], registry=r)
         self.partitions_owned = Gauge("tocsin_partitions_owned", "Partitions this worker owns", ["pipeline"], registry=r)
+        self.labels_in = Counter("tocsin_labels_applied", "Labels folded into a partition's label features (one per label and partition)",
+                              ["pipeline"], registry=r)
         if process_collectors:  # process_cpu_seconds_total, process_resident_memory_bytes, python_info, python_gc_*
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
@@ -213,6 +215,14 @@ class DriverMetrics:
             if child is None:
                 child = self._reason_children[code] = self.dead_letters_by_reason.labels(self.pipeline, code)
             child.inc(count)
+
+    def labels_applied(self, count: int) -> None:
+        self.labels_in.labels(self.pipeline).inc(count)
+
+    def dead_letters_counted(self, letters: list) -> None:
+        """Dead letters found outside a batch (malformed label records): counted like a batch's."""
+        self.dead_letters.labels(self.pipeline, "labels").inc(len(letters))
+        self._count_reasons(letters)
 
     # --- model and checkpoints ---------------------------------------------------------
 

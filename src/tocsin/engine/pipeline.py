@@ -175,6 +175,9 @@ class Pipeline:
         self.model_switches: list[tuple[int, int]] = []
         #: no refits of its own (a model from the registry scores, or a trained model is being evaluated)
         self.frozen = False
+        #: per label source ("kafka-labels:topic/0"), the position of the next label to apply: labels are
+        #: applied once each, and this is saved with the state they changed (exactly once across crashes)
+        self.labels_applied: dict[str, int] = {}
 
     # --- inputs -------------------------------------------------------------
 
@@ -383,6 +386,20 @@ class Pipeline:
             out[row] = items[:TOP_CONTRIBUTIONS]
         return out
 
+    # --- labels -------------------------------------------------------------
+
+    def apply_labels(self, labelled: EventBatch, at: np.ndarray, source: str, positions: np.ndarray) -> int:
+        """Fold in labels (``labelled.labels``) that arrived at event times ``at``, from ``source`` at
+        ``positions`` (increasing): those at or past the source's next position are applied, once, and the
+        position moves past them. Returns how many were applied. Only later events see them."""
+        start = self.labels_applied.get(source, 0)
+        fresh = np.flatnonzero(np.asarray(positions) >= start)
+        if not len(fresh):
+            return 0
+        self.features.apply_labels(labelled.take(fresh), np.asarray(at, dtype=np.float64)[fresh])
+        self.labels_applied[source] = int(np.asarray(positions)[fresh[-1]]) + 1
+        return len(fresh)
+
     # --- state --------------------------------------------------------------
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -399,7 +416,7 @@ class Pipeline:
         state["pending/X"] = np.concatenate(self._pending_X) if self._pending_X else np.empty((0, len(self.feature_names)))
         meta = {"events_seen": self.events_seen, "since_fit": self._since_fit, "scored_total": self._scored_total, "fits": self.fits, "spec_name": self.spec.name,
                 "features": self.feature_names, "detector": self.spec.detector.kind, "model_version": self.model_version,
-                "model_switches": self.model_switches, "frozen": self.frozen}
+                "model_switches": self.model_switches, "frozen": self.frozen, "labels_applied": self.labels_applied}
         state["pipeline/meta"] = np.array(json.dumps(meta))
         return state
 
@@ -439,3 +456,4 @@ class Pipeline:
         self.model_version = int(meta.get("model_version", 0))
         self.frozen = bool(meta.get("frozen", self.model_version > 0))
         self.model_switches = [tuple(s) for s in meta.get("model_switches", [])]
+        self.labels_applied = {str(k): int(v) for k, v in meta.get("labels_applied", {}).items()}

@@ -109,6 +109,12 @@ class KafkaWorker:
         self._last_checkpoint = time.monotonic()
         self._last_lag = 0.0
         self.consumer = Consumer(consumer_config(self.source, **{"client.id": client_id, **(consumer_overrides or {})}))
+        #: labels from source.labels_topic into every owned partition's label features (exactly once each)
+        self.labels = None
+        if self.source.labels_topic:
+            from tocsin.kafka.labels import LabelFeed
+
+            self.labels = LabelFeed(spec, client_id, dead_letters=self._label_dead_letters)
 
     @property
     def stats(self) -> RunStats:
@@ -173,6 +179,8 @@ class KafkaWorker:
             tp.offset = stream.position + 1 if stream.position >= 0 else OFFSET_BEGINNING
             log.info("partition %s: resuming at offset %d", stream.name, stream.position + 1)
         self._owned_changed("assigned", [tp.partition for tp in partitions])
+        if self.labels is not None:
+            self.labels.rewind(s.pipeline for s in self.streams.values())
         log.info("worker %s assigned %s", self.worker_id, [(tp.partition, tp.offset) for tp in partitions])
         consumer.assign(partitions)
 
@@ -214,6 +222,8 @@ class KafkaWorker:
                     if parts:
                         self._process(parts, received)
                     idle_since = time.monotonic()
+                if self.labels is not None and self.streams:
+                    self._apply_labels()
                 elif self.idle_exit is not None and time.monotonic() - idle_since >= self.idle_exit:
                     break
                 dirty = any(s.dirty for s in self.streams.values())
@@ -230,6 +240,8 @@ class KafkaWorker:
         finally:
             self._checkpoint(list(self.streams.values()))
             self.consumer.close()  # leaves the group: the revocation callback finds nothing left to save
+            if self.labels is not None:
+                self.labels.close()
             self.core.close()
             self.health.write(force=True)
         return self.stats
@@ -262,6 +274,21 @@ class KafkaWorker:
             work.append((stream, part))
         if work:
             self.core.process(work, path="kafka", received=received)
+
+    def _apply_labels(self) -> None:
+        """Read the labels topic and fold due labels into every owned partition, between batches: the
+        positions they move are saved with the state they change (see :mod:`tocsin.kafka.labels`)."""
+        self.labels.poll()
+        with self.core.lock:
+            if self.core.unacknowledged:
+                return  # a batch is still inside (a sink failed): its stream takes no label until it is out
+            applied = self.labels.apply(s.pipeline for s in self.streams.values())
+        if applied:
+            self.metrics.labels_applied(applied)
+
+    def _label_dead_letters(self, letters: list) -> None:
+        self._retry("store", lambda: self.core.store.write_dead_letters(self.spec.name, [d.as_row() for d in letters]))
+        self.metrics.dead_letters_counted(letters)
 
     # --- checkpoints ------------------------------------------------------------
 

@@ -33,7 +33,12 @@ from numba import njit
 
 from tocsin.batch import EventBatch
 from tocsin.durations import format_duration
-from tocsin.features.base import BatchKeys, FeatureOperator, FeatureOutput, format_number
+from tocsin.features.base import (
+    BatchKeys,
+    FeatureOperator,
+    FeatureOutput,
+    format_number,
+)
 from tocsin.features.kernels import grow
 
 

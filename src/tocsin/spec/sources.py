@@ -45,6 +45,9 @@ class KafkaSource(SpecModel):
     alerts_topic: str | None = Field("alerts", description="alert changes (opened, updated, resolved) are produced here keyed {alert_key}/{count}; null: none")
     dlq_topic: str | None = Field("dead-letters", description="dead letters, raw bytes with the reason in headers; null: none")
     scored_topic: str | None = Field(None, description="every scored event (at-least-once, keyed by event id); null: none")
+    labels_topic: str | None = Field(
+        None, description="labels (chargebacks, closed incidents) read by every worker into `kind: confirmed` features, "
+        "each applied once per partition state; null: none")
     client: dict[str, Any] = Field(
         default_factory=dict,
         description="librdkafka settings passed through to every client (security.protocol, sasl.*, ssl.*); "
