@@ -388,6 +388,9 @@ class Service:
             if body.alert_id is not None:
                 self.store.set_alert_status(self.spec.name, body.alert_id, "resolved", by=by)
             self.core.mute_refresher.refresh(force=True)
+        if self.core.feedback_labels is not None:  # the verdict is a label for this service's features at once
+            with self.core.lock:
+                self.core.feedback_labels.refresh([s.pipeline for s in self.core.streams], force=True)
         log.info("feedback recorded", extra={"event_id": body.event_id, "alert_id": body.alert_id, "label": body.label,
                                              "by": by, "anomalies": len(targets), "muted": out["mute"] is not None})
         return out

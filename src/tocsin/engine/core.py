@@ -64,6 +64,7 @@ import numpy as np
 
 from tocsin.alerting.mutes import MuteBook, MuteRefresher
 from tocsin.checkpoint.base import CheckpointStore
+from tocsin.engine.feedback_labels import FeedbackLabels
 from tocsin.engine.follow import ModelFollower
 from tocsin.engine.retrain import DriftRetrainer
 from tocsin.engine.health import Health
@@ -209,6 +210,10 @@ class DriverCore:
         #: what people said is normal, shared by every stream's alert grouping, read from the store ~1/s
         self.mutes = MuteBook()
         self.mute_refresher = MuteRefresher(self.store, spec.name, self.mutes)
+        #: people's verdicts into the streams' label features (only pipelines with a `kind: confirmed` feature)
+        self.feedback_labels: FeedbackLabels | None = None
+        if any(feature.kind == "confirmed" for feature in spec.features):
+            self.feedback_labels = FeedbackLabels(self.store, spec, self.sealer)
         self._pending_path = ""
         self._model_label: tuple[str, int, bool] | None = None
 
@@ -265,6 +270,8 @@ class DriverCore:
             self.acknowledge_pending()
             self.follow_models()
             self.mute_refresher.refresh()
+            if self.feedback_labels is not None:
+                self.feedback_labels.refresh([s.pipeline for s in self.streams])
             for stream, raw in work:
                 if not len(raw):
                     if stream.between_batches:
