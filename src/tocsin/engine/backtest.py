@@ -72,9 +72,9 @@ def backtest(
     def collect(scored: ScoredBatch, stats: RunStats) -> None:
         rows.add(scored)
         pipeline = runner.pipeline if runner is not None else None
-        if pipeline is not None and pipeline.features.takes_labels:
+        if pipeline is not None and (pipeline.features.takes_labels or pipeline.supervised is not None):
             delayed.add(scored.events)
-            delayed.apply_due(pipeline.features, pipeline.admission.watermark)
+            delayed.apply_due(pipeline, pipeline.admission.watermark)
         if progress is not None:
             progress(len(scored) + len(scored.dead_letters))
 
@@ -123,13 +123,15 @@ class DelayedLabels:
         if len(positives):
             self.pending.append((events.times[positives] + self.delay, events.take(positives)))
 
-    def apply_due(self, features: Any, now: float) -> None:
+    def apply_due(self, pipeline: Any, now: float) -> None:
         keep: list[tuple[np.ndarray, EventBatch]] = []
         for known_at, labelled in self.pending:
             due = known_at <= now
             if due.any():
-                features.apply_labels(labelled.take(np.flatnonzero(due)), known_at[due])
-                self.applied += int(due.sum())
+                n = int(due.sum())
+                pipeline.apply_labels(labelled.take(np.flatnonzero(due)), known_at[due], "backtest-labels",
+                                      np.arange(self.applied, self.applied + n, dtype=np.int64))
+                self.applied += n
             if not due.all():
                 rest = np.flatnonzero(~due)
                 keep.append((known_at[rest], labelled.take(rest)))

@@ -27,12 +27,13 @@ import msgspec
 import numpy as np
 
 from tocsin.batch import EventBatch
-from tocsin.decode import RAW_FIELD, Decoder, DeadLetter
+from tocsin.decode import RAW_FIELD, DeadLetter, Decoder
 from tocsin.detectors import build_detector
 from tocsin.detectors.calibration import ScoreCalibrator
 from tocsin.detectors.thresholds import assign_severity, build_threshold
 from tocsin.engine.admission import Admission
 from tocsin.engine.drift import DriftMonitor
+from tocsin.engine.supervised import SupervisedRanker
 from tocsin.engine.training import TrainingWindow
 from tocsin.features.featureset import FeatureFrame, FeatureSet
 from tocsin.sources.base import SourceBatch
@@ -175,6 +176,12 @@ class Pipeline:
         self.model_switches: list[tuple[int, int]] = []
         #: no refits of its own (a model from the registry scores, or a trained model is being evaluated)
         self.frozen = False
+        #: the supervised re-ranker (spec.supervised.enabled), or None
+        self.supervised: SupervisedRanker | None = None
+        if spec.supervised.enabled:
+            self.supervised = SupervisedRanker(spec.supervised, window=spec.calibration.window,
+                                               tail_quantile=spec.calibration.tail_quantile)
+        self._pending_blend: list[np.ndarray] = []
         #: per label source ("kafka-labels:topic/0"), the position of the next label to apply: labels are
         #: applied once each, and this is saved with the state they changed (exactly once across crashes)
         self.labels_applied: dict[str, int] = {}
@@ -266,11 +273,22 @@ class Pipeline:
             segment = np.ascontiguousarray(X[rows])
             raw[rows] = self.detector.score_samples(segment)
             score[rows] = self.calibrator.transform(raw[rows])
+            supervised = None
+            if self.supervised is not None:  # it learns from every feature, the ones the detector leaves out too
+                every = frame.X[rows]
+                self.supervised.observe(frame.batch.ids[rows], frame.batch.times[rows], every, raw[rows])
+                if self.supervised.is_fitted:
+                    unsupervised = score[rows].copy()
+                    score[rows], blend, probability = self.supervised.rescore(every, raw[rows], unsupervised)
+                    self._pending_blend.append(blend)
+                    supervised = (unsupervised, probability)
             is_anomaly[rows] = score[rows] >= self.threshold.current
             flagged = np.flatnonzero(is_anomaly[rows]) + pos
             if len(flagged):
                 severity[flagged] = assign_severity(score[flagged], self.spec.severity.warning, self.spec.severity.critical)
                 explanations.update(self._explain(X, frame, flagged))
+                if supervised is not None:
+                    self._say_what_labels_added(explanations, flagged, pos, supervised, score, frame)
             self.training.extend(segment)
             self._pending_raw.append(raw[rows].copy())
             self._pending_score.append(score[rows].copy())
@@ -281,6 +299,10 @@ class Pipeline:
                 self.calibrator.update(np.concatenate(self._pending_raw))
                 self.threshold.decide(np.concatenate(self._pending_score))
                 self.drift.observe(np.concatenate(self._pending_X), np.concatenate(self._pending_raw))
+                if self.supervised is not None:
+                    if self._pending_blend and self.supervised.is_fitted:
+                        self.supervised.calibrator.update(np.concatenate(self._pending_blend))
+                    self._pending_blend = []
                 if self.spec.drift.psi_alert is not None and self.model_version:
                     # alerts for a model from the registry, trained on history: the pipeline's own early fits
                     # learn from immature entity state, which matures (drifts) by design
@@ -289,6 +311,24 @@ class Pipeline:
                 if refit_every is not None and not self.frozen and self._since_fit >= self._refit_interval():
                     self._refit()  # a model installed from the registry is not replaced by a local refit
             pos = end
+
+    def _say_what_labels_added(self, explanations: dict, flagged: np.ndarray, pos: int,
+                               supervised: tuple[np.ndarray, np.ndarray], score: np.ndarray, frame: Any) -> None:
+        """Put first, in a flagged event's explanation, that the supervised model raised its score, and the
+        label evidence behind it (the ``confirmed`` features that are not zero)."""
+        unsupervised, probability = supervised
+        confirmed = [name for name in frame.names if "confirmed_" in name]
+        for row in flagged.tolist():
+            u, p = float(unsupervised[row - pos]), float(probability[row - pos])
+            if score[row] <= u:
+                continue
+            evidence = [frame.describe(name, row) for name in confirmed if frame.X[row, frame.names.index(name)] > 0][:2]
+            text = (f"score raised by the supervised model ({100 * u:.1f} unsupervised → {100 * score[row]:.1f}; "
+                    f"it gives {p:.0%} after {self.supervised.positives_at_fit:,} confirmed labels)")
+            if evidence:
+                text += ": " + "; ".join(evidence)
+            item = {"feature": "supervised", "value": p, "contribution": float(score[row] - u), "text": text}
+            explanations[row] = [item, *explanations.get(row, [])]
 
     def fit(self, X: np.ndarray) -> None:
         """Fit the detector on feature rows and calibrate against its scores of those rows."""
@@ -397,6 +437,11 @@ class Pipeline:
         if not len(fresh):
             return 0
         self.features.apply_labels(labelled.take(fresh), np.asarray(at, dtype=np.float64)[fresh])
+        if self.supervised is not None and labelled.labels is not None:
+            # the model changes only when labels arrive, so a checkpoint never holds a fit that is due
+            self.supervised.label(labelled.ids[fresh], labelled.labels[fresh])
+            if self.is_warm and self.supervised.fit_if_due(self.admission.watermark, self.calibrator.transform):
+                self._pending_blend = []  # the blend's calibrator was just seeded afresh
         self.labels_applied[source] = int(np.asarray(positions)[fresh[-1]]) + 1
         return len(fresh)
 
@@ -411,6 +456,9 @@ class Pipeline:
         if self.detector.is_fitted:
             state.update({f"detector/{k}": v for k, v in self.detector.state_dict().items()})
         state.update({f"training/{k}": v for k, v in self.training.state_dict().items()})
+        if self.supervised is not None:
+            state.update({f"supervised/{k}": v for k, v in self.supervised.state_dict().items()})
+            state["pending/blend"] = np.concatenate(self._pending_blend) if self._pending_blend else np.empty(0)
         state["pending/raw"] = np.concatenate(self._pending_raw) if self._pending_raw else np.empty(0)
         state["pending/score"] = np.concatenate(self._pending_score) if self._pending_score else np.empty(0)
         state["pending/X"] = np.concatenate(self._pending_X) if self._pending_X else np.empty((0, len(self.feature_names)))
@@ -439,6 +487,10 @@ class Pipeline:
         if detector_state:
             self.detector.load_state_dict(detector_state)
         self.training.load_state_dict(part("training"))
+        if self.supervised is not None:
+            self.supervised.load_state_dict(part("supervised"))
+            blend = state.get("pending/blend")
+            self._pending_blend = [blend] if blend is not None and len(blend) else []
         admission = part("admission")
         if admission:  # checkpoints from before admission start with a fresh clock
             self.admission.load_state_dict(admission)

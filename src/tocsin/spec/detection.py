@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from tocsin.durations import Duration
 from tocsin.spec.base import SpecModel
 
 
@@ -58,6 +59,18 @@ class SeveritySpec(SpecModel):
         if self.critical < self.warning:
             raise ValueError(f"critical ({self.critical}) must be >= warning ({self.warning})")
         return self
+
+
+class SupervisedSpec(SpecModel):
+    """A supervised re-ranker beside the unsupervised score (``tocsin.engine.supervised``), fitted once
+    labels have confirmed ``min_positives`` remembered events; the blend stays calibrated."""
+
+    enabled: bool = Field(False, description="learn from labels (needs a label source: --label-delay, source.labels_topic or verdicts)")
+    min_positives: int = Field(200, ge=5, description="confirmed positives among the remembered events before the first fit")
+    refit_every: int = Field(100, ge=1, description="new confirmed positives between fits")
+    label_window: Duration = Field(7 * 86_400.0, description="an event this old with no positive label counts as a negative")
+    weight: float = Field(0.5, gt=0, le=1, description="the supervised part of the blend (1: the supervised model alone ranks)")
+    memory: int = Field(200_000, ge=1_000, description="scored events whose features are remembered for training")
 
 
 class DriftSpec(SpecModel):

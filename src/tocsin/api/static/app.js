@@ -119,8 +119,9 @@ async function renderAlert(id) {
     $('[data-testid="alert-severity"]', view).innerHTML = `<span class="sev ${a.severity}">${a.severity}</span>`;
     $('[data-testid="alert-score"]', view).textContent = fmtNum(a.score * 100, 2);
     $('[data-testid="alert-time"]', view).textContent = fmtTime(a.event_time);
-    $('[data-testid="alert-explanation"]', view).innerHTML = (a.explanation || []).map(e =>
-      `<li>${esc(e.text)} <span class="muted">(${esc(e.feature)}, contribution ${fmtNum(e.contribution, 3)})</span></li>`).join("") || "<li class='muted'>no explanation</li>";
+    $('[data-testid="alert-explanation"]', view).innerHTML = (a.explanation || []).map(e => e.feature === "supervised"
+      ? `<li class="supervised" data-testid="supervised-part">${esc(e.text)}</li>`  // what labels added to the score
+      : `<li>${esc(e.text)} <span class="muted">(${esc(e.feature)}, contribution ${fmtNum(e.contribution, 3)})</span></li>`).join("") || "<li class='muted'>no explanation</li>";
     $('[data-testid="alert-mutes"]', view).innerHTML = (a.mutes || []).map(m =>
       `<li class="mute">muted by ${esc(m.author || "unknown")}: ${esc(m.entity)} ${m.pattern ? `with pattern ${esc(m.pattern)}` : "(every pattern)"}` +
       ` until ${fmtTime(m.until)}${m.lifted_at ? ` — lifted by ${esc(m.lifted_by || "unknown")} at ${fmtTime(m.lifted_at)}` : ""}</li>`).join("");
