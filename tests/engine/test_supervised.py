@@ -83,3 +83,24 @@ def test_explanations_say_the_supervised_model_spoke_and_state_round_trips(tmp_p
     texts = [items[0]["text"] for items in a.explanations.values() if items and items[0]["feature"] == "supervised"]
     assert texts and all(t.startswith("score raised by the supervised model") for t in texts)
     assert any("confirmed bad events" in t for t in texts), "the label evidence is named"
+
+
+def test_refits_follow_confirmed_labels_even_when_the_remembered_ones_plateau() -> None:
+    """With a full memory, old positives are forgotten as new ones arrive: the count remembered stays flat,
+    and refits must still come every ``refit_every`` confirmations (they once stopped after the first)."""
+    from tocsin.engine.supervised import SupervisedRanker
+    from tocsin.spec.detection import SupervisedSpec
+
+    ranker = SupervisedRanker(SupervisedSpec(enabled=True, min_positives=20, refit_every=20, label_window=100.0, memory=1_000))
+    rng = np.random.default_rng(1)
+    t = 0.0
+    for _ in range(30):
+        X = rng.normal(size=(500, 3))
+        ids = np.array([f"e{t + i:.0f}" for i in range(500)], dtype=object)
+        ranker.observe(ids, t + np.arange(500.0), X, np.zeros(500))
+        bad = np.flatnonzero(X[:, 0] > 1.8)
+        ranker.label(ids[bad], np.ones(len(bad), dtype=int))
+        ranker.fit_if_due(now=t + 500.0, unsupervised=lambda raw: np.full(len(raw), 0.5))
+        t += 500.0
+    assert ranker.positives < 2 * 20 + 40, "the remembered positives plateau with the memory"
+    assert ranker.fits >= 10 and ranker.confirmed_total > 300

@@ -80,7 +80,10 @@ class SupervisedRanker:
         self._slot: dict[str, int] = {}
         self._next = 0
         self._filled = 0
+        #: confirmed positives among the remembered events (falls as they are forgotten)
         self.positives = 0
+        #: confirmed positives ever marked (only grows): what ``refit_every`` counts
+        self.confirmed_total = 0
 
     # --- remembering and labels ---------------------------------------------------
 
@@ -120,6 +123,7 @@ class SupervisedRanker:
             was = bool(self._positive[slot])
             self._positive[slot] = bool(label)
             self.positives += int(bool(label)) - int(was)
+            self.confirmed_total += int(bool(label) and not was)
         return found
 
     # --- learning -------------------------------------------------------------------
@@ -128,7 +132,8 @@ class SupervisedRanker:
         """Fit when enough positives are known and enough new ones arrived since the last fit; ``now`` is
         the stream's event-time clock, ``unsupervised(raw)`` the calibrated unsupervised score of raw
         scores (to seed the blend's calibrator). True when it fitted."""
-        if self.positives < self.spec.min_positives or (self.model is not None and self.positives - self.positives_at_fit < self.spec.refit_every):
+        # refits count positives ever confirmed: the remembered ones plateau as old events are forgotten
+        if self.positives < self.spec.min_positives or (self.model is not None and self.confirmed_total - self.positives_at_fit < self.spec.refit_every):
             return False
         filled = np.flatnonzero(~np.isnan(self._times))
         known = filled[self._positive[filled] | (self._times[filled] <= now - self.spec.label_window)]
@@ -141,7 +146,7 @@ class SupervisedRanker:
         model.fit(self._X[known], y)
         self.model = model
         self.fits += 1
-        self.positives_at_fit = self.positives
+        self.positives_at_fit = self.confirmed_total
         recent = self._X[filled]
         blend = self._blend(unsupervised(recent[:, -1].astype(np.float64)), model.predict_proba(recent)[:, 1])
         self.calibrator = ScoreCalibrator(window=self.window, tail_quantile=self.tail_quantile)
