@@ -7,7 +7,8 @@ label, shaped like an event of the stream plus its verdict::
 
 ``label`` is 1/0 (or true/false, "true_positive"/"false_positive"); the key field and the categorical
 fields that ``kind: confirmed`` features are keyed by say whom the label concerns; ``known_at`` (epoch
-seconds) is when the truth became known, defaulting to the record's Kafka timestamp.
+seconds) is when the truth became known, defaulting to the record's Kafka timestamp; the event's id (the
+schema's id field), when given, lets the supervised re-ranker learn from the label.
 
 Why every worker reads the whole topic: the label features live in each partition's state (a merchant's
 risk is kept by every partition whose cards shop there), so each owned partition needs every label. The
@@ -57,8 +58,14 @@ def label_fields(spec: PipelineSpec) -> list[str]:
     return fields
 
 
-def decode_label(raw: bytes, fields: list[str], timestamp: float | None) -> tuple[dict[str, str], int, float]:
-    """(field values, label 0/1, known_at) of one label record, or :class:`LabelError` naming the field."""
+def decode_label(raw: bytes, fields: list[str], timestamp: float | None, id_field: str | None = None) -> tuple[dict[str, str], int, float]:
+    """(field values, label 0/1, known_at) of one label record, or :class:`LabelError` naming the field.
+    With ``id_field`` the event's id, when the record carries it, is among the values (under that name):
+    the supervised re-ranker learns from labels it can match to an event it scored.
+
+    >>> decode_label(b'{"card_id": "c1", "merchant_id": 17, "label": true, "tx_id": "tx9"}', ["card_id", "merchant_id"], 5.0, "tx_id")
+    ({'card_id': 'c1', 'merchant_id': '17', 'tx_id': 'tx9'}, 1, 5.0)
+    """
     try:
         record = msgspec.json.decode(raw)
     except msgspec.DecodeError as error:
@@ -78,6 +85,8 @@ def decode_label(raw: bytes, fields: list[str], timestamp: float | None) -> tupl
         if value is None or value == "" or isinstance(value, (dict, list, float)):
             raise LabelError(f"{name}: a label needs the {name} it concerns (a string or integer), got {value!r}")
         values[name] = str(value)
+    if id_field is not None and isinstance(record.get(id_field), (str, int)) and not isinstance(record.get(id_field), bool):
+        values[id_field] = str(record[id_field])
     known_at = record.get("known_at", timestamp)
     if isinstance(known_at, bool) or not isinstance(known_at, (int, float)) or not np.isfinite(known_at):
         raise LabelError(f"known_at: expected epoch seconds, got {known_at!r}")
@@ -131,7 +140,8 @@ class LabelFeed:
                 continue
             _kind, stamp = message.timestamp()
             try:
-                values, label, known_at = decode_label(message.value() or b"", self.fields, stamp / 1000.0 if stamp > 0 else None)
+                values, label, known_at = decode_label(message.value() or b"", self.fields, stamp / 1000.0 if stamp > 0 else None,
+                                                       self.spec.event_schema.id_field)
             except LabelError as error:
                 bad.append(DeadLetter(self.source_name(message.partition()), message.offset(), f"label: {error}",
                                       bytes(message.value() or b""), "malformed"))
@@ -172,7 +182,8 @@ class LabelFeed:
     def _batch(self, due: list[tuple[int, dict[str, str], int, float]]) -> EventBatch:
         key = self.spec.event_schema.key_field
         categorical = {name: np.array([d[1][name] for d in due], dtype=object) for name in self.fields if name != key}
-        return EventBatch(ids=np.array([f"label:{d[0]}" for d in due], dtype=object),
+        id_field = self.spec.event_schema.id_field
+        return EventBatch(ids=np.array([d[1].get(id_field, f"label:{d[0]}") if id_field else f"label:{d[0]}" for d in due], dtype=object),
                           keys=np.array([d[1][key] for d in due], dtype=object),
                           times=np.array([d[3] for d in due], dtype=np.float64), numeric={}, categorical=categorical,
                           labels=np.array([d[2] for d in due], dtype=np.int8))
