@@ -134,12 +134,6 @@ def test_kill_9_across_a_promotion_scores_every_event_once_with_the_model_in_for
             worker = start_worker(tmp_path, data, source, settings, "0")
         producer.join()
         wait_checkpointed(open_checkpoint_store(str(tmp_path / "ck"), data["name"]), last_offsets(kafka_brokers, names["topic"]), 180)
-        # the last incarnation may have scored its last batch before its follower first read the registry:
-        # it switches while idle, and checkpoints the switch
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not all(
-                m["model_version"] == version for m in partition_checkpoints(tmp_path, data, names).values()):
-            time.sleep(0.2)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)

@@ -224,8 +224,6 @@ class KafkaWorker:
                     idle_since = time.monotonic()
                 if self.labels is not None and self.streams:
                     self._apply_labels()
-                if not parts and self.streams and self.core.follower is not None:
-                    self.core.follow_models()  # a promotion takes effect with no traffic too (and is checkpointed)
                 elif self.idle_exit is not None and time.monotonic() - idle_since >= self.idle_exit:
                     break
                 dirty = any(s.dirty for s in self.streams.values())
