@@ -84,13 +84,13 @@ def shot(page, name: str) -> Path:
 def test_the_overview_loads_and_updates_live(browser, server, keys) -> None:
     page = open_dashboard(browser, server.url, keys.viewer)
     events = page.get_by_test_id("events-total")
-    page.wait_for_function("() => document.querySelector('[data-testid=events-total]').textContent.trim() !== '–'")
+    page.wait_for_function("() => document.querySelector('[data-testid=events-total]')?.textContent.trim() !== '–'")
     first = number(events.text_content())
     page.wait_for_function(
-        f"() => Number(document.querySelector('[data-testid=events-total]').textContent.replace(/,/g, '')) > {first}", timeout=15_000
+        f"() => Number(document.querySelector('[data-testid=events-total]')?.textContent.replace(/,/g, '')) > {first}", timeout=15_000
     )
     assert number(events.text_content()) > first
-    page.wait_for_function("() => Number(document.querySelector('[data-testid=events-per-s]').textContent.replace(/,/g, '')) > 0")
+    page.wait_for_function("() => Number(document.querySelector('[data-testid=events-per-s]')?.textContent.replace(/,/g, '')) > 0")
     page.wait_for_selector("#rate-chart .main-svg", timeout=15_000)  # Plotly drew the live series
     page.wait_for_function("() => document.querySelectorAll('[data-testid=latest-alerts] tr').length > 0", timeout=20_000)
     assert page.get_by_test_id("model-status").text_content() == "scoring live"
@@ -117,30 +117,31 @@ def test_an_analyst_acknowledges_an_alert_and_its_status_changes(browser, server
     page = open_dashboard(browser, server.url, keys.analyst, "#/alerts")
     alert_id = first_open_alert(page, "alerts")
     page.get_by_test_id("alert-status").wait_for()
-    page.wait_for_function("() => document.querySelector('[data-testid=alert-status]').textContent === 'open'")
+    page.wait_for_function("() => document.querySelector('[data-testid=alert-status]')?.textContent === 'open'")
     page.wait_for_selector("#entity-chart .main-svg", timeout=15_000)  # the entity's recent series
     assert page.locator("[data-testid=alert-explanation] li").count() >= 1
     page.get_by_test_id("ack").click()
-    page.wait_for_function("() => document.querySelector('[data-testid=alert-status]').textContent === 'acknowledged'")
+    page.wait_for_function("() => document.querySelector('[data-testid=alert-status]')?.textContent === 'acknowledged'")
     answer = httpx.get(f"{server.url}/v1/alerts/{alert_id}", headers={"X-API-Key": keys.viewer})
     assert answer.json()["status"] == "acknowledged"
     page.get_by_test_id("feedback-tp").click()
-    page.wait_for_function("() => document.querySelector('[data-testid=action-result]').textContent.startsWith('feedback recorded')")
+    page.wait_for_function("() => document.querySelector('[data-testid=action-result]')?.textContent.startsWith('feedback recorded')")
     shot(page, "alert-detail")
     page.get_by_test_id("resolve").click()
-    page.wait_for_function("() => document.querySelector('[data-testid=alert-status]').textContent === 'resolved'")
+    page.wait_for_function("() => document.querySelector('[data-testid=alert-status]')?.textContent === 'resolved'")
     page.close()
 
 
 def test_an_analyst_mutes_a_false_alarm_and_the_alert_page_shows_who_and_until_when(browser, server, keys) -> None:
     page = open_dashboard(browser, server.url, keys.analyst, "#/alerts")
     alert_id = first_open_alert(page)
-    page.wait_for_function("() => document.querySelector('[data-testid=alert-status]').textContent === 'open'")
-    page.wait_for_function("() => document.querySelector('[data-testid=alert-verdicts]').textContent === 'no verdict yet'")
+    page.get_by_test_id("alert-status").wait_for()
+    page.wait_for_function("() => document.querySelector('[data-testid=alert-status]')?.textContent === 'open'")
+    page.wait_for_function("() => document.querySelector('[data-testid=alert-verdicts]')?.textContent === 'no verdict yet'")
     page.select_option("[data-testid=mute-days]", "7")
     page.get_by_test_id("feedback-fp").click()
-    page.wait_for_function("() => document.querySelector('[data-testid=action-result]').textContent.includes('muted until')")
-    page.wait_for_function("() => document.querySelector('[data-testid=alert-status]').textContent === 'resolved'")
+    page.wait_for_function("() => document.querySelector('[data-testid=action-result]')?.textContent.includes('muted until')")
+    page.wait_for_function("() => document.querySelector('[data-testid=alert-status]')?.textContent === 'resolved'")
     alert = httpx.get(f"{server.url}/v1/alerts/{alert_id}", headers={"X-API-Key": keys.viewer}).json()
     (mute,) = alert["mutes"]
     shown = page.get_by_test_id("alert-mutes").text_content()
@@ -174,7 +175,7 @@ def test_a_wrong_key_is_refused(browser, server) -> None:
     page.goto(f"{server.url}/dashboard/")
     page.fill("#api-key", "tsk_nothing_here")
     page.click("#login-form button")
-    page.wait_for_function("() => document.querySelector('#login-error').textContent.includes('refused')")
+    page.wait_for_function("() => document.querySelector('#login-error')?.textContent.includes('refused')")
     page.close()
 
 
@@ -192,12 +193,12 @@ def test_the_dashboard_runs_under_its_csp_and_survives_a_far_future_time(browser
     page.click("#login-form button")
     page.wait_for_selector("#rate-chart .main-svg", timeout=15_000)
     assert page.evaluate("getComputedStyle(document.querySelector('#rate-chart .main-svg')).position") == "absolute", "plotly.css applies"
-    page.wait_for_function("() => document.querySelector('[data-testid=latest-alerts]').textContent.includes('1e+300 s')", timeout=15_000)
+    page.wait_for_function("() => document.querySelector('[data-testid=latest-alerts]')?.textContent.includes('1e+300 s')", timeout=15_000)
     page.goto(f"{server.url}/dashboard/#/alerts")
     page.locator("[data-testid=alerts-rows] tr").first.wait_for(timeout=20_000)
     page.locator("[data-testid=alerts-rows] tr").first.click()  # rows open their alert through a listener, not inline onclick
     page.get_by_test_id("alert-status").wait_for()
-    page.wait_for_function("() => document.querySelector('[data-testid=alert-time]').textContent !== '–'")
+    page.wait_for_function("() => document.querySelector('[data-testid=alert-time]')?.textContent !== '–'")
     violations = page.evaluate("window.__violations")
     # plotly's bundle also injects MapLibre's CSS (for map traces, unused here) inline: blocked, harmlessly
     assert [v for v in violations if not (v[2] or "").startswith(".maplibregl")] == [], violations
@@ -224,7 +225,7 @@ def test_without_auth_the_dashboard_can_act_and_another_site_cannot(browser, tmp
         page.goto(f"{running.url}/dashboard/#/alerts/{mine}")
         page.get_by_test_id("ack").wait_for()
         page.get_by_test_id("ack").click()
-        page.wait_for_function("() => document.querySelector('[data-testid=alert-status]').textContent === 'acknowledged'")
+        page.wait_for_function("() => document.querySelector('[data-testid=alert-status]')?.textContent === 'acknowledged'")
         other = browser.new_page()
         other.set_content(f"""<form method="post" action="{running.url}/v1/alerts/{theirs}/ack"></form>""")
         refused = other.evaluate(f"""async () => {{
@@ -281,20 +282,20 @@ def test_the_models_panel_lists_versions_and_an_admin_promotes_and_rolls_back(br
         precision = page.locator("[data-testid=compare-rows] tr[data-row='precision']").text_content()
         assert "0.900" in precision and "0.786" in precision  # 18/20 and 22/28
         page.wait_for_selector("#compare-chart .plot-container", timeout=15_000)
-        page.wait_for_function("() => document.querySelector('[data-testid=drift-status]').textContent.includes('model-drift alert past PSI 0.25')")
+        page.wait_for_function("() => document.querySelector('[data-testid=drift-status]')?.textContent.includes('model-drift alert past PSI 0.25')")
         shot(page, "models")
         page.get_by_test_id("promote-champion-1").click()
-        page.wait_for_function("() => document.querySelector('[data-testid=models-result]').textContent === 'champion is now version 1 (was 2)'")
-        page.wait_for_function("() => document.querySelector('[data-testid=aliases-1]').textContent === 'champion'")
+        page.wait_for_function("() => document.querySelector('[data-testid=models-result]')?.textContent === 'champion is now version 1 (was 2)'")
+        page.wait_for_function("() => document.querySelector('[data-testid=aliases-1]')?.textContent === 'champion'")
         assert registry.alias(spec.name, CHAMPION) == 1 and registry.alias_history(spec.name, CHAMPION)[-1].by.startswith("key:")
         page.get_by_test_id("rollback-champion").click()
-        page.wait_for_function("() => document.querySelector('[data-testid=aliases-2]').textContent === 'champion'")
+        page.wait_for_function("() => document.querySelector('[data-testid=aliases-2]')?.textContent === 'champion'")
         assert registry.alias(spec.name, CHAMPION) == 2
         violations = page.evaluate("window.__violations")  # plotly's unused MapLibre CSS aside (see the CSP test above)
         assert [v for v in violations if not (v[2] or "").startswith(".maplibregl")] == [], violations
         page.close()
         viewer = open_dashboard(browser, running.url, keys.viewer, "#/models")
-        viewer.wait_for_function("() => document.querySelector('[data-testid=models-result]').textContent.includes('admin role')")
+        viewer.wait_for_function("() => document.querySelector('[data-testid=models-result]')?.textContent.includes('admin role')")
         assert viewer.get_by_test_id("rollback-champion").is_disabled()
         viewer.close()
     finally:
