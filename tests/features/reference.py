@@ -173,6 +173,102 @@ class RefValue:
         return [math.copysign(math.log1p(abs(x)), x) if self.log else x]
 
 
+class RefSeries:
+    """Per-series level, spread, hour-of-day/-week profile and shift run, as ``tocsin.features.series`` says."""
+
+    def __init__(self, field, by="entity", metric_field=None, season="daily", level_half_life=86_400.0,
+                 spread_half_life=86_400.0, season_memory=2.0, prior_weight=20.0, clip_z=3.0, shift_z=4.0,
+                 shift_after=3_600.0, min_rel_spread=0.01):
+        self.field, self.by, self.metric_field, self.season = field, by, metric_field, season
+        self.level_hl, self.spread_hl, self.season_hl = level_half_life, spread_half_life, season_memory * 3600.0
+        self.prior_weight, self.clip_z, self.shift_z, self.shift_after = prior_weight, clip_z, shift_z, shift_after
+        self.min_rel = min_rel_spread
+        self.names = [f"{prefix_of(by)}{field}_surprise"]
+        self.series = {}  # (key, metric) -> dict
+        self.pooled = defaultdict(lambda: {"n": 0.0, "level": 0.0, "dev": 0.0, "rn": 0.0, "resid": 0.0})
+
+    @staticmethod
+    def _weight(dt, half_life):
+        return 1.0 - math.exp(-math.log(2.0) * dt / half_life)
+
+    def step(self, event):
+        metric = event[self.metric_field] if self.metric_field else None
+        s = self.series.setdefault((key_of(event, self.by), metric), {
+            "last": -math.inf, "n": 0.0, "level": 0.0, "spread": 0.0, "m": 0.0, "run": 0, "run_sum": 0.0,
+            "run_start": 0.0, "day": {}, "week": {}})
+        p = self.pooled[metric]
+        t, dt = event["time"], 0.0
+        if t < s["last"]:
+            t = s["last"]
+        else:
+            if s["n"] > 0:
+                dt = t - s["last"]
+            s["last"] = t
+        x, n = event[self.field], s["n"]
+        hour = int(math.floor((t % 86400.0) / 3600.0))
+        week_slot = int((math.floor(t / 86400.0) + 3) % 7) * 24 + hour
+        offset, profile = 0.0, None
+        if self.season != "none" and n > 0:
+            if self.season == "weekly" and s["week"].get(week_slot, (0.0, 0))[1] >= 2:
+                offset, profile = s["week"][week_slot][0], "week"
+            elif s["day"].get(hour, (0.0, 0))[1] >= 2:
+                offset, profile = s["day"][hour][0], "day"
+        if n == 0:
+            expected = p["level"] if p["n"] > 0 else x
+            spread = p["dev"]
+        else:
+            expected = s["level"] + offset
+            spread = s["spread"]
+            if p["rn"] > 0 and s["m"] + self.prior_weight > 0:
+                spread = (s["m"] * spread + self.prior_weight * p["resid"]) / (s["m"] + self.prior_weight)
+        sigma = 1.2533 * max(spread, self.min_rel * abs(expected), 1e-9)
+        z = (x - expected) / sigma if (n > 0 or p["n"] > 0) else 0.0
+        if n == 0:
+            s["level"] = x
+        else:
+            profiled = self.season == "none" or profile is not None
+            r = min(max(x - expected, -self.clip_z * sigma), self.clip_z * sigma) if profiled else x - expected
+            if profiled and abs(z) > self.shift_z:
+                sign = 1 if z > 0 else -1
+                if s["run"] * sign > 0:
+                    s["run"] += sign
+                    s["run_sum"] += x - offset
+                else:
+                    s["run"], s["run_sum"], s["run_start"] = sign, x - offset, t
+            else:
+                s["run"], s["run_sum"] = 0, 0.0
+            if abs(s["run"]) >= 5 and t - s["run_start"] >= self.shift_after:
+                s["level"] = s["run_sum"] / abs(s["run"])
+                s["run"], s["run_sum"] = 0, 0.0
+            else:
+                s["level"] += max(1.0 / (n + 1.0), self._weight(dt, self.level_hl)) * (expected + r - offset - s["level"])
+            if profiled:
+                s["m"] += 1.0
+                s["spread"] += max(1.0 / s["m"], self._weight(dt, self.spread_hl)) * (abs(r) - s["spread"])
+                if p["rn"] == 0:
+                    p["resid"] = abs(r)
+                else:
+                    p["resid"] += max(1.0 / (p["rn"] + 1.0), 1e-4) * (abs(r) - p["resid"])
+                p["rn"] += 1.0
+            if self.season != "none":
+                deviation = expected + r - s["level"]
+                for table, slot in (("day", hour), ("week", week_slot)):
+                    if table == "week" and self.season != "weekly":
+                        continue
+                    value, count = s[table].get(slot, (0.0, 0))
+                    value += max(1.0 / (count + 1.0), self._weight(dt, self.season_hl)) * (deviation - value)
+                    s[table][slot] = (value, count + 1)
+        s["n"] = n + 1.0
+        if p["n"] == 0:
+            p["level"] = x
+        else:
+            w = max(1.0 / (p["n"] + 1.0), 1e-4)
+            p["level"] += w * (x - p["level"])
+            p["dev"] += w * (abs(x - p["level"]) - p["dev"])
+        p["n"] += 1.0
+        return [z]
+
+
 def from_feature_spec(feature) -> object:
     """The reference operator for one parsed feature spec."""
     by = getattr(feature, "by", None) or "entity"
@@ -188,6 +284,10 @@ def from_feature_spec(feature) -> object:
         return RefNovelty(feature.field, by)
     if feature.kind == "value":
         return RefValue(feature.field, feature.log)
+    if feature.kind == "series":
+        return RefSeries(feature.field, by, feature.metric_field, feature.season, feature.level_half_life,
+                         feature.spread_half_life, feature.season_memory, feature.prior_weight, feature.clip_z,
+                         feature.shift_z, feature.shift_after, feature.min_rel_spread)
     raise ValueError(feature.kind)
 
 

@@ -28,6 +28,7 @@ from tocsin.features.keys import KeyIndex
 from tocsin.features.labels import ConfirmedRisk
 from tocsin.features.novelty import Novelty
 from tocsin.features.recency import Recency
+from tocsin.features.series import SeriesModel
 from tocsin.features.value import ValueFeature
 from tocsin.features.velocity import Velocity
 from tocsin.features.windows import WindowCounter
@@ -73,6 +74,12 @@ def _subject(by: str, key_field: str) -> tuple[str, str]:
     return f"this {noun}", f"this {noun}'s"
 
 
+def _siblings(by: str, key_field: str) -> str:
+    """How sentences name the other keys of a series' metric ("other hosts")."""
+    noun = (key_field if by == ENTITY else by).removesuffix("_id")
+    return f"other {noun}s"
+
+
 class FeatureSet:
     """Operators in order, their key interners, and the columns they make.
 
@@ -113,6 +120,9 @@ class FeatureSet:
             by = getattr(op, "by", None)
             if by not in (None, ENTITY, GLOBAL) and by not in categorical:
                 categorical.append(by)
+            metric_field = getattr(op, "metric_field", None)
+            if metric_field is not None and metric_field not in categorical:
+                categorical.append(metric_field)
             if isinstance(op, Novelty):
                 if op.field not in categorical:
                     categorical.append(op.field)
@@ -145,6 +155,14 @@ class FeatureSet:
                 operators.append(Velocity(feature.half_life, by=by, this=this, baseline=feature.baseline))
             elif feature.kind == "novelty":
                 operators.append(Novelty(feature.field, by=by, this=this))
+            elif feature.kind == "series":
+                operators.append(SeriesModel(
+                    feature.field, by=by, metric_field=feature.metric_field, season=feature.season,
+                    level_half_life=feature.level_half_life, spread_half_life=feature.spread_half_life,
+                    season_memory=feature.season_memory, prior_weight=feature.prior_weight, clip_z=feature.clip_z,
+                    shift_z=feature.shift_z, shift_after=feature.shift_after, min_rel_spread=feature.min_rel_spread,
+                    this=this, possessive=possessive, siblings=_siblings(by, key_field),
+                ))  # fmt: skip
             elif feature.kind == "confirmed":
                 operators.append(ConfirmedRisk(by=by, half_lives=feature.half_lives, this=this))
             else:  # pragma: no cover - the spec's discriminator admits no other kind

@@ -351,3 +351,145 @@ def novelty_rehash(old_table, new_table):
             slot = _slot(new_table, code, mask)
             new_table[slot, CODE] = code
             new_table[slot, HITS] = old_table[i, HITS]
+
+
+# --- per-series models ------------------------------------------------------------
+#
+# One row of ``series`` per series (an entity's metric): [last_time, readings, level, spread,
+# run_count, run_sum, run_start, spread_readings]; seasonal offsets and their reading counts per hour of the day
+# (``day_off``/``day_cnt``, 24 columns) and per hour of the week (``week_off``/``week_cnt``, 168
+# columns, 0 when the season is daily). ``pooled`` has one row per sibling group (a metric across
+# all entities): [readings, level, absolute deviation, residual readings, residual spread].
+
+S_LAST, S_N, S_LEVEL, S_SPREAD, S_RUN, S_RUN_SUM, S_RUN_START, S_SPREAD_N = 0, 1, 2, 3, 4, 5, 6, 7
+SERIES_COLUMNS = 8
+P_N, P_LEVEL, P_DEV, P_RN, P_RESID = 0, 1, 2, 3, 4
+POOLED_COLUMNS = 5
+#: mean absolute deviation x this estimates the standard deviation of normal data (sqrt(pi / 2))
+MEAN_ABS_TO_STD = 1.2533
+#: 1970-01-01 was a Thursday: (days since the epoch + 3) % 7 is the weekday with Monday = 0
+EPOCH_WEEKDAY = 3
+
+
+@njit(cache=True, inline="always")
+def _decay_weight(dt, half_life):
+    return 1.0 - math.exp(-LN2 * dt / half_life)
+
+
+@njit(cache=True, nogil=True)
+def series_update(
+    series_ids, group_ids, times, values, season, params,
+    series, day_off, day_cnt, week_off, week_cnt, pooled,
+    out_z, out_expected, out_sigma, out_n, out_slot,
+):  # fmt: skip
+    """Score each reading against its series' model as learned so far, then learn the reading.
+
+    ``params`` = [level_half_life, spread_half_life, season_half_life, prior_weight, clip_z,
+    shift_z, shift_after, shift_min_readings, min_rel_spread, min_slot_readings, pooled_alpha].
+    ``season``: 0 none, 1 hour of the day, 2 hour of the week (falling back to the hour of the day
+    until the week's slot has ``min_slot_readings``). ``out_slot`` says which profile spoke (0, 1, 2).
+    """
+    level_hl, spread_hl, season_hl, prior_weight = params[0], params[1], params[2], params[3]
+    clip_z, shift_z, shift_after, shift_min = params[4], params[5], params[6], params[7]
+    min_rel, min_slot, pooled_alpha = params[8], params[9], params[10]
+    warm = _touch_rows(series_ids, series)
+    for i in range(series_ids.shape[0]):
+        k = series_ids[i]
+        g = group_ids[i]
+        row = series[k]
+        p = pooled[g]
+        t = times[i]
+        dt = 0.0
+        if t < row[S_LAST]:
+            t = row[S_LAST]
+        else:
+            if row[S_N] > 0:
+                dt = t - row[S_LAST]
+            row[S_LAST] = t
+        x = values[i]
+        n = row[S_N]
+        hour = int(math.floor((t % 86400.0) / 3600.0))
+        week_slot = int((math.floor(t / 86400.0) + EPOCH_WEEKDAY) % 7) * 24 + hour
+        offset = 0.0
+        used = 0
+        if season >= 1 and n > 0:
+            if season == 2 and week_cnt[k, week_slot] >= min_slot:
+                offset = week_off[k, week_slot]
+                used = 2
+            elif day_cnt[k, hour] >= min_slot:
+                offset = day_off[k, hour]
+                used = 1
+        if n == 0:
+            expected = p[P_LEVEL] if p[P_N] > 0 else x
+            spread = p[P_DEV]
+        else:
+            expected = row[S_LEVEL] + offset
+            spread = row[S_SPREAD]
+            m = row[S_SPREAD_N]
+            if p[P_RN] > 0 and m + prior_weight > 0:  # siblings' residual spread as a prior worth ``prior_weight`` readings
+                spread = (m * spread + prior_weight * p[P_RESID]) / (m + prior_weight)
+        sigma = MEAN_ABS_TO_STD * max(spread, min_rel * abs(expected), 1e-9)
+        z = (x - expected) / sigma if (n > 0 or p[P_N] > 0) else 0.0
+        out_z[i] = z
+        out_expected[i] = expected
+        out_sigma[i] = sigma
+        out_n[i] = n
+        out_slot[i] = used
+        # learn: a reading moves the model at most clip_z sigmas, unless a run of them is a new level
+        if n == 0:
+            row[S_LEVEL] = x
+        else:
+            # until the profile knows this hour, the deviation from the level is what it must learn (unclipped),
+            # and it says nothing of the spread or of a shift
+            profiled = season == 0 or used > 0
+            limit = clip_z * sigma
+            r = min(max(x - expected, -limit), limit) if profiled else x - expected
+            if not profiled:
+                row[S_RUN] = 0.0
+                row[S_RUN_SUM] = 0.0
+            elif abs(z) > shift_z:
+                sign = 1.0 if z > 0 else -1.0
+                if row[S_RUN] * sign > 0:
+                    row[S_RUN] += sign
+                    row[S_RUN_SUM] += x - offset
+                else:
+                    row[S_RUN] = sign
+                    row[S_RUN_SUM] = x - offset
+                    row[S_RUN_START] = t
+            else:
+                row[S_RUN] = 0.0
+                row[S_RUN_SUM] = 0.0
+            if abs(row[S_RUN]) >= shift_min and t - row[S_RUN_START] >= shift_after:
+                row[S_LEVEL] = row[S_RUN_SUM] / abs(row[S_RUN])  # a confirmed shift: the new level is normal
+                row[S_RUN] = 0.0
+                row[S_RUN_SUM] = 0.0
+            else:
+                a = max(1.0 / (n + 1.0), _decay_weight(dt, level_hl))
+                row[S_LEVEL] += a * (expected + r - offset - row[S_LEVEL])
+            if profiled:
+                row[S_SPREAD_N] += 1.0
+                row[S_SPREAD] += max(1.0 / row[S_SPREAD_N], _decay_weight(dt, spread_hl)) * (abs(r) - row[S_SPREAD])
+                if p[P_RN] == 0:
+                    p[P_RESID] = abs(r)
+                else:
+                    p[P_RESID] += max(1.0 / (p[P_RN] + 1.0), pooled_alpha) * (abs(r) - p[P_RESID])
+                p[P_RN] += 1.0
+            if season >= 1:
+                deviation = expected + r - row[S_LEVEL]
+                c = day_cnt[k, hour]
+                day_off[k, hour] += max(1.0 / (c + 1.0), _decay_weight(dt, season_hl)) * (deviation - day_off[k, hour])
+                day_cnt[k, hour] = c + 1.0
+                if season == 2:
+                    c = week_cnt[k, week_slot]
+                    week_off[k, week_slot] += max(1.0 / (c + 1.0), _decay_weight(dt, season_hl)) * (
+                        deviation - week_off[k, week_slot])
+                    week_cnt[k, week_slot] = c + 1.0
+        row[S_N] = n + 1.0
+        if p[P_N] == 0:
+            p[P_LEVEL] = x
+        else:
+            w = max(1.0 / (p[P_N] + 1.0), pooled_alpha)
+            p[P_LEVEL] += w * (x - p[P_LEVEL])
+            p[P_DEV] += w * (abs(x - p[P_LEVEL]) - p[P_DEV])
+        p[P_N] += 1.0
+    return warm

@@ -21,6 +21,7 @@ from tocsin.spec.features import (
     FeatureSpec,
     NoveltyFeature, ConfirmedFeature,
     RecencyFeature,
+    SeriesFeature,
     ValueFeature,
     VelocityFeature,
     WindowFeature,
@@ -33,7 +34,7 @@ from tocsin.spec.sources import FileSource, KafkaSource, SimulatorSource, Source
 __all__ = [
     "AdmissionSpec", "AlertingSpec", "CalibrationSpec", "CheckpointSpec", "DecayedStatsFeature", "DetectorSpec", "DriftSpec", "SupervisedSpec", "Duration",
     "EnvironmentOverrides", "FeatureSpec", "FileSource", "KafkaSource", "MetricsSpec", "NoveltyFeature", "ConfirmedFeature", "PipelineSpec",
-    "RecencyFeature", "RegistrySpec", "RunnerSpec", "SchemaSpec", "SeveritySpec", "SimulatorSource", "SourceSpec", "SpecError",
+    "RecencyFeature", "RegistrySpec", "SeriesFeature", "RunnerSpec", "SchemaSpec", "SeveritySpec", "SimulatorSource", "SourceSpec", "SpecError",
     "SpecModel", "StoreSpec", "StreamSettings", "ThresholdSpec", "ValueFeature", "VelocityFeature", "WindowFeature",
     "apply_environment", "format_duration", "load_spec", "parse_duration", "parse_spec",
 ]

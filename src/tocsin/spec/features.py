@@ -72,6 +72,26 @@ class ConfirmedFeature(_FeatureBase):
     half_lives: list[Duration] = Field(default_factory=lambda: [7 * 86_400.0, 28 * 86_400.0], min_length=1)
 
 
+class SeriesFeature(_FeatureBase):
+    """Signed surprise of a metric against its own series' level, spread and time-of-day profile
+    (``tocsin.features.series``): one series per entity (``by``) and, with ``metric_field``, per metric name."""
+
+    kind: Literal["series"]
+    field: str = Field(description="the numeric reading (wide events: one series feature per metric field)")
+    metric_field: str | None = Field(
+        None, description="long events (one metric per event): the categorical field naming the metric; each (entity, metric) is a series")
+    season: Literal["none", "daily", "weekly"] = Field(
+        "daily", description="profile by hour of the day, or of the week (hour of the day until a week is seen)")
+    level_half_life: Duration = Field(86_400.0, description="how fast the level follows the series")
+    spread_half_life: Duration = Field(86_400.0, description="how fast the spread follows the series")
+    season_memory: float = Field(2.0, gt=0, description="half-life of the seasonal profile, in visits to each hour (days or weeks)")
+    prior_weight: float = Field(20.0, ge=0, description="readings a new series' spread is worth less than its siblings' (cold start)")
+    clip_z: float = Field(3.0, gt=0, description="a reading moves the model by at most this many standard deviations")
+    shift_z: float = Field(4.0, gt=0, description="readings beyond this many standard deviations, on one side, start a run")
+    shift_after: Duration = Field(3_600.0, description="a run this long (and >= 5 readings) is a confirmed shift: its mean becomes the level")
+    min_rel_spread: float = Field(0.01, ge=0, description="the spread is at least this share of the expected value")
+
+
 class ValueFeature(SpecModel):
     """A numeric field passed through, optionally as log1p of its magnitude."""
 
@@ -81,6 +101,6 @@ class ValueFeature(SpecModel):
 
 
 FeatureSpec = Annotated[
-    Union[WindowFeature, DecayedStatsFeature, RecencyFeature, VelocityFeature, NoveltyFeature, ConfirmedFeature, ValueFeature],
+    Union[WindowFeature, DecayedStatsFeature, RecencyFeature, VelocityFeature, NoveltyFeature, ConfirmedFeature, SeriesFeature, ValueFeature],
     Field(discriminator="kind"),
 ]

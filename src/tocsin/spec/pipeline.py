@@ -50,6 +50,12 @@ class PipelineSpec(SpecModel):
                     f"features.{i}.by: {by!r} is not a categorical field; use 'entity', 'global' "
                     f"or one of {schema.categorical}"
                 )
+            metric_field = getattr(feature, "metric_field", None)
+            if metric_field is not None and metric_field not in schema.categorical:
+                raise ValueError(
+                    f"features.{i}.metric_field: {metric_field!r} is not a declared categorical field; add it to "
+                    f"schema.categorical or use one of {schema.categorical}"
+                )
             name = getattr(feature, "field", None)
             if name is None:
                 continue
