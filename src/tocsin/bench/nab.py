@@ -55,6 +55,7 @@ from tocsin.bench.nab_scoring import (
     score_results_dir,
 )
 from tocsin.bench.crossval import choose
+from tocsin.bench.nab_pipeline import PIPELINE, PipelineSeriesScorer
 from tocsin.bench.nab_cv import category_of, in_sample, nested_cv, threshold_cv
 from tocsin.detectors.timeseries import CONFIGURATIONS, CV_CANDIDATES, DEFAULT_CONFIGURATION, make_detector, sensitivity_variants
 
@@ -103,7 +104,8 @@ def run_configuration(
     rows = 0
     for name in names:
         columns = read_nab_csv(Path(data) / "data" / name)
-        detector = make_detector(configuration, **(overrides or {}))
+        detector = (PipelineSeriesScorer(**(overrides or {})) if configuration == PIPELINE
+                    else make_detector(configuration, **(overrides or {})))
         started = time.perf_counter()
         score = detector.score_partial_fit(columns["value"], timestamps=columns["timestamp"])
         detector_seconds += time.perf_counter() - started
@@ -156,10 +158,10 @@ def run_nab_bench(data: Path, results_dir: Path, detector: str | None, console: 
     windows = load_windows(labels / "combined_windows.json")
     profiles = load_profiles(labels / "profiles.json") if (labels / "profiles.json").exists() else dict(DEFAULT_PROFILES)
     unlabelled = [name for name in names if name not in windows]
-    configurations = list(CONFIGURATIONS) if detector == "all" else [detector or DEFAULT_CONFIGURATION]
+    configurations = [*CONFIGURATIONS, PIPELINE] if detector == "all" else [detector or DEFAULT_CONFIGURATION]
     for configuration in configurations:
-        if configuration not in CONFIGURATIONS:
-            raise ValueError(f"unknown detector {configuration!r}; choose from {sorted(CONFIGURATIONS)} or 'all'")
+        if configuration not in CONFIGURATIONS and configuration != PIPELINE:
+            raise ValueError(f"unknown detector {configuration!r}; choose from {sorted([*CONFIGURATIONS, PIPELINE])} or 'all'")
 
     runs = []
     for configuration in configurations:
@@ -264,7 +266,7 @@ def run_nab_cv(
         raise FileNotFoundError(f"no labelled CSV files under {data / 'data'}")
     candidates = list(CV_CANDIDATES if candidates is None else candidates)
     for name in candidates:
-        if name not in CONFIGURATIONS:
+        if name not in CONFIGURATIONS and name != PIPELINE:
             raise ValueError(f"unknown detector {name!r}; choose from {sorted(CONFIGURATIONS)}")
     groups = sorted({category_of(name) for name in names})
     if len(groups) < 2:

@@ -209,6 +209,8 @@ class SeriesModel(FeatureOperator):
             if profile == 2:
                 when = f" on {_WEEKDAYS[time.gmtime(t).tm_wday]}{when}"
         cold = f" (cold start: {readings} readings)" if readings < self._params[3] else ""
+        if not profile and self.season != "none":
+            cold += " (no profile for this hour yet)"
         return f"{metric} {format_number(x, 4)} vs {self.possessive} usual {band}{when}{cold}"
 
     def state_dict(self) -> dict[str, np.ndarray]:
