@@ -178,11 +178,11 @@ class RefSeries:
 
     def __init__(self, field, by="entity", metric_field=None, season="daily", level_half_life=86_400.0,
                  spread_half_life=86_400.0, season_memory=2.0, prior_weight=20.0, clip_z=3.0, shift_z=4.0,
-                 shift_after=3_600.0, min_rel_spread=0.01):
+                 shift_after=3_600.0, min_rel_spread=0.01, slot=3_600.0):
         self.field, self.by, self.metric_field, self.season = field, by, metric_field, season
         self.level_hl, self.spread_hl, self.season_hl = level_half_life, spread_half_life, season_memory * 3600.0
         self.prior_weight, self.clip_z, self.shift_z, self.shift_after = prior_weight, clip_z, shift_z, shift_after
-        self.min_rel = min_rel_spread
+        self.min_rel, self.slot = min_rel_spread, slot
         self.names = [f"{prefix_of(by)}{field}_surprise"]
         self.series = {}  # (key, metric) -> dict
         self.pooled = defaultdict(lambda: {"n": 0.0, "level": 0.0, "dev": 0.0, "rn": 0.0, "resid": 0.0})
@@ -195,7 +195,7 @@ class RefSeries:
         metric = event[self.metric_field] if self.metric_field else None
         s = self.series.setdefault((key_of(event, self.by), metric), {
             "last": -math.inf, "n": 0.0, "level": 0.0, "spread": 0.0, "m": 0.0, "run": 0, "run_sum": 0.0,
-            "run_start": 0.0, "day": {}, "week": {}})
+            "run_start": 0.0, "day": {}, "week": {}, "day_spread": defaultdict(float)})
         p = self.pooled[metric]
         t, dt = event["time"], 0.0
         if t < s["last"]:
@@ -206,13 +206,14 @@ class RefSeries:
             s["last"] = t
         x, n = event[self.field], s["n"]
         hour = int(math.floor((t % 86400.0) / 3600.0))
+        day_slot = int(math.floor((t % 86400.0) / self.slot))
         week_slot = int((math.floor(t / 86400.0) + 3) % 7) * 24 + hour
         offset, profile = 0.0, None
         if self.season != "none" and n > 0:
             if self.season == "weekly" and s["week"].get(week_slot, (0.0, 0))[1] >= 2:
                 offset, profile = s["week"][week_slot][0], "week"
-            elif s["day"].get(hour, (0.0, 0))[1] >= 2:
-                offset, profile = s["day"][hour][0], "day"
+            elif s["day"].get(day_slot, (0.0, 0))[1] >= 2:
+                offset, profile = s["day"][day_slot][0], "day"
         if n == 0:
             expected = p["level"] if p["n"] > 0 else x
             spread = p["dev"]
@@ -221,6 +222,8 @@ class RefSeries:
             spread = s["spread"]
             if p["rn"] > 0 and s["m"] + self.prior_weight > 0:
                 spread = (s["m"] * spread + self.prior_weight * p["resid"]) / (s["m"] + self.prior_weight)
+        if self.season != "none" and n > 0 and s["day"].get(day_slot, (0.0, 0))[1] > 2:
+            spread = max(spread, s["day_spread"][day_slot])
         sigma = 1.2533 * max(spread, self.min_rel * abs(expected), 1e-9)
         z = (x - expected) / sigma if (n > 0 or p["n"] > 0) else 0.0
         if n == 0:
@@ -252,7 +255,11 @@ class RefSeries:
                 p["rn"] += 1.0
             if self.season != "none":
                 deviation = expected + r - s["level"]
-                for table, slot in (("day", hour), ("week", week_slot)):
+                value, count = s["day"].get(day_slot, (0.0, 0))
+                if profiled and count >= 2:
+                    s["day_spread"][day_slot] += max(1.0 / (count - 2 + 1.0), self._weight(dt, self.season_hl)) * (
+                        abs(r) - s["day_spread"][day_slot])
+                for table, slot in (("day", day_slot), ("week", week_slot)):
                     if table == "week" and self.season != "weekly":
                         continue
                     value, count = s[table].get(slot, (0.0, 0))
@@ -287,7 +294,7 @@ def from_feature_spec(feature) -> object:
     if feature.kind == "series":
         return RefSeries(feature.field, by, feature.metric_field, feature.season, feature.level_half_life,
                          feature.spread_half_life, feature.season_memory, feature.prior_weight, feature.clip_z,
-                         feature.shift_z, feature.shift_after, feature.min_rel_spread)
+                         feature.shift_z, feature.shift_after, feature.min_rel_spread, feature.slot)
     raise ValueError(feature.kind)
 
 

@@ -90,8 +90,9 @@ def test_long_events_make_one_series_per_entity_and_metric():
 
 def test_bytes_per_series_stay_under_the_budget():
     assert SeriesModel("x", season="none").bytes_per_series == 64
-    assert SeriesModel("x", season="daily").bytes_per_series == 448
-    assert SeriesModel("x", season="weekly").bytes_per_series == 3_136 <= 4_096
+    assert SeriesModel("x", season="daily").bytes_per_series == 640
+    assert SeriesModel("x", season="daily", slot=900.0).bytes_per_series == 2_368
+    assert SeriesModel("x", season="weekly").bytes_per_series == 3_328 <= 4_096
 
 
 def spec_with(feature, schema=None):
@@ -105,6 +106,8 @@ def test_spec_errors_name_the_field_and_the_fix():
         spec_with({"kind": "series", "field": "value", "metric_field": "name"})
     with pytest.raises(SpecError, match=r"features.0.field: 'cpu' is not a declared numeric field"):
         spec_with({"kind": "series", "field": "cpu"})
+    with pytest.raises(SpecError, match=r"slot \(420s\) must divide a day"):
+        spec_with({"kind": "series", "field": "value", "slot": "7m"})
     with pytest.raises(SpecError, match=r"season"):
         spec_with({"kind": "series", "field": "value", "season": "hourly"})
     names = FeatureSet.from_spec(spec_with({"kind": "series", "field": "value", "metric_field": "metric"})).names

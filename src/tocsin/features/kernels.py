@@ -356,10 +356,11 @@ def novelty_rehash(old_table, new_table):
 # --- per-series models ------------------------------------------------------------
 #
 # One row of ``series`` per series (an entity's metric): [last_time, readings, level, spread,
-# run_count, run_sum, run_start, spread_readings]; seasonal offsets and their reading counts per hour of the day
-# (``day_off``/``day_cnt``, 24 columns) and per hour of the week (``week_off``/``week_cnt``, 168
+# run_count, run_sum, run_start, spread_readings]; seasonal offsets and their reading counts per slot of the day
+# (``day_off``/``day_cnt``, one column per slot: 24 for hourly slots) and per hour of the week (``week_off``/``week_cnt``, 168
 # columns, 0 when the season is daily). ``pooled`` has one row per sibling group (a metric across
-# all entities): [readings, level, absolute deviation, residual readings, residual spread].
+# all entities): [readings, level, absolute deviation, residual readings, residual spread]. The
+# day's profile also keeps each slot's spread (``day_spread``).
 
 S_LAST, S_N, S_LEVEL, S_SPREAD, S_RUN, S_RUN_SUM, S_RUN_START, S_SPREAD_N = 0, 1, 2, 3, 4, 5, 6, 7
 SERIES_COLUMNS = 8
@@ -379,19 +380,21 @@ def _decay_weight(dt, half_life):
 @njit(cache=True, nogil=True)
 def series_update(
     series_ids, group_ids, times, values, season, params,
-    series, day_off, day_cnt, week_off, week_cnt, pooled,
+    series, day_off, day_cnt, day_spread, week_off, week_cnt, pooled,
     out_z, out_expected, out_sigma, out_n, out_slot,
 ):  # fmt: skip
     """Score each reading against its series' model as learned so far, then learn the reading.
 
     ``params`` = [level_half_life, spread_half_life, season_half_life, prior_weight, clip_z,
-    shift_z, shift_after, shift_min_readings, min_rel_spread, min_slot_readings, pooled_alpha].
-    ``season``: 0 none, 1 hour of the day, 2 hour of the week (falling back to the hour of the day
-    until the week's slot has ``min_slot_readings``). ``out_slot`` says which profile spoke (0, 1, 2).
+    shift_z, shift_after, shift_min_readings, min_rel_spread, min_slot_readings, pooled_alpha, slot_seconds].
+    ``season``: 0 none, 1 slot of the day (``slot_seconds`` wide), 2 hour of the week (falling back to the
+    slot of the day until the week's hour has ``min_slot_readings``). ``out_slot`` says which profile
+    spoke (0, 1, 2). A slot of the day also keeps its own spread (a slot where a nightly job starts or
+    ends is noisier than the rest of the day), and the band is the wider of the series' and the slot's.
     """
     level_hl, spread_hl, season_hl, prior_weight = params[0], params[1], params[2], params[3]
     clip_z, shift_z, shift_after, shift_min = params[4], params[5], params[6], params[7]
-    min_rel, min_slot, pooled_alpha = params[8], params[9], params[10]
+    min_rel, min_slot, pooled_alpha, slot_seconds = params[8], params[9], params[10], params[11]
     warm = _touch_rows(series_ids, series)
     for i in range(series_ids.shape[0]):
         k = series_ids[i]
@@ -409,6 +412,7 @@ def series_update(
         x = values[i]
         n = row[S_N]
         hour = int(math.floor((t % 86400.0) / 3600.0))
+        day_slot = int(math.floor((t % 86400.0) / slot_seconds))
         week_slot = int((math.floor(t / 86400.0) + EPOCH_WEEKDAY) % 7) * 24 + hour
         offset = 0.0
         used = 0
@@ -416,8 +420,8 @@ def series_update(
             if season == 2 and week_cnt[k, week_slot] >= min_slot:
                 offset = week_off[k, week_slot]
                 used = 2
-            elif day_cnt[k, hour] >= min_slot:
-                offset = day_off[k, hour]
+            elif day_cnt[k, day_slot] >= min_slot:
+                offset = day_off[k, day_slot]
                 used = 1
         if n == 0:
             expected = p[P_LEVEL] if p[P_N] > 0 else x
@@ -428,6 +432,8 @@ def series_update(
             m = row[S_SPREAD_N]
             if p[P_RN] > 0 and m + prior_weight > 0:  # siblings' residual spread as a prior worth ``prior_weight`` readings
                 spread = (m * spread + prior_weight * p[P_RESID]) / (m + prior_weight)
+        if season >= 1 and n > 0 and day_cnt[k, day_slot] > min_slot:
+            spread = max(spread, day_spread[k, day_slot])
         sigma = MEAN_ABS_TO_STD * max(spread, min_rel * abs(expected), 1e-9)
         z = (x - expected) / sigma if (n > 0 or p[P_N] > 0) else 0.0
         out_z[i] = z
@@ -476,9 +482,12 @@ def series_update(
                 p[P_RN] += 1.0
             if season >= 1:
                 deviation = expected + r - row[S_LEVEL]
-                c = day_cnt[k, hour]
-                day_off[k, hour] += max(1.0 / (c + 1.0), _decay_weight(dt, season_hl)) * (deviation - day_off[k, hour])
-                day_cnt[k, hour] = c + 1.0
+                c = day_cnt[k, day_slot]
+                weight = _decay_weight(dt, season_hl)
+                if profiled and c >= min_slot:
+                    day_spread[k, day_slot] += max(1.0 / (c - min_slot + 1.0), weight) * (abs(r) - day_spread[k, day_slot])
+                day_off[k, day_slot] += max(1.0 / (c + 1.0), weight) * (deviation - day_off[k, day_slot])
+                day_cnt[k, day_slot] = c + 1.0
                 if season == 2:
                     c = week_cnt[k, week_slot]
                     week_off[k, week_slot] += max(1.0 / (c + 1.0), _decay_weight(dt, season_hl)) * (

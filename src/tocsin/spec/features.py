@@ -84,12 +84,19 @@ class SeriesFeature(_FeatureBase):
         "daily", description="profile by hour of the day, or of the week (hour of the day until a week is seen)")
     level_half_life: Duration = Field(86_400.0, description="how fast the level follows the series")
     spread_half_life: Duration = Field(86_400.0, description="how fast the spread follows the series")
+    slot: Duration = Field(3_600.0, description="width of a slot of the day's profile; must divide a day (15m: a nightly job starting at 01:15)")
     season_memory: float = Field(2.0, gt=0, description="half-life of the seasonal profile, in visits to each hour (days or weeks)")
     prior_weight: float = Field(20.0, ge=0, description="readings a new series' spread is worth less than its siblings' (cold start)")
     clip_z: float = Field(3.0, gt=0, description="a reading moves the model by at most this many standard deviations")
     shift_z: float = Field(4.0, gt=0, description="readings beyond this many standard deviations, on one side, start a run")
     shift_after: Duration = Field(3_600.0, description="a run this long (and >= 5 readings) is a confirmed shift: its mean becomes the level")
     min_rel_spread: float = Field(0.01, ge=0, description="the spread is at least this share of the expected value")
+
+    @model_validator(mode="after")
+    def _slot_divides_a_day(self) -> SeriesFeature:
+        if not (86_400 / self.slot).is_integer() or self.slot > 86_400:
+            raise ValueError(f"slot ({self.slot:g}s) must divide a day: use 5m, 10m, 15m, 30m, 1h, 2h, ...")
+        return self
 
 
 class ValueFeature(SpecModel):
