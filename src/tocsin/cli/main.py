@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,6 +31,13 @@ app.command("produce")(produce_command)
 app.command("train")(train_command)
 
 REFERENCE_SPEC = Path(__file__).resolve().parent.parent / "specs" / "transactions.yaml"
+
+
+class SimulateScenario(str, Enum):
+    """What `tocsin simulate` writes."""
+
+    transactions = "transactions"
+    hosts = "hosts"
 
 
 def _summary_table(summary: dict[str, Any], title: str) -> Table:
@@ -222,27 +231,45 @@ def backtest(
 @app.command()
 def simulate(
     out: Path = typer.Option(..., help="file to write: .jsonl, .csv or .parquet"),
+    scenario: SimulateScenario = typer.Option(SimulateScenario.transactions, help="transactions: card payments with fraud; "
+                                              "hosts: host metric readings with incidents"),
     events: int = typer.Option(200_000, help="number of events"),
-    users: int = typer.Option(5_000, help="simulated cards"),
-    fraud_rate: float = typer.Option(0.004, help="share of events that are injected fraud"),
-    compromised_merchants: int = typer.Option(0, min=0, help="merchants whose stolen-card fraud looks normal (only labels reveal it)"),
-    compromised_share: float = typer.Option(0.3, min=0.001, max=1.0, help="share of a compromised merchant's transactions that are fraud"),
+    users: int = typer.Option(5_000, help="transactions: simulated cards"),
+    fraud_rate: float = typer.Option(0.004, help="transactions: share of events that are injected fraud"),
+    compromised_merchants: int = typer.Option(0, min=0, help="transactions: merchants whose stolen-card fraud looks normal (only labels reveal it)"),
+    compromised_share: float = typer.Option(0.3, min=0.001, max=1.0, help="transactions: share of a compromised merchant's transactions that are fraud"),
+    hosts: int = typer.Option(200, min=1, help="hosts: simulated hosts (one reading each a minute)"),
+    incident_rate: float = typer.Option(0.03, min=0.0, max=10.0, help="hosts: incidents per host per day after the first day"),
     seed: int = typer.Option(7),
 ) -> None:
-    """Write a labelled card-transaction dataset (is_fraud, fraud_type) to a file."""
+    """Write a labelled dataset to a file: card transactions (is_fraud, fraud_type) or host metrics
+    (is_incident, incident; the incident table goes to OUT.incidents.json)."""
     from tocsin.sources.file import infer_format
-    from tocsin.simulate import TransactionSimulator, write_events
+    from tocsin.simulate import HostMetricsSimulator, TransactionSimulator, write_events, write_host_events
 
     try:
         fmt = infer_format(out)
     except ValueError as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(2) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fmt = "jsonl" if fmt == "json" else fmt
+    if scenario is SimulateScenario.hosts:
+        host_simulator = HostMetricsSimulator(hosts=hosts, incident_rate=incident_rate, seed=seed)
+        batch = host_simulator.generate(events)
+        write_host_events(batch, out, fmt)
+        incidents_path = Path(f"{out}.incidents.json")
+        span = (float(batch.times[0]), float(batch.times[-1])) if len(batch) else (host_simulator.start_time,) * 2
+        # every incident that starts by the last reading (times have millisecond resolution)
+        table = host_simulator.incidents(span[1] + 0.001) if len(batch) else []
+        incidents_path.write_text(json.dumps({"from": span[0], "to": span[1], "events": len(batch), "incidents": table}, indent=1) + "\n")
+        console.print(f"wrote {len(batch):,} events ({int(batch.labels.sum()):,} in incidents) to {out} "
+                      f"and {len(table):,} incidents to {incidents_path}")
+        return
     simulator = TransactionSimulator(users=users, fraud_rate=fraud_rate, seed=seed, compromised_merchants=compromised_merchants,
                                      compromised_share=compromised_share)
     batch = simulator.generate(events)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_events(batch, out, "jsonl" if fmt == "json" else fmt)
+    write_events(batch, out, fmt)
     console.print(f"wrote {len(batch):,} events ({int(batch.labels.sum()):,} fraud) to {out}")
 
 

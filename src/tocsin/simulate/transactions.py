@@ -107,31 +107,14 @@ stream takes 0.25 s (day counts are then cached).
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tocsin.batch import EventBatch
-
-if TYPE_CHECKING:
-    from tocsin.spec import SimulatorSource
-
-SECONDS_PER_DAY = 86_400.0
-
-
-@dataclass(frozen=True)
-class FieldInfo:
-    """One event field: its name, value type, the EventBatch column it maps to, and meaning."""
-
-    name: str
-    type: str
-    batch_column: str
-    description: str
+from tocsin.simulate.daily import SECONDS_PER_DAY, DailySimulator, FieldInfo, field_columns, parse_start, write_fields
 
 
 FIELDS: tuple[FieldInfo, ...] = (
@@ -198,21 +181,6 @@ _CATEGORY_SHARE = _CATEGORY_SHARE / _CATEGORY_SHARE.sum()
 _WORLD_STREAM, _PLAN_STREAM, _DETAIL_STREAM, _COMPROMISE_STREAM = 0, 1, 2, 3
 
 
-def _parse_start(start: str | float | datetime) -> float:
-    if isinstance(start, datetime):
-        moment = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
-        return moment.timestamp()
-    if isinstance(start, (int, float)) and not isinstance(start, bool):
-        return float(start)
-    if isinstance(start, str):
-        try:
-            moment = datetime.fromisoformat(start.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"start must be an ISO 8601 time such as 2026-01-01T00:00:00Z, got {start!r}") from None
-        return _parse_start(moment)
-    raise ValueError(f"start must be an ISO 8601 string, a datetime or epoch seconds, got {start!r}")
-
-
 @dataclass
 class _DayPlan:
     """What the cheap plan stream fixes for one day: the event count and the fraud incidents."""
@@ -226,7 +194,7 @@ class _DayPlan:
         return int(self.events_per_card.sum()) + int(self.incident_sizes.sum())
 
 
-class TransactionSimulator:
+class TransactionSimulator(DailySimulator):
     """An endless, deterministic, labelled stream of card transactions.
 
     Parameters
@@ -280,24 +248,10 @@ class TransactionSimulator:
         self.warmup_days = float(warmup_days)
         self.seed = int(seed)
         self.start = start
-        self._start_s = _parse_start(start)
+        self._start_s = parse_start(start)
         self._warmup_end_s = self._start_s + self.warmup_days * SECONDS_PER_DAY
-        self._day_starts = [0]  # cumulative event counts: position of each day's first event
+        super().__init__()
         self._build_world()
-
-    @classmethod
-    def from_spec(cls, source: SimulatorSource) -> TransactionSimulator:
-        """The simulator a pipeline spec's ``source: {kind: simulator}`` describes."""
-        return cls(
-            users=source.users,
-            merchants=source.merchants,
-            fraud_rate=source.fraud_rate,
-            warmup_days=source.warmup_days,
-            seed=source.seed,
-            start=source.start,
-            compromised_merchants=source.compromised_merchants,
-            compromised_share=source.compromised_share,
-        )
 
     def __repr__(self) -> str:
         return (
@@ -306,11 +260,6 @@ class TransactionSimulator:
             + (f", compromised_merchants={self.compromised_merchants}, compromised_share={self.compromised_share}"
                if self.compromised_merchants else "") + ")"
         )
-
-    # --- random streams ---------------------------------------------------------
-
-    def _rng(self, stream: int, day: int = 0) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence([self.seed % 2**64, stream, day]))
 
     # --- the world ----------------------------------------------------------------
 
@@ -431,19 +380,8 @@ class TransactionSimulator:
         n_incidents = n_whole + int(keep_next)
         return _DayPlan(events_per_card, types[:n_incidents], sizes[:n_incidents])
 
-    def _day_position(self, index: int) -> int:
-        """Global position of day ``index``'s first event."""
-        while len(self._day_starts) <= index:
-            day = len(self._day_starts) - 1
-            self._day_starts.append(self._day_starts[-1] + self._plan(day).n_events)
-        return self._day_starts[index]
-
-    def _locate(self, position: int) -> tuple[int, int]:
-        """(day, offset within the day) of global ``position``."""
-        while self._day_starts[-1] <= position:
-            self._day_position(len(self._day_starts))
-        day = bisect.bisect_right(self._day_starts, position) - 1
-        return day, position - self._day_starts[day]
+    def _day_size(self, index: int) -> int:
+        return self._plan(index).n_events
 
     def day(self, index: int) -> EventBatch:
         """All events of simulated day ``index`` (0 = the day starting at ``start``), sorted by time."""
@@ -585,72 +523,12 @@ class TransactionSimulator:
         regular = self._is_regular(candidates, np.full(len(candidates), merchant))
         return candidates[np.argsort(regular, kind="stable")][:count]
 
-    # --- the stream -------------------------------------------------------------
-
-    def batches(self, batch_size: int, start_position: int = 0, max_events: int | None = None) -> Iterator[EventBatch]:
-        """The stream from ``start_position`` in batches of ``batch_size`` events (the last may be shorter).
-
-        Endless unless ``max_events`` is given. Only the days holding the
-        requested events are generated, so resuming far into the stream is cheap.
-        """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if start_position < 0:
-            raise ValueError(f"start_position must be >= 0, got {start_position}")
-        if max_events is not None and max_events < 0:
-            raise ValueError(f"max_events must be >= 0, got {max_events}")
-        remaining = max_events
-        day_index, offset = self._locate(start_position)
-        pending: list[EventBatch] = []
-        pending_events = 0
-        while remaining is None or remaining > 0:
-            events = self.day(day_index)
-            day_index += 1
-            end = len(events) if remaining is None else min(len(events), offset + remaining)
-            cursor = offset
-            offset = 0
-            if remaining is not None:
-                remaining -= end - cursor
-            while cursor < end:
-                take = min(batch_size - pending_events, end - cursor)
-                pending.append(events.take(slice(cursor, cursor + take)))
-                pending_events += take
-                cursor += take
-                if pending_events == batch_size:
-                    yield pending[0] if len(pending) == 1 else EventBatch.concat(pending)
-                    pending, pending_events = [], 0
-        if pending:
-            yield pending[0] if len(pending) == 1 else EventBatch.concat(pending)
-
-    def generate(self, n_events: int) -> EventBatch:
-        """The first ``n_events`` events of the stream as one batch."""
-        if n_events < 0:
-            raise ValueError(f"n_events must be >= 0, got {n_events}")
-        if n_events == 0:
-            return self.day(0).take(slice(0, 0))
-        return next(self.batches(n_events, max_events=n_events))
-
 
 # --- files -------------------------------------------------------------------
 
-_FORMATS = ("jsonl", "csv", "parquet")
-
 
 def _columns(batch: EventBatch) -> dict[str, np.ndarray]:
-    labels = batch.labels if batch.labels is not None else np.zeros(len(batch), dtype=np.int8)
-    fraud_type = batch.extra.get("fraud_type", np.full(len(batch), "", dtype=object))
-    return {
-        "tx_id": batch.ids,
-        "card_id": batch.keys,
-        "ts": batch.times,
-        "amount": batch.numeric["amount"],
-        "merchant_id": batch.categorical["merchant_id"],
-        "merchant_category": batch.categorical["merchant_category"],
-        "city": batch.categorical["city"],
-        "channel": batch.categorical["channel"],
-        "is_fraud": labels.astype(np.int8),
-        "fraud_type": fraud_type,
-    }
+    return field_columns(batch, FIELDS)
 
 
 def write_events(batch: EventBatch, path: str | Path, format: str | None = None) -> None:
@@ -659,29 +537,4 @@ def write_events(batch: EventBatch, path: str | Path, format: str | None = None)
     ``format`` is "jsonl" (via msgspec), "csv" or "parquet" (via pyarrow); when
     omitted it is taken from the file suffix.
     """
-    path = Path(path)
-    if format is None:
-        format = path.suffix.lstrip(".").lower()
-    if format not in _FORMATS:
-        raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
-    columns = _columns(batch)
-    if format == "jsonl":
-        import msgspec
-
-        names = list(columns)
-        rows = zip(*(column.tolist() for column in columns.values()))
-        records = [dict(zip(names, row)) for row in rows]
-        path.write_bytes(msgspec.json.Encoder().encode_lines(records))
-        return
-    import pyarrow as pa
-
-    types = {"ts": pa.float64(), "amount": pa.float64(), "is_fraud": pa.int8()}
-    table = pa.table({name: pa.array(column, type=types.get(name, pa.string())) for name, column in columns.items()})
-    if format == "csv":
-        import pyarrow.csv
-
-        pyarrow.csv.write_csv(table, path)
-    else:
-        import pyarrow.parquet
-
-        pyarrow.parquet.write_table(table, path)
+    write_fields(batch, FIELDS, path, format)

@@ -13,7 +13,7 @@ from tocsin.spec import SimulatorSource as SimulatorSpec
 
 
 class SimulatorSource(Source):
-    """Events from a deterministic simulator, already columnar.
+    """Events from a deterministic simulator (``spec.scenario``: card transactions or host metrics), already columnar.
 
     ``rate`` (events/s, 0 = as fast as possible) paces the stream like a live
     feed; ``max_events`` ends it. Positions are the simulator's global event
@@ -21,9 +21,10 @@ class SimulatorSource(Source):
     """
 
     def __init__(self, spec: SimulatorSpec, rate: float = 0.0, max_events: int | None = None) -> None:
-        from tocsin.simulate import TransactionSimulator
+        from tocsin.simulate import HostMetricsSimulator, TransactionSimulator
 
-        self.simulator = TransactionSimulator.from_spec(spec)
+        simulators = {"transactions": TransactionSimulator, "hosts": HostMetricsSimulator}
+        self.simulator = simulators[spec.scenario].from_spec(spec)
         self.rate = rate
         self.max_events = max_events
         self.name = f"simulator:{spec.scenario}:{spec.seed}"

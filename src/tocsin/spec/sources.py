@@ -7,20 +7,30 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
+from tocsin.durations import Duration
 from tocsin.spec.base import SpecModel
 
 
 class SimulatorSource(SpecModel):
+    """Labelled synthetic events: card transactions (``users`` … ``compromised_share``) or
+    cloud host metrics (``hosts`` … ``incident_rate``); ``seed``, ``warmup_days`` and ``start`` serve both."""
+
     kind: Literal["simulator"]
-    scenario: Literal["transactions"] = "transactions"
+    scenario: Literal["transactions", "hosts"] = Field(
+        "transactions", description="transactions: card payments with fraud; hosts: host metric readings with incidents")
     seed: int = 7
     users: int = Field(5_000, ge=1)
     merchants: int = Field(2_000, ge=10)
     fraud_rate: float = Field(0.004, ge=0, le=0.5, description="share of events that are injected fraud")
-    warmup_days: float = Field(1.0, ge=0, description="days of clean history before the first injected fraud")
+    warmup_days: float = Field(1.0, ge=0, description="days of clean history before the first injected fraud or incident")
     start: str = "2026-01-01T00:00:00Z"
     compromised_merchants: int = Field(0, ge=0, description="in-person merchants whose stolen-card fraud looks normal (only labels reveal it)")
     compromised_share: float = Field(0.3, gt=0, le=1, description="share of a compromised merchant's transactions that are fraud")
+    hosts: int = Field(200, ge=1, description="hosts scenario: hosts reporting metrics")
+    racks: int = Field(10, ge=1, description="hosts scenario: racks the hosts are spread over")
+    report_every: Duration = Field(60.0, le=86_400, description="hosts scenario: time between two readings of a host")
+    incident_rate: float = Field(
+        0.03, ge=0, le=10, description="hosts scenario: incidents per host per day after warm-up (a rack incident counts once)")
 
 
 class FileSource(SpecModel):
