@@ -178,11 +178,11 @@ class RefSeries:
 
     def __init__(self, field, by="entity", metric_field=None, season="daily", level_half_life=86_400.0,
                  spread_half_life=86_400.0, season_memory=2.0, prior_weight=20.0, clip_z=3.0, shift_z=4.0,
-                 shift_after=3_600.0, min_rel_spread=0.01, slot=3_600.0):
+                 shift_after=3_600.0, min_rel_spread=0.01, slot=3_600.0, sustained=False):
         self.field, self.by, self.metric_field, self.season = field, by, metric_field, season
         self.level_hl, self.spread_hl, self.season_hl = level_half_life, spread_half_life, season_memory * 3600.0
         self.prior_weight, self.clip_z, self.shift_z, self.shift_after = prior_weight, clip_z, shift_z, shift_after
-        self.min_rel, self.slot = min_rel_spread, slot
+        self.min_rel, self.slot, self.sustained = min_rel_spread, slot, sustained
         self.names = [f"{prefix_of(by)}{field}_surprise"]
         self.series = {}  # (key, metric) -> dict
         self.pooled = defaultdict(lambda: {"n": 0.0, "level": 0.0, "dev": 0.0, "rn": 0.0, "resid": 0.0})
@@ -195,7 +195,7 @@ class RefSeries:
         metric = event[self.metric_field] if self.metric_field else None
         s = self.series.setdefault((key_of(event, self.by), metric), {
             "last": -math.inf, "n": 0.0, "level": 0.0, "spread": 0.0, "m": 0.0, "run": 0, "run_sum": 0.0,
-            "run_start": 0.0, "day": {}, "week": {}, "day_spread": defaultdict(float)})
+            "run_start": 0.0, "prev_z": 0.0, "day": {}, "week": {}, "day_spread": defaultdict(float)})
         p = self.pooled[metric]
         t, dt = event["time"], 0.0
         if t < s["last"]:
@@ -226,6 +226,10 @@ class RefSeries:
             spread = max(spread, s["day_spread"][day_slot])
         sigma = 1.2533 * max(spread, self.min_rel * abs(expected), 1e-9)
         z = (x - expected) / sigma if (n > 0 or p["n"] > 0) else 0.0
+        output = z
+        if self.sustained:
+            prev, s["prev_z"] = s["prev_z"], z
+            output = 0.0 if z * prev <= 0 else (min(z, prev) if z > 0 else max(z, prev))
         if n == 0:
             s["level"] = x
         else:
@@ -273,7 +277,7 @@ class RefSeries:
             p["level"] += w * (x - p["level"])
             p["dev"] += w * (abs(x - p["level"]) - p["dev"])
         p["n"] += 1.0
-        return [z]
+        return [output]
 
 
 def from_feature_spec(feature) -> object:
@@ -294,7 +298,7 @@ def from_feature_spec(feature) -> object:
     if feature.kind == "series":
         return RefSeries(feature.field, by, feature.metric_field, feature.season, feature.level_half_life,
                          feature.spread_half_life, feature.season_memory, feature.prior_weight, feature.clip_z,
-                         feature.shift_z, feature.shift_after, feature.min_rel_spread, feature.slot)
+                         feature.shift_z, feature.shift_after, feature.min_rel_spread, feature.slot, feature.sustained)
     raise ValueError(feature.kind)
 
 

@@ -356,14 +356,14 @@ def novelty_rehash(old_table, new_table):
 # --- per-series models ------------------------------------------------------------
 #
 # One row of ``series`` per series (an entity's metric): [last_time, readings, level, spread,
-# run_count, run_sum, run_start, spread_readings]; seasonal offsets and their reading counts per slot of the day
+# run_count, run_sum, run_start, spread_readings, previous z]; seasonal offsets and their reading counts per slot of the day
 # (``day_off``/``day_cnt``, one column per slot: 24 for hourly slots) and per hour of the week (``week_off``/``week_cnt``, 168
 # columns, 0 when the season is daily). ``pooled`` has one row per sibling group (a metric across
 # all entities): [readings, level, absolute deviation, residual readings, residual spread]. The
 # day's profile also keeps each slot's spread (``day_spread``).
 
-S_LAST, S_N, S_LEVEL, S_SPREAD, S_RUN, S_RUN_SUM, S_RUN_START, S_SPREAD_N = 0, 1, 2, 3, 4, 5, 6, 7
-SERIES_COLUMNS = 8
+S_LAST, S_N, S_LEVEL, S_SPREAD, S_RUN, S_RUN_SUM, S_RUN_START, S_SPREAD_N, S_PREV_Z = 0, 1, 2, 3, 4, 5, 6, 7, 8
+SERIES_COLUMNS = 9
 P_N, P_LEVEL, P_DEV, P_RN, P_RESID = 0, 1, 2, 3, 4
 POOLED_COLUMNS = 5
 #: mean absolute deviation x this estimates the standard deviation of normal data (sqrt(pi / 2))
@@ -386,7 +386,10 @@ def series_update(
     """Score each reading against its series' model as learned so far, then learn the reading.
 
     ``params`` = [level_half_life, spread_half_life, season_half_life, prior_weight, clip_z,
-    shift_z, shift_after, shift_min_readings, min_rel_spread, min_slot_readings, pooled_alpha, slot_seconds].
+    shift_z, shift_after, shift_min_readings, min_rel_spread, min_slot_readings, pooled_alpha, slot_seconds,
+    sustained]. With ``sustained`` (1.0), a reading's output is the less extreme of its z and the series'
+    previous z when both lie on the same side, else 0: one-reading blips score 0, an incident scores from
+    its second reading. ``out_z`` is that output; the model itself learns from every reading's own z.
     ``season``: 0 none, 1 slot of the day (``slot_seconds`` wide), 2 hour of the week (falling back to the
     slot of the day until the week's hour has ``min_slot_readings``). ``out_slot`` says which profile
     spoke (0, 1, 2). A slot of the day also keeps its own spread (a slot where a nightly job starts or
@@ -394,7 +397,7 @@ def series_update(
     """
     level_hl, spread_hl, season_hl, prior_weight = params[0], params[1], params[2], params[3]
     clip_z, shift_z, shift_after, shift_min = params[4], params[5], params[6], params[7]
-    min_rel, min_slot, pooled_alpha, slot_seconds = params[8], params[9], params[10], params[11]
+    min_rel, min_slot, pooled_alpha, slot_seconds, sustained = params[8], params[9], params[10], params[11], params[12]
     warm = _touch_rows(series_ids, series)
     for i in range(series_ids.shape[0]):
         k = series_ids[i]
@@ -436,7 +439,14 @@ def series_update(
             spread = max(spread, day_spread[k, day_slot])
         sigma = MEAN_ABS_TO_STD * max(spread, min_rel * abs(expected), 1e-9)
         z = (x - expected) / sigma if (n > 0 or p[P_N] > 0) else 0.0
-        out_z[i] = z
+        if sustained > 0:  # as surprising as the less surprising of this reading and the one before, on the same side
+            prev = row[S_PREV_Z]
+            out_z[i] = min(z, prev) if z > 0 else max(z, prev)
+            if z * prev <= 0:
+                out_z[i] = 0.0
+            row[S_PREV_Z] = z
+        else:
+            out_z[i] = z
         out_expected[i] = expected
         out_sigma[i] = sigma
         out_n[i] = n

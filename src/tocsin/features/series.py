@@ -39,9 +39,14 @@ whose seasonality is not daily or weekly is modelled by level and spread
 only; the hour-of-day profile needs a few visits to each hour (two readings
 per slot), so the first day's peaks read as surprises against the level.
 
-Cost: 8 floats per series, plus 3 per slot of the day with ``season: daily``
-(hourly slots: 640 bytes; 15-minute slots: 2,368 bytes) and 336 more with
-``season: weekly`` (hourly slots: 3,328 bytes); O(1) per reading.
+With ``sustained``, a reading is only as surprising as the less surprising
+of it and the series' previous reading when both stray on the same side, so
+one-reading blips (a cron job's spike) stay quiet and an outage is flagged
+from its second reading: the ``for: 2m`` of metric alert rules, per series.
+
+Cost: 9 floats per series, plus 3 per slot of the day with ``season: daily``
+(hourly slots: 648 bytes; 15-minute slots: 2,376 bytes) and 336 more with
+``season: weekly`` (hourly slots: 3,336 bytes); O(1) per reading.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ from tocsin.features.kernels import (
 )  # fmt: skip
 
 SEASONS = {"none": 0, "daily": 1, "weekly": 2}
-_EMPTY_SERIES = np.array([-np.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+_EMPTY_SERIES = np.array([-np.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
 _WEEKDAYS = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays", "Sundays")
 #: a composite (entity, metric) series key packs the metric id in the low bits
 _METRIC_BITS = 24
@@ -82,7 +87,7 @@ class SeriesModel(FeatureOperator):
     >>> op.describe("cpu_surprise", 288 + 6 * 9, batch, out)
     "cpu 52.93 vs this host's usual 45.1–55.2 at 09:00"
     >>> op.bytes_per_series
-    640
+    648
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class SeriesModel(FeatureOperator):
         min_rel_spread: float = 0.01,
         min_slot_readings: int = 2,
         slot: float = 3_600.0,
+        sustained: bool = False,
         this: str = "this key",
         possessive: str = "this key's",
         siblings: str = "others",
@@ -124,7 +130,7 @@ class SeriesModel(FeatureOperator):
         self.siblings = siblings
         self._params = np.array([
             level_half_life, spread_half_life, season_memory * 3_600.0, prior_weight, clip_z, shift_z,
-            shift_after, shift_min_readings, min_rel_spread, min_slot_readings, 1e-4, slot,
+            shift_after, shift_min_readings, min_rel_spread, min_slot_readings, 1e-4, slot, float(sustained),
         ], dtype=np.float64)  # fmt: skip
         prefix = "" if by == "entity" else f"{by}."
         self._column = f"{prefix}{field}_surprise"
