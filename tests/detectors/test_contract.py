@@ -45,6 +45,7 @@ CONTRACT_PARAMS = {
 #: A parameter each kind must refuse without data, and the value it must refuse.
 BAD_PARAMS = {
     "auto_seasonal": ("alpha", 7),
+    "max_surprise": ("top", 0),
     "autoencoder": ("epochs", 0),
     "ecod": ("max_samples", -5),
     "ensemble": ("combine", "median"),

@@ -178,7 +178,7 @@ class RefSeries:
 
     def __init__(self, field, by="entity", metric_field=None, season="daily", level_half_life=86_400.0,
                  spread_half_life=86_400.0, season_memory=2.0, prior_weight=20.0, clip_z=3.0, shift_z=4.0,
-                 shift_after=3_600.0, min_rel_spread=0.01, slot=3_600.0, sustained=False):
+                 shift_after=3_600.0, min_rel_spread=0.01, slot=3_600.0, sustained=1):
         self.field, self.by, self.metric_field, self.season = field, by, metric_field, season
         self.level_hl, self.spread_hl, self.season_hl = level_half_life, spread_half_life, season_memory * 3600.0
         self.prior_weight, self.clip_z, self.shift_z, self.shift_after = prior_weight, clip_z, shift_z, shift_after
@@ -195,7 +195,7 @@ class RefSeries:
         metric = event[self.metric_field] if self.metric_field else None
         s = self.series.setdefault((key_of(event, self.by), metric), {
             "last": -math.inf, "n": 0.0, "level": 0.0, "spread": 0.0, "m": 0.0, "run": 0, "run_sum": 0.0,
-            "run_start": 0.0, "prev_z": 0.0, "day": {}, "week": {}, "day_spread": defaultdict(float)})
+            "run_start": 0.0, "previous": [0.0] * 4, "day": {}, "week": {}, "day_spread": defaultdict(float)})
         p = self.pooled[metric]
         t, dt = event["time"], 0.0
         if t < s["last"]:
@@ -227,9 +227,10 @@ class RefSeries:
         sigma = 1.2533 * max(spread, self.min_rel * abs(expected), 1e-9)
         z = (x - expected) / sigma if (n > 0 or p["n"] > 0) else 0.0
         output = z
-        if self.sustained:
-            prev, s["prev_z"] = s["prev_z"], z
-            output = 0.0 if z * prev <= 0 else (min(z, prev) if z > 0 else max(z, prev))
+        if self.sustained > 1:
+            window = [z] + s["previous"][: self.sustained - 1]
+            output = min(window, key=abs) if all(v * z > 0 for v in window) else 0.0
+            s["previous"] = [z] + s["previous"][:-1]
         if n == 0:
             s["level"] = x
         else:
@@ -262,7 +263,7 @@ class RefSeries:
                 value, count = s["day"].get(day_slot, (0.0, 0))
                 if profiled and count >= 2:
                     s["day_spread"][day_slot] += max(1.0 / (count - 2 + 1.0), self._weight(dt, self.season_hl)) * (
-                        abs(r) - s["day_spread"][day_slot])
+                        abs(x - expected) - s["day_spread"][day_slot])
                 for table, slot in (("day", day_slot), ("week", week_slot)):
                     if table == "week" and self.season != "weekly":
                         continue

@@ -40,7 +40,7 @@ MIXED = [
     {"kind": "value", "field": "amount", "log": True},
     {"kind": "series", "field": "amount", "shift_after": "1m", "slot": "5m"},
     {"kind": "series", "field": "amount", "by": "merchant_id", "metric_field": "city", "season": "weekly", "prior_weight": 0,
-     "sustained": True},
+     "sustained": 3},
     {"kind": "series", "field": "amount", "by": "global", "season": "none", "shift_after": "1s", "clip_z": 1},
 ]
 

@@ -84,15 +84,15 @@ def test_long_events_make_one_series_per_entity_and_metric():
     assert z[-2] > 20 and abs(z[-1]) < 4
     assert op.describe("amount_surprise", 398, batch_of(["h"] * 400, times, values, metrics), out).startswith("cpu 70 vs")
     state = op.state_dict()
-    assert state["series"].shape[1] == 9 and len(state["series_keys"]) == 2
-    assert op.bytes_per_series == 8 * 10
+    assert state["series"].shape[1] == 12 and len(state["series_keys"]) == 2
+    assert op.bytes_per_series == 8 * 13
 
 
 def test_bytes_per_series_stay_under_the_budget():
-    assert SeriesModel("x", season="none").bytes_per_series == 72
-    assert SeriesModel("x", season="daily").bytes_per_series == 648
-    assert SeriesModel("x", season="daily", slot=900.0).bytes_per_series == 2_376
-    assert SeriesModel("x", season="weekly").bytes_per_series == 3_336 <= 4_096
+    assert SeriesModel("x", season="none").bytes_per_series == 96
+    assert SeriesModel("x", season="daily").bytes_per_series == 672
+    assert SeriesModel("x", season="daily", slot=900.0).bytes_per_series == 2_400
+    assert SeriesModel("x", season="weekly").bytes_per_series == 3_360 <= 4_096
 
 
 def test_sustained_surprise_ignores_one_reading_blips_and_flags_an_incident_from_its_second_reading():
@@ -101,7 +101,7 @@ def test_sustained_surprise_ignores_one_reading_blips_and_flags_an_incident_from
     values = 10 + rng.normal(0, 1, 300)
     values[100] = 40.0          # a blip
     values[200:210] = 95.0      # an incident
-    op = SeriesModel("amount", season="none", sustained=True)
+    op = SeriesModel("amount", season="none", sustained=2)
     _, z = surprise(op, batch_of(["h"] * 300, times, values))
     assert abs(z[100]) < 3 and abs(z[101]) < 4, "a blip is only as surprising as the ordinary reading before it"
     assert z[200] < 3 and z[201] > 20

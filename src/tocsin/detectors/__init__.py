@@ -19,9 +19,10 @@ from tocsin.detectors.base import Capabilities, Detector, NotFittedError
 from tocsin.detectors.from_spec import build_detector, check_detector_spec, row_pipeline_kinds
 from tocsin.detectors.isolation_forest import IsolationForest
 from tocsin.detectors.registry import DETECTORS, UNAVAILABLE
+from tocsin.detectors.max_surprise import MaxSurprise
 from tocsin.detectors.robust_zscore import RobustZScore
 
 __all__ = [
-    "DETECTORS", "UNAVAILABLE", "Capabilities", "Detector", "IsolationForest", "NotFittedError", "RobustZScore",
+    "DETECTORS", "UNAVAILABLE", "Capabilities", "Detector", "IsolationForest", "MaxSurprise", "NotFittedError", "RobustZScore",
     "build_detector", "check_detector_spec", "row_pipeline_kinds",
 ]

@@ -356,14 +356,16 @@ def novelty_rehash(old_table, new_table):
 # --- per-series models ------------------------------------------------------------
 #
 # One row of ``series`` per series (an entity's metric): [last_time, readings, level, spread,
-# run_count, run_sum, run_start, spread_readings, previous z]; seasonal offsets and their reading counts per slot of the day
+# run_count, run_sum, run_start, spread_readings, previous z's (the latest first)]; seasonal offsets and their reading counts per slot of the day
 # (``day_off``/``day_cnt``, one column per slot: 24 for hourly slots) and per hour of the week (``week_off``/``week_cnt``, 168
 # columns, 0 when the season is daily). ``pooled`` has one row per sibling group (a metric across
 # all entities): [readings, level, absolute deviation, residual readings, residual spread]. The
 # day's profile also keeps each slot's spread (``day_spread``).
 
 S_LAST, S_N, S_LEVEL, S_SPREAD, S_RUN, S_RUN_SUM, S_RUN_START, S_SPREAD_N, S_PREV_Z = 0, 1, 2, 3, 4, 5, 6, 7, 8
-SERIES_COLUMNS = 9
+#: the previous z's kept for ``sustained`` (up to this many readings besides the current one)
+MAX_SUSTAINED = 4
+SERIES_COLUMNS = S_PREV_Z + MAX_SUSTAINED
 P_N, P_LEVEL, P_DEV, P_RN, P_RESID = 0, 1, 2, 3, 4
 POOLED_COLUMNS = 5
 #: mean absolute deviation x this estimates the standard deviation of normal data (sqrt(pi / 2))
@@ -387,9 +389,9 @@ def series_update(
 
     ``params`` = [level_half_life, spread_half_life, season_half_life, prior_weight, clip_z,
     shift_z, shift_after, shift_min_readings, min_rel_spread, min_slot_readings, pooled_alpha, slot_seconds,
-    sustained]. With ``sustained`` (1.0), a reading's output is the less extreme of its z and the series'
-    previous z when both lie on the same side, else 0: one-reading blips score 0, an incident scores from
-    its second reading. ``out_z`` is that output; the model itself learns from every reading's own z.
+    sustained]. With ``sustained`` = k > 1, a reading's output is the least extreme z of it and the series'
+    k - 1 previous readings when all lie on the same side, else 0: blips shorter than k readings score
+    about 0, an incident scores from its k-th reading. The model itself learns from every reading's own z.
     ``season``: 0 none, 1 slot of the day (``slot_seconds`` wide), 2 hour of the week (falling back to the
     slot of the day until the week's hour has ``min_slot_readings``). ``out_slot`` says which profile
     spoke (0, 1, 2). A slot of the day also keeps its own spread (a slot where a nightly job starts or
@@ -439,11 +441,18 @@ def series_update(
             spread = max(spread, day_spread[k, day_slot])
         sigma = MEAN_ABS_TO_STD * max(spread, min_rel * abs(expected), 1e-9)
         z = (x - expected) / sigma if (n > 0 or p[P_N] > 0) else 0.0
-        if sustained > 0:  # as surprising as the less surprising of this reading and the one before, on the same side
-            prev = row[S_PREV_Z]
-            out_z[i] = min(z, prev) if z > 0 else max(z, prev)
-            if z * prev <= 0:
-                out_z[i] = 0.0
+        if sustained > 1:  # as surprising as the least surprising of the last k readings, on one side
+            least = z
+            for j in range(int(sustained) - 1):
+                prev = row[S_PREV_Z + j]
+                if prev * z <= 0:
+                    least = 0.0
+                    break
+                if abs(prev) < abs(least):
+                    least = prev
+            out_z[i] = least
+            for j in range(MAX_SUSTAINED - 1, 0, -1):
+                row[S_PREV_Z + j] = row[S_PREV_Z + j - 1]
             row[S_PREV_Z] = z
         else:
             out_z[i] = z
@@ -495,7 +504,8 @@ def series_update(
                 c = day_cnt[k, day_slot]
                 weight = _decay_weight(dt, season_hl)
                 if profiled and c >= min_slot:
-                    day_spread[k, day_slot] += max(1.0 / (c - min_slot + 1.0), weight) * (abs(r) - day_spread[k, day_slot])
+                    # unclipped: a slot where a job starts or ends mixes two levels, and its band must say so
+                    day_spread[k, day_slot] += max(1.0 / (c - min_slot + 1.0), weight) * (abs(x - expected) - day_spread[k, day_slot])
                 day_off[k, day_slot] += max(1.0 / (c + 1.0), weight) * (deviation - day_off[k, day_slot])
                 day_cnt[k, day_slot] = c + 1.0
                 if season == 2:

@@ -39,14 +39,15 @@ whose seasonality is not daily or weekly is modelled by level and spread
 only; the hour-of-day profile needs a few visits to each hour (two readings
 per slot), so the first day's peaks read as surprises against the level.
 
-With ``sustained``, a reading is only as surprising as the less surprising
-of it and the series' previous reading when both stray on the same side, so
-one-reading blips (a cron job's spike) stay quiet and an outage is flagged
-from its second reading: the ``for: 2m`` of metric alert rules, per series.
+With ``sustained`` = k, a reading is only as surprising as the least
+surprising of its series' last k readings when all stray on the same side,
+so blips shorter than k readings (a cron job's spike) stay quiet and an
+outage is flagged from its k-th reading: the ``for: 2m`` of metric alert
+rules, per series.
 
-Cost: 9 floats per series, plus 3 per slot of the day with ``season: daily``
-(hourly slots: 648 bytes; 15-minute slots: 2,376 bytes) and 336 more with
-``season: weekly`` (hourly slots: 3,336 bytes); O(1) per reading.
+Cost: 12 floats per series, plus 3 per slot of the day with ``season: daily``
+(hourly slots: 672 bytes; 15-minute slots: 2,400 bytes) and 336 more with
+``season: weekly`` (hourly slots: 3,360 bytes); O(1) per reading.
 """
 
 from __future__ import annotations
@@ -58,11 +59,11 @@ import numpy as np
 from tocsin.batch import EventBatch
 from tocsin.features.base import BatchKeys, FeatureOperator, FeatureOutput, format_number
 from tocsin.features.kernels import (
-    POOLED_COLUMNS, S_LEVEL, S_N, S_SPREAD, SERIES_COLUMNS, grow, series_update,
+    MAX_SUSTAINED, POOLED_COLUMNS, S_LEVEL, S_N, S_SPREAD, SERIES_COLUMNS, grow, series_update,
 )  # fmt: skip
 
 SEASONS = {"none": 0, "daily": 1, "weekly": 2}
-_EMPTY_SERIES = np.array([-np.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+_EMPTY_SERIES = np.array([-np.inf] + [0.0] * (SERIES_COLUMNS - 1))
 _WEEKDAYS = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays", "Sundays")
 #: a composite (entity, metric) series key packs the metric id in the low bits
 _METRIC_BITS = 24
@@ -87,7 +88,7 @@ class SeriesModel(FeatureOperator):
     >>> op.describe("cpu_surprise", 288 + 6 * 9, batch, out)
     "cpu 52.93 vs this host's usual 45.1–55.2 at 09:00"
     >>> op.bytes_per_series
-    648
+    672
     """
 
     def __init__(
@@ -108,11 +109,13 @@ class SeriesModel(FeatureOperator):
         min_rel_spread: float = 0.01,
         min_slot_readings: int = 2,
         slot: float = 3_600.0,
-        sustained: bool = False,
+        sustained: int = 1,
         this: str = "this key",
         possessive: str = "this key's",
         siblings: str = "others",
     ) -> None:
+        if not 1 <= sustained <= MAX_SUSTAINED + 1:
+            raise ValueError(f"sustained must be 1 to {MAX_SUSTAINED + 1} readings, got {sustained}")
         if not (0 < slot <= 86_400 and (86_400 / slot).is_integer()):
             raise ValueError(f"slot must divide a day (15m, 30m, 1h, ...), got {slot} seconds")
         if season not in SEASONS:
