@@ -27,6 +27,18 @@ def bench_throughput(
     write_json(json_out, result)
 
 
+@bench_app.command("series")
+def bench_series(
+    series: int = typer.Option(100_000, help="series (hosts), each with its own model"),
+    readings: int = typer.Option(100, help="readings per series, one a minute"),
+    batch: int = typer.Option(50_000, help="micro-batch size in raw JSON lines"),
+    river_series: int = typer.Option(2_000, help="series River runs on (all their readings; extrapolated to readings/s)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the figures to this file"),
+) -> None:
+    """Per-series models (kind: series) from raw JSON lines: readings/s, bytes per series, p99 batch latency, vs River."""
+    from tocsin.bench.series import run_series_bench
+
+    write_json(json_out, run_series_bench(series=series, readings=readings, batch_size=batch, river_series=river_series, console=console))
 
 
 @bench_app.command("detectors")
