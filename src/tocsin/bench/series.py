@@ -5,7 +5,7 @@ What is measured, in one process on the same pre-generated JSON lines:
 1. **tocsin**: a spec built in code (:func:`series_spec`): hosts report ``cpu``
    once a minute (wide events, key ``host``, no id field), one ``kind: series``
    feature with a daily profile (:class:`~tocsin.features.series.SeriesModel`)
-   and ``robust_zscore`` on its ``cpu_surprise``, fitted once on the smallest
+   and ``max_surprise`` on its ``cpu_surprise``, fitted once on the smallest
    warm-up the spec allows (100 events) and never refitted. Every reading of
    every series goes through ``Pipeline.process_raw`` in micro-batches of
    ``batch_size`` raw JSON lines — decode, admission, key interning, the
@@ -76,13 +76,13 @@ JIT_LINES = 5_000
 
 
 def series_spec(warmup_events: int = 100) -> PipelineSpec:
-    """The benchmark's spec: per-host ``cpu`` series with a daily profile, scored by ``robust_zscore``."""
+    """The benchmark's spec: per-host ``cpu`` series with a daily profile, scored by ``max_surprise``."""
     return parse_spec({
         "name": "bench-series",
         "source": {"kind": "file", "path": "bench-series.jsonl", "format": "jsonl"},  # never read: lines are fed in
         "schema": {"id_field": None, "key_field": "host", "numeric": ["cpu"]},
         "features": [{"kind": "series", "field": "cpu", "season": "daily"}],
-        "detector": {"kind": "robust_zscore", "features": ["cpu_surprise"], "warmup_events": warmup_events,
+        "detector": {"kind": "max_surprise", "features": ["cpu_surprise"], "warmup_events": warmup_events,
                      "refit_every": None, "train_window": warmup_events},
     }, "tocsin.bench.series")  # fmt: skip
 
