@@ -165,10 +165,13 @@ class AlertManager:
 
     # --- deciding -----------------------------------------------------------------
 
-    def observe(self, anomalies: Iterable[Mapping[str, Any]], watermark: float | None = None) -> AlertChanges:
+    def observe(self, anomalies: Iterable[Mapping[str, Any]], watermark: float | None = None,
+                ended: Iterable[tuple[str, str]] = ()) -> AlertChanges:
         """Fold a batch's anomaly records (in stream order) into the alerts; ``watermark``: the stream's
         event-time clock after the batch (normal events move it too; anomalies alone never do, so one
-        event with a wild time cannot resolve every alert), which drives auto-resolve."""
+        event with a wild time cannot resolve every alert), which drives auto-resolve. ``ended``:
+        (entity, pattern) pairs whose condition is over (a silent host reported again): their alerts
+        resolve now instead of after the quiet period."""
         touched: dict[str, tuple[Group, int]] = {}  # key -> (group, index of its latest anomaly here)
         for index, anomaly in enumerate(anomalies):
             group = self._fold(anomaly)
@@ -180,7 +183,7 @@ class AlertManager:
         changes = AlertChanges()
         for group, index in touched.values():
             self._refresh(group, changes, index)
-        self._resolve_quiet(changes)
+        self._resolve_quiet(changes, set(ended))
         return changes
 
     def _fold(self, anomaly: Mapping[str, Any]) -> Group | None:
@@ -312,11 +315,11 @@ class AlertManager:
         changes.log.append(AlertChange("updated" if group.reported else "opened", alert, detail, anomaly, group.last_event_id))
         group.reported = True
 
-    def _resolve_quiet(self, changes: AlertChanges) -> None:
+    def _resolve_quiet(self, changes: AlertChanges, ended: set[tuple[str, str]] = frozenset()) -> None:
         for entity in list(self.groups):
             keep = []
             for group in self.groups[entity]:
-                if self.watermark - group.last_time >= self.spec.quiet_period:
+                if self.watermark - group.last_time >= self.spec.quiet_period or (entity, group.pattern) in ended:
                     if not group.is_alert:
                         continue  # a candidate that never became an alert is simply forgotten
                     changes.resolved.append(group.key)

@@ -12,7 +12,7 @@ any label, so it works for any pipeline:
   - ``rate``: how often the key acts (``count_*``, ``velocity_*``,
     ``seconds_since_last``, window sums ``<field>_sum_*``);
   - ``<field>``: the value of a field against its baseline
-    (``amount_zscore_30d``, ``amount_ratio_30d``, ``amount``);
+    (``amount_zscore_30d``, ``amount_ratio_30d``, ``amount``, a series' ``cpu_surprise``);
   - ``new_<field>``: an unseen or rare category (``merchant_id_novel``,
     ``city_share``, ``_seen_count``, ``_distinct``);
   - otherwise the feature name without its trailing window (``_1h``, ``_30d``).
@@ -37,7 +37,7 @@ from typing import Any
 UNEXPLAINED = "unexplained"
 _WINDOW_SUFFIX = re.compile(r"(_\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
 _RATE = re.compile(r"^(count|velocity)(_|$)|^seconds_since_last|_sum(_|$)")
-_VALUE = re.compile(r"^(?P<field>.+?)_(zscore|ratio|mean|std)(_|$)")
+_VALUE = re.compile(r"^(?P<field>.+?)_(zscore|ratio|mean|std|surprise)(_|$)")
 _NOVELTY = re.compile(r"^(?P<field>.+?)_(novel|share|seen_count|distinct)$")
 
 

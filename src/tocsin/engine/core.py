@@ -116,6 +116,14 @@ class Stream:
     pending: PendingSave | None = None
     #: monotonic time of the latest snapshot (periodic checkpoints take the stream waiting longest)
     snapshot_at: float = 0.0
+    #: (event-time watermark, wall time) after its latest batch with events: an idle stream's clock moves on
+    #: by the wall time since (silence deadlines still fall due when nothing arrives)
+    clock_at: tuple[float, float] = (float("-inf"), 0.0)
+
+    def idle_clock(self, now: float) -> float:
+        """The stream's event-time clock while no event arrives: its watermark plus the wall time since."""
+        watermark, wall = self.clock_at
+        return watermark + max(0.0, now - wall)
 
     @property
     def dirty(self) -> bool:
@@ -274,12 +282,18 @@ class DriverCore:
                 self.feedback_labels.refresh([s.pipeline for s in self.streams])
             for stream, raw in work:
                 if not len(raw):
-                    if stream.between_batches:
-                        stream.position = max(stream.position, raw.next_position - 1)
-                    continue
+                    if not stream.between_batches:
+                        continue
+                    stream.position = max(stream.position, raw.next_position - 1)
+                    watermark = stream.idle_clock(time.time())
+                    scored = stream.pipeline.idle(watermark)  # silence deadlines that fell due while idle
+                    if scored is None:
+                        continue
+                else:
+                    scored = stream.pipeline.process_raw(raw, stream.source)
+                    watermark = stream.pipeline.admission.watermark
+                    stream.clock_at = (watermark, time.time())
                 stream.between_batches = False
-                scored = stream.pipeline.process_raw(raw, stream.source)
-                watermark = stream.pipeline.admission.watermark
                 outputs = stream.alerts.prepare(scored, watermark, self.sealer)
                 comparison = self._shadow_compare(stream, scored, raw.next_position - 1)
                 if self.retrainer is not None and scored.drift:
@@ -326,6 +340,13 @@ class DriverCore:
             item.stream.between_batches = True
         for item in processed:
             self._account(item, path)
+
+    def tick(self, streams: Sequence[Stream], *, path: str) -> list[ProcessedBatch]:
+        """Give idle ``streams`` (no input this round) their due silence anomalies: each gets an empty
+        batch, which moves its clock by the wall time since its last event (see :meth:`Stream.idle_clock`)."""
+        work = [(s, SourceBatch(positions=np.empty(0, dtype=np.int64), next_position=s.position + 1))
+                for s in streams if s.pipeline.silence is not None]
+        return self.process(work, path=path) if work else []
 
     def follow_models(self) -> list[Stream]:
         """Between batches: install the champion the registry names into every stream that runs another

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from tocsin.alerting.dispatcher import Dispatcher
 
 STATE_PREFIX = "alerting/"
+#: the pattern of silence alerts (their anomalies' explanation names the feature ``silence``)
+SILENCE = "silence"
 
 
 @dataclass
@@ -100,13 +102,14 @@ class AlertGrouping:
         """The batch's rows and alert changes; folds its anomalies into the alert manager (so call it
         once per batch, in stream order) and moves the alerts' event-time ``watermark``. With a
         ``sealer`` sensitive values are sealed before anything (alerts included) sees them."""
-        anomalies = scored.anomaly_records(self.spec.detector.kind) + self._drift_anomalies(scored)
+        anomalies = scored.anomaly_records(self.spec.detector.kind) + self._drift_anomalies(scored) + scored.silences
         dead = [letter.as_row() for letter in scored.dead_letters]
         if sealer is not None:
             anomalies = [sealer.seal_anomaly(row) for row in anomalies]
             dead = [sealer.seal_dead_letter(row) for row in dead]
         scored_rows = scored_event_rows(scored) if self.spec.store.scored_events else []
-        changes = self.alerts.observe(anomalies, watermark if watermark is not None and np.isfinite(watermark) else None)
+        changes = self.alerts.observe(anomalies, watermark if watermark is not None and np.isfinite(watermark) else None,
+                                      ended=[(entity, SILENCE) for entity in scored.returned])
         return BatchOutputs(anomalies, dead, scored_rows, changes)
 
     def _drift_anomalies(self, scored: ScoredBatch) -> list[dict[str, Any]]:

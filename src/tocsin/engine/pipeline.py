@@ -33,9 +33,10 @@ from tocsin.detectors.calibration import ScoreCalibrator
 from tocsin.detectors.thresholds import assign_severity, build_threshold
 from tocsin.engine.admission import Admission
 from tocsin.engine.drift import DriftMonitor
+from tocsin.engine.silence import SilenceWatch
 from tocsin.engine.supervised import SupervisedRanker
 from tocsin.engine.training import TrainingWindow
-from tocsin.features.featureset import FeatureFrame, FeatureSet
+from tocsin.features.featureset import ENTITY, FeatureFrame, FeatureSet
 from tocsin.sources.base import SourceBatch
 from tocsin.spec import PipelineSpec, SpecError
 from tocsin.vocabulary import SEVERITIES, score_100
@@ -60,6 +61,10 @@ class ScoredBatch:
     seconds: float = 0.0
     #: (row, column, PSI) where the model's inputs or score had drifted past ``drift.psi_alert`` at that row
     drift: list[tuple[int, str, float]] = field(default_factory=list)
+    #: silence anomalies due after this batch (``silence.enabled``; :mod:`tocsin.engine.silence`)
+    silences: list[dict[str, Any]] = field(default_factory=list)
+    #: entities that reported again after a silence (their silence alerts resolve)
+    returned: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.events)
@@ -185,6 +190,12 @@ class Pipeline:
         #: per label source ("kafka-labels:topic/0"), the position of the next label to apply: labels are
         #: applied once each, and this is saved with the state they changed (exactly once across crashes)
         self.labels_applied: dict[str, int] = {}
+        #: entities that stop reporting (spec.silence.enabled), or None
+        self.silence: SilenceWatch | None = None
+        if spec.silence.enabled:
+            cutoffs = {"info": spec.threshold.value, "warning": spec.severity.warning, "critical": spec.severity.critical}
+            noun = spec.event_schema.key_field.removesuffix("_id")
+            self.silence = SilenceWatch(spec.silence, noun, (spec.silence.severity, cutoffs[spec.silence.severity]))
 
     # --- inputs -------------------------------------------------------------
 
@@ -254,11 +265,31 @@ class Pipeline:
             if start < n and self.is_warm:
                 self._score(X, frame, start, raw, score, is_anomaly, severity, explanations, drift)
                 scored[start:] = True
+        silences: list[dict[str, Any]] = []
+        returned: list[str] = []
+        if self.silence is not None:
+            entities = self.features.interners[ENTITY]
+            if n:
+                silences, returned = self.silence.observe(frame.entity_ids, events.times, entities)
+            silences += self.silence.due(self.admission.watermark, entities)
         return ScoredBatch(
             events=events, features=frame, raw_score=raw, score=score, is_anomaly=is_anomaly,
             severity=severity, explanations=explanations, dead_letters=rejected, scored=scored,
-            seconds=time.perf_counter() - started, drift=drift,
+            seconds=time.perf_counter() - started, drift=drift, silences=silences, returned=returned,
         )
+
+    def idle(self, clock: float) -> ScoredBatch | None:
+        """The silence anomalies due at event time ``clock`` while no event arrives (an idle input whose
+        clock the driver moves by wall time), as an empty batch; None when there are none."""
+        if self.silence is None:
+            return None
+        silences = self.silence.due(clock, self.features.interners[ENTITY])
+        if not silences:
+            return None
+        empty = EventBatch.empty(self.spec.event_schema.numeric, self.spec.event_schema.categorical)
+        nothing = np.empty(0)
+        return ScoredBatch(events=empty, features=None, raw_score=nothing, score=nothing, is_anomaly=np.zeros(0, dtype=bool),
+                           severity=np.zeros(0, dtype=np.int8), scored=np.zeros(0, dtype=bool), silences=silences)
 
     def _score(self, X, frame, start, raw, score, is_anomaly, severity, explanations, drift) -> None:
         """Score rows ``start:`` in segments that end where the scored-event count crosses a
@@ -456,6 +487,8 @@ class Pipeline:
         if self.detector.is_fitted:
             state.update({f"detector/{k}": v for k, v in self.detector.state_dict().items()})
         state.update({f"training/{k}": v for k, v in self.training.state_dict().items()})
+        if self.silence is not None:
+            state.update({f"silence/{k}": v for k, v in self.silence.state_dict().items()})
         if self.supervised is not None:
             state.update({f"supervised/{k}": v for k, v in self.supervised.state_dict().items()})
             state["pending/blend"] = np.concatenate(self._pending_blend) if self._pending_blend else np.empty(0)
@@ -491,6 +524,9 @@ class Pipeline:
             self.supervised.load_state_dict(part("supervised"))
             blend = state.get("pending/blend")
             self._pending_blend = [blend] if blend is not None and len(blend) else []
+        silence = part("silence")
+        if self.silence is not None and silence:
+            self.silence.load_state_dict(silence)
         admission = part("admission")
         if admission:  # checkpoints from before admission start with a fresh clock
             self.admission.load_state_dict(admission)

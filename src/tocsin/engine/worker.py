@@ -84,6 +84,7 @@ class KafkaWorker:
         self.settings = spec.stream
         self.worker_id = worker_id
         self.idle_exit = idle_exit
+        self._ticked = 0.0
         self.health = Health(self.settings.health_path, worker=worker_id)
         if checkpoints is None:
             checkpoints = open_checkpoint_store(self.settings.checkpoint_url or Path(spec.checkpoint.dir), spec.name)
@@ -222,6 +223,7 @@ class KafkaWorker:
                     if parts:
                         self._process(parts, received)
                     idle_since = time.monotonic()
+                self._tick_idle(parts)
                 if self.labels is not None and self.streams:
                     self._apply_labels()
                 elif self.idle_exit is not None and time.monotonic() - idle_since >= self.idle_exit:
@@ -274,6 +276,15 @@ class KafkaWorker:
             work.append((stream, part))
         if work:
             self.core.process(work, path="kafka", received=received)
+
+    def _tick_idle(self, parts: list[PartitionBatch]) -> None:
+        """About once a second, owned partitions that brought nothing get their due silence anomalies
+        (``silence.enabled``): a partition whose only host died still reports it."""
+        if not self.spec.silence.enabled or time.monotonic() - self._ticked < 1.0:
+            return
+        self._ticked = time.monotonic()
+        busy = {part.partition for part in parts}
+        self.core.tick([s for p, s in self.streams.items() if p not in busy], path="kafka")
 
     def _apply_labels(self) -> None:
         """Read the labels topic and fold due labels into every owned partition, between batches: the

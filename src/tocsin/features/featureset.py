@@ -48,6 +48,8 @@ class FeatureFrame:
     context: dict[str, np.ndarray]
     batch: EventBatch = field(repr=False)
     _owners: dict[str, tuple[FeatureOperator, FeatureOutput]] = field(repr=False, default_factory=dict)
+    #: the interned id of each row's entity (what per-entity watchers downstream key by)
+    entity_ids: np.ndarray | None = field(repr=False, default=None)
 
     def column(self, name: str) -> np.ndarray:
         """One feature column by name."""
@@ -201,7 +203,7 @@ class FeatureSet:
                 owners[name] = (op, output)
                 j += 1
             context.update(output.context)
-        return FeatureFrame(X=X, names=list(self.names), context=context, batch=batch, _owners=owners)
+        return FeatureFrame(X=X, names=list(self.names), context=context, batch=batch, _owners=owners, entity_ids=keys.by[ENTITY])
 
     @property
     def takes_labels(self) -> bool:

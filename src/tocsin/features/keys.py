@@ -160,6 +160,10 @@ class KeyIndex:
             self._values.extend(strings[i] for i in first.tolist())
         return out
 
+    def __getitem__(self, key_id: int) -> str:
+        """The string interned as ``key_id``."""
+        return self._values[key_id]
+
     def lookup(self, value: str) -> int | None:
         """The id of ``value`` or None, without adding it."""
         _, points, starts, lengths, hashes = self._encode([value])

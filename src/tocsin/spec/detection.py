@@ -84,3 +84,16 @@ class DriftSpec(SpecModel):
     retrain: bool = Field(
         False, description="on a model-drift alert, fit a new version on the stream's latest detector.train_window rows "
                            "and name it challenger (one per champion; it scores in shadow until someone promotes it)")
+
+
+class SilenceSpec(SpecModel):
+    """Entities that stop reporting (``tocsin.engine.silence``): each learns its usual interval between events,
+    and one silent for ``factor`` times it gets a ``silence`` anomaly with no event needed to trigger it."""
+
+    enabled: bool = Field(False, description="watch every entity's reporting interval (for regular reporters: hosts, sensors, services)")
+    factor: float = Field(3.0, ge=1.5, description="an entity silent for this many of its usual intervals is an anomaly")
+    min_reports: int = Field(5, ge=2, description="events an entity must have sent before its silences count")
+    min_interval: Duration = Field(1.0, description="the usual interval is at least this (entities reporting in bursts)")
+    repeat_every: Duration | None = Field(
+        600.0, description="while the silence lasts, a reminder anomaly this often keeps its alert open (null: one anomaly)")
+    severity: Literal["info", "warning", "critical"] = Field("warning", description="the silence anomalies' severity")

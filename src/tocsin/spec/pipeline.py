@@ -11,7 +11,9 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from tocsin.spec.alerting import AlertingSpec
 from tocsin.spec.base import SpecError, SpecModel
 from tocsin.spec.environment import apply_environment
-from tocsin.spec.detection import CalibrationSpec, DetectorSpec, DriftSpec, SeveritySpec, SupervisedSpec, ThresholdSpec
+from tocsin.spec.detection import (
+    CalibrationSpec, DetectorSpec, DriftSpec, SeveritySpec, SilenceSpec, SupervisedSpec, ThresholdSpec,
+)
 from tocsin.spec.features import FeatureSpec
 from tocsin.spec.runtime import CheckpointSpec, MetricsSpec, RegistrySpec, RunnerSpec, StoreSpec, StreamSettings
 from tocsin.spec.schema import AdmissionSpec, SchemaSpec
@@ -30,6 +32,7 @@ class PipelineSpec(SpecModel):
     severity: SeveritySpec = Field(default_factory=SeveritySpec)
     drift: DriftSpec = Field(default_factory=DriftSpec)
     supervised: SupervisedSpec = Field(default_factory=SupervisedSpec)
+    silence: SilenceSpec = Field(default_factory=SilenceSpec)
     store: StoreSpec = Field(default_factory=StoreSpec)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     runner: RunnerSpec = Field(default_factory=RunnerSpec)
