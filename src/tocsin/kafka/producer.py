@@ -18,14 +18,16 @@ import numpy as np
 from confluent_kafka import Producer
 
 from tocsin.batch import EventBatch
+from tocsin.simulate.daily import FieldInfo, field_columns
 from tocsin.simulate.transactions import TransactionSimulator, _columns
 
 T = TypeVar("T")
 
 
-def event_lines(batch: EventBatch) -> tuple[list[bytes], list[bytes]]:
-    """The batch as JSON records (one bytes object per event) and their keys."""
-    columns = _columns(batch)
+def event_lines(batch: EventBatch, fields: tuple[FieldInfo, ...] | None = None) -> tuple[list[bytes], list[bytes]]:
+    """The batch as JSON records (one bytes object per event) and their keys; ``fields``: the simulator's
+    field table (a transaction batch's when omitted)."""
+    columns = _columns(batch) if fields is None else field_columns(batch, fields)
     names = list(columns)
     rows = zip(*(column.tolist() for column in columns.values()))
     encoded = msgspec.json.Encoder().encode_lines([dict(zip(names, row)) for row in rows])
@@ -84,7 +86,7 @@ def produce_events(
     def chunks() -> Iterator[tuple[list[bytes], list[bytes], int]]:
         done = 0
         for batch in simulator.batches(chunk, start_position=start_position, max_events=events):
-            lines, keys = event_lines(batch)
+            lines, keys = event_lines(batch, getattr(simulator, "FIELDS", None))
             bad_count = 0
             if malformed_share:
                 lines, bad = corrupt(lines, malformed_share, seed=start_position + done)

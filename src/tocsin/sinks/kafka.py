@@ -146,7 +146,7 @@ class KafkaTopicSinks(Sink):
             for row, position in zip(rows, positions):
                 scored_topic.send(partition, row["event_id"].encode(), _encode(row),
                                   [(PARTITION_HEADER, p), (OFFSET_HEADER, str(position).encode())])
-        if replay.published and int(raw.positions[-1]) > replay.replay_until:
+        if replay.published and len(raw) and int(raw.positions[-1]) > replay.replay_until:
             replay.published, replay.published_counts = {}, {}
 
     def _send_alert_changes(self, topic: TopicSink, replay: _Replay, item: ProcessedBatch) -> None:
@@ -158,14 +158,18 @@ class KafkaTopicSinks(Sink):
         scored, raw, partition = item.scored, item.raw, item.stream.key
         changes = item.outputs.changes.log
         p = str(partition).encode()
+        batch_end = int(raw.positions[-1]) if len(raw) else raw.next_position - 1
+        # an anomaly of an event carries its offset; one of no event (model drift, a silence) the batch's end
+        rows = scored.anomaly_rows
         caused = [change.anomaly for change in changes if change.anomaly is not None]
-        offsets = scored.events.positions[scored.anomaly_rows[caused]].tolist() if caused else []
-        stamps = iter(raw.timestamps_ms(np.asarray(offsets, dtype=np.int64))
-                      if caused and isinstance(raw, PartitionBatch) else [None] * len(offsets))
-        offsets_of = iter(offsets)
+        of_events = [i for i in caused if i < len(rows)]
+        event_offsets = scored.events.positions[rows[of_events]].tolist() if of_events else []
+        event_stamps = (raw.timestamps_ms(np.asarray(event_offsets, dtype=np.int64))
+                        if event_offsets and isinstance(raw, PartitionBatch) else [None] * len(event_offsets))
+        located = dict(zip(of_events, zip(event_offsets, event_stamps)))
+        offsets_of = iter(located.get(i, (batch_end, None)) for i in caused)
         published = replay.published.get(topic.topic, ())
         counts = replay.published_counts
-        batch_end = int(raw.positions[-1])
         for change in changes:
             alert_key, kind = change.alert["alert_key"], change.kind
             if change.anomaly is None:  # resolved: no anomaly caused it; the watermark passed within this batch
@@ -174,7 +178,7 @@ class KafkaTopicSinks(Sink):
                 if key in published:
                     continue
             else:
-                offset, stamp = next(offsets_of), next(stamps)
+                offset, stamp = next(offsets_of)
                 key = alert_change_key(alert_key, change.alert["count"])
                 if counts.get(alert_key, 0) >= change.alert["count"]:
                     continue
