@@ -178,12 +178,12 @@ class RefSeries:
 
     def __init__(self, field, by="entity", metric_field=None, season="daily", level_half_life=86_400.0,
                  spread_half_life=86_400.0, season_memory=2.0, prior_weight=20.0, clip_z=3.0, shift_z=4.0,
-                 shift_after=3_600.0, min_rel_spread=0.01, slot=3_600.0, sustained=1):
+                 shift_after=3_600.0, min_rel_spread=0.01, slot=3_600.0, sustained=1, trend=False):
         self.field, self.by, self.metric_field, self.season = field, by, metric_field, season
         self.level_hl, self.spread_hl, self.season_hl = level_half_life, spread_half_life, season_memory * 3600.0
         self.prior_weight, self.clip_z, self.shift_z, self.shift_after = prior_weight, clip_z, shift_z, shift_after
-        self.min_rel, self.slot, self.sustained = min_rel_spread, slot, sustained
-        self.names = [f"{prefix_of(by)}{field}_surprise"]
+        self.min_rel, self.slot, self.sustained, self.trend = min_rel_spread, slot, sustained, trend
+        self.names = [f"{prefix_of(by)}{field}_surprise"] + ([f"{prefix_of(by)}{field}_trend"] if trend else [])
         self.series = {}  # (key, metric) -> dict
         self.pooled = defaultdict(lambda: {"n": 0.0, "level": 0.0, "dev": 0.0, "rn": 0.0, "resid": 0.0})
 
@@ -195,7 +195,7 @@ class RefSeries:
         metric = event[self.metric_field] if self.metric_field else None
         s = self.series.setdefault((key_of(event, self.by), metric), {
             "last": -math.inf, "n": 0.0, "level": 0.0, "spread": 0.0, "m": 0.0, "run": 0, "run_sum": 0.0,
-            "run_start": 0.0, "previous": [0.0] * 4, "day": {}, "week": {}, "day_spread": defaultdict(float)})
+            "run_start": 0.0, "previous": [0.0] * 4, "up": 0.0, "down": 0.0, "day": {}, "week": {}, "day_spread": defaultdict(float)})
         p = self.pooled[metric]
         t, dt = event["time"], 0.0
         if t < s["last"]:
@@ -231,6 +231,10 @@ class RefSeries:
             window = [z] + s["previous"][: self.sustained - 1]
             output = min(window, key=abs) if all(v * z > 0 for v in window) else 0.0
             s["previous"] = [z] + s["previous"][:-1]
+        if self.trend and n > 0 and (self.season == "none" or profile is not None):
+            step = min(max(z, -self.clip_z), self.clip_z)
+            s["up"], s["down"] = max(0.0, s["up"] + step - 0.5), min(0.0, s["down"] + step + 0.5)
+        trend = s["up"] if s["up"] >= -s["down"] else s["down"]
         if n == 0:
             s["level"] = x
         else:
@@ -247,7 +251,7 @@ class RefSeries:
                 s["run"], s["run_sum"] = 0, 0.0
             if abs(s["run"]) >= 5 and t - s["run_start"] >= self.shift_after:
                 s["level"] = s["run_sum"] / abs(s["run"])
-                s["run"], s["run_sum"] = 0, 0.0
+                s["run"], s["run_sum"], s["up"], s["down"] = 0, 0.0, 0.0, 0.0
             else:
                 s["level"] += max(1.0 / (n + 1.0), self._weight(dt, self.level_hl)) * (expected + r - offset - s["level"])
             if profiled:
@@ -278,7 +282,7 @@ class RefSeries:
             p["level"] += w * (x - p["level"])
             p["dev"] += w * (abs(x - p["level"]) - p["dev"])
         p["n"] += 1.0
-        return [output]
+        return [output, trend] if self.trend else [output]
 
 
 def from_feature_spec(feature) -> object:
@@ -299,7 +303,7 @@ def from_feature_spec(feature) -> object:
     if feature.kind == "series":
         return RefSeries(feature.field, by, feature.metric_field, feature.season, feature.level_half_life,
                          feature.spread_half_life, feature.season_memory, feature.prior_weight, feature.clip_z,
-                         feature.shift_z, feature.shift_after, feature.min_rel_spread, feature.slot, feature.sustained)
+                         feature.shift_z, feature.shift_after, feature.min_rel_spread, feature.slot, feature.sustained, feature.trend)
     raise ValueError(feature.kind)
 
 

@@ -84,15 +84,15 @@ def test_long_events_make_one_series_per_entity_and_metric():
     assert z[-2] > 20 and abs(z[-1]) < 4
     assert op.describe("amount_surprise", 398, batch_of(["h"] * 400, times, values, metrics), out).startswith("cpu 70 vs")
     state = op.state_dict()
-    assert state["series"].shape[1] == 12 and len(state["series_keys"]) == 2
-    assert op.bytes_per_series == 8 * 13
+    assert state["series"].shape[1] == 14 and len(state["series_keys"]) == 2
+    assert op.bytes_per_series == 8 * 15
 
 
 def test_bytes_per_series_stay_under_the_budget():
-    assert SeriesModel("x", season="none").bytes_per_series == 96
-    assert SeriesModel("x", season="daily").bytes_per_series == 672
-    assert SeriesModel("x", season="daily", slot=900.0).bytes_per_series == 2_400
-    assert SeriesModel("x", season="weekly").bytes_per_series == 3_360 <= 4_096
+    assert SeriesModel("x", season="none").bytes_per_series == 112
+    assert SeriesModel("x", season="daily").bytes_per_series == 688
+    assert SeriesModel("x", season="daily", slot=900.0).bytes_per_series == 2_416
+    assert SeriesModel("x", season="weekly").bytes_per_series == 3_376 <= 4_096
 
 
 def test_sustained_surprise_ignores_one_reading_blips_and_flags_an_incident_from_its_second_reading():
@@ -124,3 +124,16 @@ def test_spec_errors_name_the_field_and_the_fix():
         spec_with({"kind": "series", "field": "value", "season": "hourly"})
     names = FeatureSet.from_spec(spec_with({"kind": "series", "field": "value", "metric_field": "metric"})).names
     assert names == ["value_surprise"]
+
+
+def test_a_slow_climb_accumulates_in_the_trend_long_before_a_single_reading_stands_out():
+    rng = np.random.default_rng(5)
+    times = MONDAY + 60.0 * np.arange(600)
+    values = 40 + rng.normal(0, 1, 600)
+    values[400:] += 0.5 * np.arange(200)  # half a sigma a minute
+    op = SeriesModel("amount", season="none", trend=True)
+    out, z = surprise(op, batch_of(["h"] * 600, times, values))
+    trend = out.columns["amount_trend"]
+    assert np.abs(trend[:400]).max() < 8 and trend[410] > 15 and z[410] < 8, (trend[410], z[410])
+    assert op.describe("amount_trend", 410, batch_of(["h"] * 600, times, values), out).startswith("amount 4")
+    assert "rising steadily" in op.describe("amount_trend", 410, batch_of(["h"] * 600, times, values), out)

@@ -356,7 +356,7 @@ def novelty_rehash(old_table, new_table):
 # --- per-series models ------------------------------------------------------------
 #
 # One row of ``series`` per series (an entity's metric): [last_time, readings, level, spread,
-# run_count, run_sum, run_start, spread_readings, previous z's (the latest first)]; seasonal offsets and their reading counts per slot of the day
+# run_count, run_sum, run_start, spread_readings, previous z's (the latest first), trend up, trend down]; seasonal offsets and their reading counts per slot of the day
 # (``day_off``/``day_cnt``, one column per slot: 24 for hourly slots) and per hour of the week (``week_off``/``week_cnt``, 168
 # columns, 0 when the season is daily). ``pooled`` has one row per sibling group (a metric across
 # all entities): [readings, level, absolute deviation, residual readings, residual spread]. The
@@ -365,7 +365,9 @@ def novelty_rehash(old_table, new_table):
 S_LAST, S_N, S_LEVEL, S_SPREAD, S_RUN, S_RUN_SUM, S_RUN_START, S_SPREAD_N, S_PREV_Z = 0, 1, 2, 3, 4, 5, 6, 7, 8
 #: the previous z's kept for ``sustained`` (up to this many readings besides the current one)
 MAX_SUSTAINED = 4
-SERIES_COLUMNS = S_PREV_Z + MAX_SUSTAINED
+#: one-sided CUSUMs of the clipped z's, upwards and downwards (``trend``)
+S_TREND_UP, S_TREND_DOWN = S_PREV_Z + MAX_SUSTAINED, S_PREV_Z + MAX_SUSTAINED + 1
+SERIES_COLUMNS = S_TREND_DOWN + 1
 P_N, P_LEVEL, P_DEV, P_RN, P_RESID = 0, 1, 2, 3, 4
 POOLED_COLUMNS = 5
 #: mean absolute deviation x this estimates the standard deviation of normal data (sqrt(pi / 2))
@@ -383,15 +385,18 @@ def _decay_weight(dt, half_life):
 def series_update(
     series_ids, group_ids, times, values, season, params,
     series, day_off, day_cnt, day_spread, week_off, week_cnt, pooled,
-    out_z, out_expected, out_sigma, out_n, out_slot,
+    out_z, out_expected, out_sigma, out_n, out_slot, out_trend,
 ):  # fmt: skip
     """Score each reading against its series' model as learned so far, then learn the reading.
 
     ``params`` = [level_half_life, spread_half_life, season_half_life, prior_weight, clip_z,
     shift_z, shift_after, shift_min_readings, min_rel_spread, min_slot_readings, pooled_alpha, slot_seconds,
-    sustained]. With ``sustained`` = k > 1, a reading's output is the least extreme z of it and the series'
+    sustained, trend_slack]. With ``sustained`` = k > 1, a reading's output is the least extreme z of it and the series'
     k - 1 previous readings when all lie on the same side, else 0: blips shorter than k readings score
     about 0, an incident scores from its k-th reading. The model itself learns from every reading's own z.
+    With ``trend_slack`` > 0, ``out_trend`` is the larger (signed) of two one-sided CUSUMs of the profiled
+    readings' z, each clipped to ``clip_z`` and less the slack: a slow drift (a memory leak) accumulates
+    there long before any single reading stands out, while one blip adds at most ``clip_z`` - slack.
     ``season``: 0 none, 1 slot of the day (``slot_seconds`` wide), 2 hour of the week (falling back to the
     slot of the day until the week's hour has ``min_slot_readings``). ``out_slot`` says which profile
     spoke (0, 1, 2). A slot of the day also keeps its own spread (a slot where a nightly job starts or
@@ -400,6 +405,7 @@ def series_update(
     level_hl, spread_hl, season_hl, prior_weight = params[0], params[1], params[2], params[3]
     clip_z, shift_z, shift_after, shift_min = params[4], params[5], params[6], params[7]
     min_rel, min_slot, pooled_alpha, slot_seconds, sustained = params[8], params[9], params[10], params[11], params[12]
+    slack = params[13]
     warm = _touch_rows(series_ids, series)
     for i in range(series_ids.shape[0]):
         k = series_ids[i]
@@ -460,6 +466,11 @@ def series_update(
         out_sigma[i] = sigma
         out_n[i] = n
         out_slot[i] = used
+        if slack > 0 and n > 0 and (season == 0 or used > 0):
+            step = min(max(z, -clip_z), clip_z)
+            row[S_TREND_UP] = max(0.0, row[S_TREND_UP] + step - slack)
+            row[S_TREND_DOWN] = min(0.0, row[S_TREND_DOWN] + step + slack)
+        out_trend[i] = row[S_TREND_UP] if row[S_TREND_UP] >= -row[S_TREND_DOWN] else row[S_TREND_DOWN]
         # learn: a reading moves the model at most clip_z sigmas, unless a run of them is a new level
         if n == 0:
             row[S_LEVEL] = x
@@ -488,6 +499,8 @@ def series_update(
                 row[S_LEVEL] = row[S_RUN_SUM] / abs(row[S_RUN])  # a confirmed shift: the new level is normal
                 row[S_RUN] = 0.0
                 row[S_RUN_SUM] = 0.0
+                row[S_TREND_UP] = 0.0
+                row[S_TREND_DOWN] = 0.0
             else:
                 a = max(1.0 / (n + 1.0), _decay_weight(dt, level_hl))
                 row[S_LEVEL] += a * (expected + r - offset - row[S_LEVEL])

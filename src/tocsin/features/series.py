@@ -45,9 +45,14 @@ so blips shorter than k readings (a cron job's spike) stay quiet and an
 outage is flagged from its k-th reading: the ``for: 2m`` of metric alert
 rules, per series.
 
-Cost: 12 floats per series, plus 3 per slot of the day with ``season: daily``
-(hourly slots: 672 bytes; 15-minute slots: 2,400 bytes) and 336 more with
-``season: weekly`` (hourly slots: 3,360 bytes); O(1) per reading.
+With ``trend``, a second column ``{field}_trend`` accumulates the readings'
+clipped surprise (two one-sided CUSUMs, slack 0.5 sigma): a memory leak that
+climbs half a sigma a minute stands out there within minutes, long before any
+single reading does, and one blip adds at most ``clip_z`` - 0.5.
+
+Cost: 14 floats per series, plus 3 per slot of the day with ``season: daily``
+(hourly slots: 688 bytes; 15-minute slots: 2,416 bytes) and 336 more with
+``season: weekly`` (hourly slots: 3,376 bytes); O(1) per reading.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ from tocsin.features.kernels import (
 
 SEASONS = {"none": 0, "daily": 1, "weekly": 2}
 _EMPTY_SERIES = np.array([-np.inf] + [0.0] * (SERIES_COLUMNS - 1))
+#: the allowance a CUSUM subtracts per reading (in standard deviations): half the shift it is tuned to find
+TREND_SLACK = 0.5
 _WEEKDAYS = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays", "Sundays")
 #: a composite (entity, metric) series key packs the metric id in the low bits
 _METRIC_BITS = 24
@@ -88,7 +95,7 @@ class SeriesModel(FeatureOperator):
     >>> op.describe("cpu_surprise", 288 + 6 * 9, batch, out)
     "cpu 52.93 vs this host's usual 45.1–55.2 at 09:00"
     >>> op.bytes_per_series
-    672
+    688
     """
 
     def __init__(
@@ -110,6 +117,7 @@ class SeriesModel(FeatureOperator):
         min_slot_readings: int = 2,
         slot: float = 3_600.0,
         sustained: int = 1,
+        trend: bool = False,
         this: str = "this key",
         possessive: str = "this key's",
         siblings: str = "others",
@@ -133,11 +141,12 @@ class SeriesModel(FeatureOperator):
         self.siblings = siblings
         self._params = np.array([
             level_half_life, spread_half_life, season_memory * 3_600.0, prior_weight, clip_z, shift_z,
-            shift_after, shift_min_readings, min_rel_spread, min_slot_readings, 1e-4, slot, float(sustained),
+            shift_after, shift_min_readings, min_rel_spread, min_slot_readings, 1e-4, slot, float(sustained), TREND_SLACK if trend else 0.0,
         ], dtype=np.float64)  # fmt: skip
         prefix = "" if by == "entity" else f"{by}."
         self._column = f"{prefix}{field}_surprise"
-        self.names = [self._column]
+        self._trend = f"{prefix}{field}_trend"
+        self.names = [self._column, self._trend] if trend else [self._column]
         self._context = {part: f"{prefix}{field}_{part}" for part in ("expected", "sigma", "readings", "profile")}
         week = 168 if season == "weekly" else 0
         self._series = np.empty((0, SERIES_COLUMNS), dtype=np.float64)
@@ -182,7 +191,7 @@ class SeriesModel(FeatureOperator):
 
     def transform_update(self, batch: EventBatch, keys: BatchKeys) -> FeatureOutput:
         n = len(batch)
-        out = {part: np.zeros(n, dtype=np.float64) for part in ("surprise", *self._context)}
+        out = {part: np.zeros(n, dtype=np.float64) for part in ("surprise", "trend", *self._context)}
         if n:
             series_ids, group_ids = self._series_ids(keys)
             self._grow(int(series_ids.max()) + 1, int(group_ids.max()) + 1)
@@ -192,9 +201,10 @@ class SeriesModel(FeatureOperator):
                 np.ascontiguousarray(batch.numeric[self.field], dtype=np.float64),
                 SEASONS[self.season], self._params,
                 self._series, *self._day, *self._week, self._pooled,
-                out["surprise"], out["expected"], out["sigma"], out["readings"], out["profile"],
+                out["surprise"], out["expected"], out["sigma"], out["readings"], out["profile"], out["trend"],
             )  # fmt: skip
-        return FeatureOutput(columns={self._column: out["surprise"]},
+        columns = {self._column: out["surprise"], self._trend: out["trend"]}
+        return FeatureOutput(columns={name: columns[name] for name in self.names},
                              context={self._context[part]: out[part] for part in self._context})
 
     def key_state(self, key_id: int) -> dict[str, float]:
@@ -224,6 +234,11 @@ class SeriesModel(FeatureOperator):
             when = " at " + time.strftime("%H:%M", time.gmtime(t - t % slot))
             if profile == 2:
                 when = f" on {_WEEKDAYS[time.gmtime(t).tm_wday]}{when}"
+        if name == self._trend:
+            direction = "rising" if output.columns[name][row] > 0 else "falling"
+            when = f" {when.strip()}" if when else ""
+            return (f"{metric} {format_number(x, 4)} {direction} steadily ({format_number(abs(output.columns[name][row]))} "
+                    f"sigma accumulated) vs {self.possessive} usual {band}{when}")
         cold = f" (cold start: {readings} readings)" if readings < self._params[3] else ""
         if not profile and self.season != "none":
             cold += " (no profile for this hour yet)"

@@ -87,6 +87,8 @@ class SeriesFeature(_FeatureBase):
     slot: Duration = Field(3_600.0, description="width of a slot of the day's profile; must divide a day (15m: a nightly job starting at 01:15)")
     sustained: int = Field(1, ge=1, le=5, description="score a reading as the least surprising of its series' last this many "
                            "readings (all on one side, else 0): blips shorter than that stay quiet (1: every reading as it is)")
+    trend: bool = Field(False, description="also output {field}_trend: the readings' accumulated surprise (CUSUM), "
+                        "which finds slow drifts (a memory leak) long before a single reading stands out")
     season_memory: float = Field(2.0, gt=0, description="half-life of the seasonal profile, in visits to each hour (days or weeks)")
     prior_weight: float = Field(20.0, ge=0, description="readings a new series' spread is worth less than its siblings' (cold start)")
     clip_z: float = Field(3.0, gt=0, description="a reading moves the model by at most this many standard deviations")
