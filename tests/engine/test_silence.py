@@ -105,6 +105,7 @@ def test_silence_is_off_unless_asked_and_its_spec_names_the_fix():
     assert Pipeline(host_spec()).silence is not None
     with open("examples/hosts.yaml") as handle:
         data = yaml.safe_load(handle)
+    data.pop("silence")
     assert Pipeline(parse_spec(data)).silence is None
     data["silence"] = {"enabled": True, "factor": 1}
     with pytest.raises(Exception, match=r"silence.factor"):
