@@ -38,6 +38,8 @@ class SimulateScenario(str, Enum):
 
     transactions = "transactions"
     hosts = "hosts"
+    requests = "requests"
+    sensors = "sensors"
 
 
 def _summary_table(summary: dict[str, Any], title: str) -> Table:
@@ -232,20 +234,26 @@ def backtest(
 def simulate(
     out: Path = typer.Option(..., help="file to write: .jsonl, .csv or .parquet"),
     scenario: SimulateScenario = typer.Option(SimulateScenario.transactions, help="transactions: card payments with fraud; "
-                                              "hosts: host metric readings with incidents"),
+                                              "hosts: host metric readings, requests: microservice request logs, "
+                                              "sensors: IoT sensor readings, each with incidents"),
     events: int = typer.Option(200_000, help="number of events"),
     users: int = typer.Option(5_000, help="transactions: simulated cards"),
     fraud_rate: float = typer.Option(0.004, help="transactions: share of events that are injected fraud"),
     compromised_merchants: int = typer.Option(0, min=0, help="transactions: merchants whose stolen-card fraud looks normal (only labels reveal it)"),
     compromised_share: float = typer.Option(0.3, min=0.001, max=1.0, help="transactions: share of a compromised merchant's transactions that are fraud"),
     hosts: int = typer.Option(200, min=1, help="hosts: simulated hosts (one reading each a minute)"),
-    incident_rate: float = typer.Option(0.03, min=0.0, max=10.0, help="hosts: incidents per host per day after the first day"),
+    services: int = typer.Option(20, min=1, help="requests: simulated services"),
+    request_rate: float = typer.Option(0.8, min=0.001, max=1_000.0, help="requests: requests per second of a typical service at its weekday peak"),
+    sensors: int = typer.Option(40, min=1, help="sensors: simulated sensors (one reading each 10 s)"),
+    incident_rate: Optional[float] = typer.Option(None, min=0.0, max=10.0, help="hosts, requests, sensors: incidents per entity per day "
+                                                  "after the first day [default: 0.03 per host, 0.25 per service, 0.1 per sensor]"),
     seed: int = typer.Option(7),
 ) -> None:
-    """Write a labelled dataset to a file: card transactions (is_fraud, fraud_type) or host metrics
-    (is_incident, incident; the incident table goes to OUT.incidents.json)."""
+    """Write a labelled dataset to a file: card transactions (is_fraud, fraud_type), or host metrics, request logs
+    or sensor readings (is_incident, incident; the incident table goes to OUT.incidents.json)."""
     from tocsin.sources.file import infer_format
-    from tocsin.simulate import HostMetricsSimulator, TransactionSimulator, write_events, write_host_events
+    from tocsin.simulate import HostMetricsSimulator, RequestLogSimulator, SensorSimulator, TransactionSimulator, write_events
+    from tocsin.simulate.daily import write_fields
 
     try:
         fmt = infer_format(out)
@@ -254,14 +262,21 @@ def simulate(
         raise typer.Exit(2) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     fmt = "jsonl" if fmt == "json" else fmt
-    if scenario is SimulateScenario.hosts:
-        host_simulator = HostMetricsSimulator(hosts=hosts, incident_rate=incident_rate, seed=seed)
-        batch = host_simulator.generate(events)
-        write_host_events(batch, out, fmt)
+    if scenario is not SimulateScenario.transactions:
+        simulator_class, params = {
+            SimulateScenario.hosts: (HostMetricsSimulator, {"hosts": hosts}),
+            SimulateScenario.requests: (RequestLogSimulator, {"services": services, "request_rate": request_rate}),
+            SimulateScenario.sensors: (SensorSimulator, {"sensors": sensors}),
+        }[scenario]
+        if incident_rate is not None:
+            params["incident_rate"] = incident_rate
+        incident_simulator = simulator_class(**params, seed=seed)
+        batch = incident_simulator.generate(events)
+        write_fields(batch, incident_simulator.FIELDS, out, fmt)
         incidents_path = Path(f"{out}.incidents.json")
-        span = (float(batch.times[0]), float(batch.times[-1])) if len(batch) else (host_simulator.start_time,) * 2
-        # every incident that starts by the last reading (times have millisecond resolution)
-        table = host_simulator.incidents(span[1] + 0.001) if len(batch) else []
+        span = (float(batch.times[0]), float(batch.times[-1])) if len(batch) else (incident_simulator.start_time,) * 2
+        # every incident that starts by the last event (times have millisecond resolution)
+        table = incident_simulator.incidents(span[1] + 0.001) if len(batch) else []
         incidents_path.write_text(json.dumps({"from": span[0], "to": span[1], "events": len(batch), "incidents": table}, indent=1) + "\n")
         console.print(f"wrote {len(batch):,} events ({int(batch.labels.sum()):,} in incidents) to {out} "
                       f"and {len(table):,} incidents to {incidents_path}")

@@ -3,9 +3,18 @@
 from tocsin.simulate.hosts import FIELDS as HOST_FIELDS
 from tocsin.simulate.hosts import INCIDENT_KINDS, HostMetricsSimulator
 from tocsin.simulate.hosts import write_events as write_host_events
+from tocsin.simulate.requests import FIELDS as REQUEST_FIELDS
+from tocsin.simulate.requests import INCIDENT_KINDS as REQUEST_INCIDENT_KINDS
+from tocsin.simulate.requests import RequestLogSimulator
+from tocsin.simulate.requests import write_events as write_request_events
+from tocsin.simulate.sensors import FIELDS as SENSOR_FIELDS
+from tocsin.simulate.sensors import INCIDENT_KINDS as SENSOR_INCIDENT_KINDS
+from tocsin.simulate.sensors import SensorSimulator
+from tocsin.simulate.sensors import write_events as write_sensor_events
 from tocsin.simulate.transactions import FIELDS, FRAUD_TYPES, FieldInfo, TransactionSimulator, write_events
 
 __all__ = [
-    "FIELDS", "FRAUD_TYPES", "HOST_FIELDS", "INCIDENT_KINDS", "FieldInfo", "HostMetricsSimulator", "TransactionSimulator",
-    "write_events", "write_host_events",
+    "FIELDS", "FRAUD_TYPES", "HOST_FIELDS", "INCIDENT_KINDS", "REQUEST_FIELDS", "REQUEST_INCIDENT_KINDS", "SENSOR_FIELDS",
+    "SENSOR_INCIDENT_KINDS", "FieldInfo", "HostMetricsSimulator", "RequestLogSimulator", "SensorSimulator",
+    "TransactionSimulator", "write_events", "write_host_events", "write_request_events", "write_sensor_events",
 ]

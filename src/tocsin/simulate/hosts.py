@@ -107,15 +107,15 @@ of a year 0.02 s.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from tocsin.batch import EventBatch
-from tocsin.simulate.daily import SECONDS_PER_DAY, DailySimulator, FieldInfo, parse_start, write_fields
+from tocsin.simulate.daily import (
+    FLEET_STREAM, SECONDS_PER_DAY, FieldInfo, Hit, ScheduledSimulator, business_load, position_ids, write_fields,
+)
 
 FIELDS: tuple[FieldInfo, ...] = (
     FieldInfo("id", "str", "ids", "unique id, 'hm' + the zero-padded global position"),
@@ -145,37 +145,14 @@ BLIP_SHARE = 0.002  # readings with a one-off benign cpu blip
 
 INCIDENT_KINDS = ("cpu_spike", "memory_leak", "network_saturation", "silent_host", "rack_degraded")
 _CPU_SPIKE, _MEMORY_LEAK, _NETWORK_SATURATION, _SILENT_HOST, _RACK_DEGRADED = range(5)
-_INCIDENT_SHARE = np.array([0.30, 0.20, 0.20, 0.15, 0.15])
-_DURATION_MIN_S = np.array([300.0, 3600.0, 600.0, 600.0, 900.0])
-_DURATION_MAX_S = np.array([1800.0, 14400.0, 3600.0, 3600.0, 3600.0])
-assert _DURATION_MAX_S.max() < SECONDS_PER_DAY  # a day's readings depend on its incidents and the day before's only
+# each kind's share of incidents and (shortest, longest) duration in seconds
+_INCIDENT_SHARE = (0.30, 0.20, 0.20, 0.15, 0.15)
+_DURATIONS_S = ((300.0, 1800.0), (3600.0, 14400.0), (600.0, 3600.0), (600.0, 3600.0), (900.0, 3600.0))
 
-_INCIDENT_NAMES = np.array(["", *INCIDENT_KINDS], dtype=object)  # code 0 = no incident
 _ROLE_NAMES = np.array(ROLES, dtype=object)
 
-# Domain tags keep the fleet, plan and detail random streams independent.
-_FLEET_STREAM, _PLAN_STREAM, _DETAIL_STREAM = 0, 1, 2
 
-
-@dataclass
-class _Incidents:
-    """One day's incidents as the plan stream fixes them (absolute times), sorted by start."""
-
-    kind: np.ndarray
-    start: np.ndarray
-    end: np.ndarray
-    host: np.ndarray  # the affected host; for rack_degraded, a host of the affected rack
-    factor: np.ndarray  # network_saturation: the multiple of usual traffic
-
-    def take(self, rows: np.ndarray) -> _Incidents:
-        return _Incidents(self.kind[rows], self.start[rows], self.end[rows], self.host[rows], self.factor[rows])
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-class HostMetricsSimulator(DailySimulator):
+class HostMetricsSimulator(ScheduledSimulator):
     """An endless, deterministic, labelled stream of host metric readings.
 
     Parameters
@@ -188,17 +165,18 @@ class HostMetricsSimulator(DailySimulator):
         Seconds between two readings of a host (at most one day).
     incident_rate:
         Incidents per host per day after warm-up (a rack incident counts once).
-    warmup_days:
-        Days of clean history from ``start`` before the first incident.
-    start:
-        Start of day 0: ISO 8601 string, timezone-aware datetime or epoch seconds.
-    seed:
-        Everything is a function of the parameters; same seed, same events.
+    warmup_days, start, seed:
+        Days of clean history, start of day 0 and seed, as for every
+        :class:`~tocsin.simulate.daily.IncidentSimulator`.
 
     See the module docstring for what the fleet, its rhythms and the incidents look like.
     """
 
     FIELDS = FIELDS
+    INCIDENT_KINDS = INCIDENT_KINDS
+    INCIDENT_SHARE = _INCIDENT_SHARE
+    MEMBERS = "hosts"
+    SILENCE = _SILENT_HOST
 
     def __init__(
         self,
@@ -214,30 +192,16 @@ class HostMetricsSimulator(DailySimulator):
             raise ValueError(f"hosts must be >= 1, got {hosts}")
         if int(racks) < 1:
             raise ValueError(f"racks must be >= 1, got {racks}")
-        if not 0 < report_every <= SECONDS_PER_DAY:
-            raise ValueError(f"report_every must be in (0, 86400] seconds, got {report_every}")
-        if not 0 <= incident_rate <= 10:
-            raise ValueError(f"incident_rate must be in [0, 10] incidents per host per day, got {incident_rate}")
-        if warmup_days < 0:
-            raise ValueError(f"warmup_days must be >= 0, got {warmup_days}")
         self.hosts = int(hosts)
         self.racks = int(racks)
-        self.report_every = float(report_every)
-        self.incident_rate = float(incident_rate)
-        self.warmup_days = float(warmup_days)
-        self.seed = int(seed)
-        self.start = start
-        self.start_time = parse_start(start)
-        self._warmup_end = self.start_time + self.warmup_days * SECONDS_PER_DAY
-        self._jitter = min(2.0, 0.1 * self.report_every)
-        self._silence_guard = self._jitter + 1.0
-        super().__init__()
+        self._init_schedule(report_every)
+        self._init_incidents(incident_rate, warmup_days, start, seed, _DURATIONS_S, per="host")
         self._build_fleet()
 
     # --- the fleet ----------------------------------------------------------------
 
     def _build_fleet(self) -> None:
-        rng = self._rng(_FLEET_STREAM)
+        rng = self._rng(FLEET_STREAM)
         n = self.hosts
         self._role = rng.choice(len(ROLES), size=n, p=_ROLE_SHARE)
         self._rack = rng.permutation(np.arange(n) % self.racks)
@@ -252,148 +216,50 @@ class HostMetricsSimulator(DailySimulator):
 
         width = max(3, len(str(n - 1)))
         self._host_names = np.array([f"{ROLES[r]}-{h:0{width}d}" for h, r in enumerate(self._role.tolist())], dtype=object)
+        self._entity_names = self._host_names
         rack_width = max(2, len(str(self.racks - 1)))
         self._rack_names = np.array([f"rack-{r:0{rack_width}d}" for r in range(self.racks)], dtype=object)
         self._rack_hosts = [np.flatnonzero(self._rack == r) for r in range(self.racks)]
 
-    # --- report schedule ----------------------------------------------------------
-
-    def _first_slot(self, seconds: float | np.ndarray, hosts: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """Per host, the first report index ``k`` with ``phase + k * report_every >= seconds`` (since start)."""
-        slots = np.ceil((seconds - self._phase[hosts]) / self.report_every)
-        return np.maximum(slots, 0.0).astype(np.int64)
-
-    def _day_slots(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per host, the report indices ``[first, end)`` that fall in day ``index``."""
-        return self._first_slot(index * SECONDS_PER_DAY), self._first_slot((index + 1) * SECONDS_PER_DAY)
-
     # --- incidents ----------------------------------------------------------------
 
-    def _plan(self, index: int) -> _Incidents:
-        """Day ``index``'s incidents (those starting that day), from the plan stream alone."""
-        day_start = self.start_time + index * SECONDS_PER_DAY
-        window_from = max(0.0, self._warmup_end - day_start)
-        share = max(0.0, (SECONDS_PER_DAY - window_from) / SECONDS_PER_DAY)
-        rng = self._rng(_PLAN_STREAM, index)
-        n = int(rng.poisson(self.incident_rate * self.hosts * share)) if share > 0 else 0
-        kind = rng.choice(len(INCIDENT_KINDS), size=n, p=_INCIDENT_SHARE)
-        start = np.round(day_start + window_from + rng.random(n) * (SECONDS_PER_DAY - window_from), 3)
-        start = np.maximum(start, day_start + window_from)
-        duration = np.round(_DURATION_MIN_S[kind] + rng.random(n) * (_DURATION_MAX_S[kind] - _DURATION_MIN_S[kind]))
-        host = rng.integers(self.hosts, size=n)
-        factor = rng.uniform(4.0, 8.0, size=n)
-        order = np.argsort(start, kind="stable")
-        return _Incidents(kind, start, start + duration, host, factor).take(order)
+    def _plan_details(self, rng: np.random.Generator, kind: np.ndarray, entity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``level``: network_saturation's multiple of usual traffic."""
+        return rng.uniform(4.0, 8.0, size=len(kind)), np.zeros(len(kind), dtype=np.int64)
 
-    def _incidents_around(self, index: int) -> _Incidents:
-        """The incidents that may touch day ``index``: those of the day before and of that day."""
-        plans = [self._plan(index - 1), self._plan(index)] if index > 0 else [self._plan(index)]
-        return _Incidents(*(np.concatenate(parts) for parts in zip(*(
-            (p.kind, p.start, p.end, p.host, p.factor) for p in plans))))
+    def _members(self, kind: int, entity: int) -> np.ndarray | list[int]:
+        """The host, or every host of its rack for rack_degraded."""
+        return self._rack_hosts[self._rack[entity]] if kind == _RACK_DEGRADED else [entity]
 
-    def _silenced(self, index: int, first: np.ndarray, end: np.ndarray) -> list[tuple[int, int, int]]:
-        """(host, from slot, to slot) ranges of day ``index``'s readings that silent_host incidents drop,
-        disjoint and clipped to the day."""
-        around = self._incidents_around(index)
-        silent = around.take(np.flatnonzero(around.kind == _SILENT_HOST))
-        ranges: list[tuple[int, int, int]] = []
-        for host, start, stop in zip(silent.host.tolist(), silent.start.tolist(), silent.end.tolist()):
-            lo = int(self._first_slot(start - self.start_time - self._silence_guard, host))
-            hi = int(self._first_slot(stop - self.start_time + self._silence_guard, host))
-            lo, hi = max(lo, int(first[host])), min(hi, int(end[host]))
-            if lo < hi:
-                ranges.append((host, lo, hi))
-        merged: list[tuple[int, int, int]] = []
-        for host, lo, hi in sorted(ranges):
-            if merged and merged[-1][0] == host and lo <= merged[-1][2]:
-                merged[-1] = (host, merged[-1][1], max(merged[-1][2], hi))
-            else:
-                merged.append((host, lo, hi))
-        return merged
-
-    def incidents(self, until_time: str | float | datetime) -> list[dict[str, Any]]:
-        """Every incident starting before ``until_time`` (epoch seconds, ISO 8601 or datetime), by start.
-
-        Each is ``{"kind", "entity", "hosts", "start", "end"}``: ``entity`` is
-        the host name, or the rack name for ``rack_degraded``; ``hosts`` the
-        affected host names; ``start``/``end`` epoch seconds (the incident
-        covers ``[start, end)``). Computed from the plans alone, no event is generated.
-        """
-        until = parse_start(until_time)
-        last_day = int(np.floor((until - self.start_time) / SECONDS_PER_DAY))
-        table: list[dict[str, Any]] = []
-        for index in range(max(0, last_day + 1)):
-            plan = self._plan(index)
-            for kind, start, end, host in zip(plan.kind.tolist(), plan.start.tolist(), plan.end.tolist(), plan.host.tolist()):
-                if start >= until:
-                    continue
-                if kind == _RACK_DEGRADED:
-                    rack = int(self._rack[host])
-                    entity, hosts = str(self._rack_names[rack]), self._host_names[self._rack_hosts[rack]].tolist()
-                else:
-                    entity = str(self._host_names[host])
-                    hosts = [entity]
-                table.append({"kind": INCIDENT_KINDS[kind], "entity": entity, "hosts": hosts, "start": start, "end": end})
-        return table
+    def _describe(self, kind: int, entity: int, part: int) -> str:
+        """The host name, or the rack name for rack_degraded."""
+        return str(self._rack_names[self._rack[entity]] if kind == _RACK_DEGRADED else self._host_names[entity])
 
     # --- days -------------------------------------------------------------------
 
-    def _day_size(self, index: int) -> int:
-        first, end = self._day_slots(index)
-        silenced = sum(hi - lo for _, lo, hi in self._silenced(index, first, end))
-        return int((end - first).sum()) - silenced
-
-    def day(self, index: int) -> EventBatch:
-        """All readings of simulated day ``index`` (0 = the day starting at ``start``), sorted by time."""
-        index = int(index)
-        if index < 0:
-            raise ValueError(f"day index must be >= 0, got {index}")
-        rng = self._rng(_DETAIL_STREAM, index)
-        day_start = index * SECONDS_PER_DAY
-        first, end = self._day_slots(index)
-        counts = end - first
-        host_row = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # host h's rows: [host_row[h], host_row[h + 1])
-        host = np.repeat(np.arange(self.hosts), counts)
-        n = len(host)
-        slot = np.arange(n, dtype=np.int64) - host_row[host] + first[host]
-        offset = self._phase[host] + slot * self.report_every + rng.uniform(-self._jitter, self._jitter, size=n)
-        offset = np.clip(offset, day_start, day_start + SECONDS_PER_DAY - 0.001)
-        times = np.round(self.start_time + offset, 3)
-
-        cpu, memory, net = self._normal(rng, host, times)
-        code = np.zeros(n, dtype=np.int64)
-        self._inject(rng, index, host_row, times, cpu, memory, net, code)
-
-        keep = np.ones(n, dtype=bool)
-        for h, lo, hi in self._silenced(index, first, end):
-            keep[host_row[h] + lo - first[h] : host_row[h] + hi - first[h]] = False
-        rows = np.flatnonzero(keep)
-        rows = rows[np.argsort(times[rows], kind="stable")]
-        host, code = host[rows], code[rows]
-        first_position = self._day_position(index)
-        positions = np.arange(first_position, first_position + len(rows), dtype=np.int64)
+    def _event_batch(self, host: np.ndarray, times: np.ndarray, values: dict[str, np.ndarray], positions: np.ndarray,
+                     code: np.ndarray) -> EventBatch:
+        labels, extra = self._labels(code)
         return EventBatch(
-            ids=np.array([f"hm{p:012d}" for p in positions.tolist()], dtype=object),
+            ids=position_ids("hm", positions),
             keys=self._host_names[host],
-            times=times[rows],
+            times=times,
             numeric={
-                "cpu": np.round(np.clip(cpu[rows], 0.0, 100.0), 2),
-                "memory": np.round(np.clip(memory[rows], 0.0, 100.0), 2),
-                "net_mbps": np.round(np.maximum(net[rows], 0.0), 2),
+                "cpu": np.round(np.clip(values["cpu"], 0.0, 100.0), 2),
+                "memory": np.round(np.clip(values["memory"], 0.0, 100.0), 2),
+                "net_mbps": np.round(np.maximum(values["net_mbps"], 0.0), 2),
             },
             categorical={"rack": self._rack_names[self._rack[host]], "role": _ROLE_NAMES[self._role[host]]},
             positions=positions,
-            labels=(code > 0).astype(np.int8),
-            extra={"incident": _INCIDENT_NAMES[code]},
+            labels=labels,
+            extra=extra,
         )
 
-    def _normal(self, rng: np.random.Generator, host: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _normal(self, rng: np.random.Generator, host: np.ndarray, times: np.ndarray) -> dict[str, np.ndarray]:
         """cpu, memory and network of healthy hosts at ``times``: levels, rhythms, noise and benign oddities."""
         n = len(host)
         clock = np.mod(times, SECONDS_PER_DAY)  # UTC seconds into the day
-        hour = clock / 3600.0
-        weekday = (np.floor(times / SECONDS_PER_DAY).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
-        load = _sigmoid((hour - 8.5) / 0.75) * _sigmoid((18.0 - hour) / 1.0) * np.where(weekday >= 5, WEEKEND_LOAD, 1.0)
+        load = business_load(times, WEEKEND_LOAD)
         role = self._role[host]
         cpu = self._cpu_scale[host] * (_CPU_BASE[role] + _CPU_PEAK[role] * load)
         cpu += (0.8 + 0.08 * cpu) * rng.standard_normal(n)
@@ -409,36 +275,21 @@ class HostMetricsSimulator(DailySimulator):
         cpu[in_backup] += 10.0
         blip = rng.random(n) < BLIP_SHARE
         cpu[blip] += rng.uniform(15.0, 35.0, size=int(blip.sum()))
-        return cpu, memory, net
+        return {"cpu": cpu, "memory": memory, "net_mbps": net}
 
-    def _inject(
-        self, rng: np.random.Generator, index: int, host_row: np.ndarray, times: np.ndarray,
-        cpu: np.ndarray, memory: np.ndarray, net: np.ndarray, code: np.ndarray,
-    ) -> None:
-        """Apply the incidents touching day ``index`` in place (rows are grouped by host, in time order)."""
-        around = self._incidents_around(index)
-        day_from = self.start_time + index * SECONDS_PER_DAY
-        touching = (around.kind != _SILENT_HOST) & (around.end > day_from) & (around.start < day_from + SECONDS_PER_DAY)
-        for i in np.flatnonzero(touching).tolist():
-            kind, start, stop = int(around.kind[i]), float(around.start[i]), float(around.end[i])
-            hit = self._rack_hosts[self._rack[around.host[i]]] if kind == _RACK_DEGRADED else [around.host[i]]
-            for h in hit:
-                lo, hi = host_row[h], host_row[h + 1]
-                a = lo + int(np.searchsorted(times[lo:hi], start, side="left"))
-                b = lo + int(np.searchsorted(times[lo:hi], stop, side="left"))
-                if a == b:
-                    continue
-                if kind == _CPU_SPIKE:
-                    cpu[a:b] = rng.uniform(90.0, 100.0, size=b - a)
-                elif kind == _MEMORY_LEAK:
-                    progress = (times[a:b] - start) / (stop - start)
-                    memory[a:b] += (95.0 - memory[a:b]) * progress
-                elif kind == _NETWORK_SATURATION:
-                    net[a:b] *= around.factor[i]
-                else:  # rack_degraded
-                    cpu[a:b] += 30.0
-                    net[a:b] *= 0.3
-                code[a:b] = kind + 1
+    def _inject(self, rng: np.random.Generator, hit: Hit, times: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        a, b = hit.a, hit.b
+        if hit.kind == _CPU_SPIKE:
+            values["cpu"][a:b] = rng.uniform(90.0, 100.0, size=b - a)
+        elif hit.kind == _MEMORY_LEAK:
+            memory = values["memory"]
+            progress = (times[a:b] - hit.start) / (hit.end - hit.start)
+            memory[a:b] += (95.0 - memory[a:b]) * progress
+        elif hit.kind == _NETWORK_SATURATION:
+            values["net_mbps"][a:b] *= hit.level
+        else:  # rack_degraded
+            values["cpu"][a:b] += 30.0
+            values["net_mbps"][a:b] *= 0.3
 
 
 # --- files -------------------------------------------------------------------

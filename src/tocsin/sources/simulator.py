@@ -13,7 +13,8 @@ from tocsin.spec import SimulatorSource as SimulatorSpec
 
 
 class SimulatorSource(Source):
-    """Events from a deterministic simulator (``spec.scenario``: card transactions or host metrics), already columnar.
+    """Events from a deterministic simulator (``spec.scenario``: card transactions, host metrics, request logs or
+    sensor readings), already columnar.
 
     ``rate`` (events/s, 0 = as fast as possible) paces the stream like a live
     feed; ``max_events`` ends it. Positions are the simulator's global event
@@ -21,9 +22,10 @@ class SimulatorSource(Source):
     """
 
     def __init__(self, spec: SimulatorSpec, rate: float = 0.0, max_events: int | None = None) -> None:
-        from tocsin.simulate import HostMetricsSimulator, TransactionSimulator
+        from tocsin.simulate import HostMetricsSimulator, RequestLogSimulator, SensorSimulator, TransactionSimulator
 
-        simulators = {"transactions": TransactionSimulator, "hosts": HostMetricsSimulator}
+        simulators = {"transactions": TransactionSimulator, "hosts": HostMetricsSimulator, "requests": RequestLogSimulator,
+                      "sensors": SensorSimulator}
         self.simulator = simulators[spec.scenario].from_spec(spec)
         self.rate = rate
         self.max_events = max_events

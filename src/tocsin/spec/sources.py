@@ -12,12 +12,15 @@ from tocsin.spec.base import SpecModel
 
 
 class SimulatorSource(SpecModel):
-    """Labelled synthetic events: card transactions (``users`` … ``compromised_share``) or
-    cloud host metrics (``hosts`` … ``incident_rate``); ``seed``, ``warmup_days`` and ``start`` serve both."""
+    """Labelled synthetic events: card transactions (``users`` … ``compromised_share``), cloud host metrics
+    (``hosts``, ``racks``), microservice request logs (``services``, ``request_rate``) or IoT sensor readings
+    (``sensors``); ``report_every`` serves hosts and sensors, ``incident_rate`` hosts, requests and sensors (null:
+    the scenario's own default), ``seed``, ``warmup_days`` and ``start`` every scenario."""
 
     kind: Literal["simulator"]
-    scenario: Literal["transactions", "hosts"] = Field(
-        "transactions", description="transactions: card payments with fraud; hosts: host metric readings with incidents")
+    scenario: Literal["transactions", "hosts", "requests", "sensors"] = Field(
+        "transactions", description="transactions: card payments with fraud; hosts: host metric readings with incidents; "
+        "requests: microservice request logs with incidents; sensors: IoT sensor readings with incidents")
     seed: int = 7
     users: int = Field(5_000, ge=1)
     merchants: int = Field(2_000, ge=10)
@@ -28,9 +31,17 @@ class SimulatorSource(SpecModel):
     compromised_share: float = Field(0.3, gt=0, le=1, description="share of a compromised merchant's transactions that are fraud")
     hosts: int = Field(200, ge=1, description="hosts scenario: hosts reporting metrics")
     racks: int = Field(10, ge=1, description="hosts scenario: racks the hosts are spread over")
-    report_every: Duration = Field(60.0, le=86_400, description="hosts scenario: time between two readings of a host")
-    incident_rate: float = Field(
-        0.03, ge=0, le=10, description="hosts scenario: incidents per host per day after warm-up (a rack incident counts once)")
+    report_every: Duration | None = Field(
+        None, le=86_400, description="hosts and sensors scenarios: time between two readings of a host (null: 60s) "
+        "or of a sensor (null: 10s)")
+    incident_rate: float | None = Field(
+        None, ge=0, le=10, description="hosts, requests and sensors scenarios: incidents per entity per day after warm-up; "
+        "null: 0.03 per host (a rack incident counts once), 0.25 per service, 0.1 per sensor")
+    services: int = Field(20, ge=1, description="requests scenario: services serving requests")
+    request_rate: float = Field(
+        0.8, gt=0, le=1_000, description="requests scenario: requests per second of a typical service at its weekday peak "
+        "(services range about 0.3-3x it; a weekday holds about services x request_rate x 48,000 requests, a weekend day x 36,000)")
+    sensors: int = Field(40, ge=1, description="sensors scenario: sensors reporting readings (one site per 8 sensors)")
 
 
 class FileSource(SpecModel):
