@@ -52,6 +52,7 @@ DEAD_LETTER_CODES: tuple[str, ...] = (
     "out_of_range",  # a numeric field beyond ±schema.max_abs_value (1e308 once turned an entity's state to NaN)
     "out_of_window",  # an event time implausible or far from the stream's event-time clock (engine/admission.py)
     "duplicate",  # an event id already processed (engine/admission.py)
+    "late",  # an event for a time bucket that already closed (engine/aggregate.py)
 )
 
 

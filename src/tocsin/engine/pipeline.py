@@ -32,6 +32,7 @@ from tocsin.detectors import build_detector
 from tocsin.detectors.calibration import ScoreCalibrator
 from tocsin.detectors.thresholds import assign_severity, build_threshold
 from tocsin.engine.admission import Admission
+from tocsin.engine.aggregate import Aggregator
 from tocsin.engine.drift import DriftMonitor
 from tocsin.engine.silence import SilenceWatch
 from tocsin.engine.supervised import SupervisedRanker
@@ -190,6 +191,8 @@ class Pipeline:
         #: per label source ("kafka-labels:topic/0"), the position of the next label to apply: labels are
         #: applied once each, and this is saved with the state they changed (exactly once across crashes)
         self.labels_applied: dict[str, int] = {}
+        #: events into per-entity readings per time bucket (spec.aggregate), or None
+        self.aggregator: Aggregator | None = Aggregator(spec.aggregate) if spec.aggregate is not None else None
         #: entities that stop reporting (spec.silence.enabled), or None
         self.silence: SilenceWatch | None = None
         if spec.silence.enabled:
@@ -244,6 +247,14 @@ class Pipeline:
             if refusals:
                 rejected = [_dead_letter(events, row, code, reason, source) for row, code, reason in refusals]
                 events = events.take(admitted)
+        if self.aggregator is not None:  # the features see the closed buckets' readings, not the events
+            readings, late = self.aggregator.fold(events, self.admission.watermark)
+            every = self.aggregator.spec.every
+            rejected += [_dead_letter(events, row, "late", (
+                f"field `{self.spec.event_schema.time_field}`: event time {float(events.times[row]):.3f} falls in a bucket that closed (buckets of "
+                f"{every:g} s close {self.aggregator.spec.lateness:g} s after their end; see aggregate.lateness)"), source)
+                for row in late.tolist()]
+            events = readings
         n = len(events)
         frame = self.features.transform_update(events) if n else None
         raw = np.full(n, np.nan)
@@ -489,6 +500,8 @@ class Pipeline:
         state.update({f"training/{k}": v for k, v in self.training.state_dict().items()})
         if self.silence is not None:
             state.update({f"silence/{k}": v for k, v in self.silence.state_dict().items()})
+        if self.aggregator is not None:
+            state.update({f"aggregate/{k}": v for k, v in self.aggregator.state_dict().items()})
         if self.supervised is not None:
             state.update({f"supervised/{k}": v for k, v in self.supervised.state_dict().items()})
             state["pending/blend"] = np.concatenate(self._pending_blend) if self._pending_blend else np.empty(0)
@@ -524,6 +537,8 @@ class Pipeline:
             self.supervised.load_state_dict(part("supervised"))
             blend = state.get("pending/blend")
             self._pending_blend = [blend] if blend is not None and len(blend) else []
+        if self.aggregator is not None and part("aggregate"):
+            self.aggregator.load_state_dict(part("aggregate"))
         silence = part("silence")
         if self.silence is not None and silence:
             self.silence.load_state_dict(silence)

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from tocsin.spec.aggregate import AggregateSpec
 from tocsin.spec.alerting import AlertingSpec
 from tocsin.spec.base import SpecError, SpecModel
 from tocsin.spec.environment import apply_environment
@@ -25,6 +26,8 @@ class PipelineSpec(SpecModel):
     source: SourceSpec
     event_schema: SchemaSpec = Field(alias="schema")
     admission: AdmissionSpec = Field(default_factory=AdmissionSpec)
+    aggregate: AggregateSpec | None = Field(
+        None, description="turn events into per-entity readings per time bucket before the features (request logs)")
     features: list[FeatureSpec] = Field(min_length=1)
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
@@ -64,11 +67,42 @@ class PipelineSpec(SpecModel):
                 continue
             wanted = schema.categorical if feature.kind == "novelty" else schema.numeric
             role = "categorical" if feature.kind == "novelty" else "numeric"
+            if self.aggregate is not None and feature.kind != "novelty":
+                wanted, role = [m.name for m in self.aggregate.metrics], "aggregate metric"
+                if name not in wanted:
+                    raise ValueError(f"features.{i}.field: {name!r} is not an aggregate metric (features read the "
+                                     f"buckets' readings); use one of {wanted} or add a metric named {name!r}")
             if name not in wanted:
                 raise ValueError(
                     f"features.{i}.field: {name!r} is not a declared {role} field; add it to schema.{role} "
                     f"or use one of {wanted}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _aggregate_reads_declared_fields(self) -> PipelineSpec:
+        if self.aggregate is None:
+            return self
+        schema = self.event_schema
+        if self.aggregate.by is not None and self.aggregate.by not in schema.categorical:
+            raise ValueError(f"aggregate.by: {self.aggregate.by!r} is not a categorical field; declare it in "
+                             f"schema.categorical or leave it out (the key field, {schema.key_field!r})")
+        for j, metric in enumerate(self.aggregate.metrics):
+            field = metric.field
+            if metric.kind == "distinct":
+                if field not in (*schema.numeric, *schema.categorical, schema.id_field):
+                    raise ValueError(f"aggregate.metrics.{j}.field: {field!r} is not a declared field; add it to schema.categorical")
+            elif field is not None and field not in schema.numeric:
+                raise ValueError(f"aggregate.metrics.{j}.field: {field!r} is not a declared numeric field; add it to "
+                                 f"schema.numeric or use one of {schema.numeric}")
+            if metric.where is not None:
+                target = metric.where.split()[0].rstrip("<>=!")
+                quoted = metric.where.rstrip().endswith(("'", '"'))
+                declared = schema.categorical if quoted else schema.numeric
+                if target not in declared:
+                    role = "categorical" if quoted else "numeric"
+                    raise ValueError(f"aggregate.metrics.{j}.where: {target!r} is not a declared {role} field; "
+                                     f"add it to schema.{role}")
         return self
 
     @model_validator(mode="after")
