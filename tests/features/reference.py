@@ -178,11 +178,11 @@ class RefSeries:
 
     def __init__(self, field, by="entity", metric_field=None, season="daily", level_half_life=86_400.0,
                  spread_half_life=86_400.0, season_memory=2.0, prior_weight=20.0, clip_z=3.0, shift_z=4.0,
-                 shift_after=3_600.0, min_rel_spread=0.01, slot=3_600.0, sustained=1, trend=False):
+                 shift_after=3_600.0, min_rel_spread=0.01, slot=3_600.0, sustained=1, trend=False, min_spread=0.0):
         self.field, self.by, self.metric_field, self.season = field, by, metric_field, season
         self.level_hl, self.spread_hl, self.season_hl = level_half_life, spread_half_life, season_memory * 3600.0
         self.prior_weight, self.clip_z, self.shift_z, self.shift_after = prior_weight, clip_z, shift_z, shift_after
-        self.min_rel, self.slot, self.sustained, self.trend = min_rel_spread, slot, sustained, trend
+        self.min_rel, self.slot, self.sustained, self.trend, self.min_spread = min_rel_spread, slot, sustained, trend, min_spread
         self.names = [f"{prefix_of(by)}{field}_surprise"] + ([f"{prefix_of(by)}{field}_trend"] if trend else [])
         self.series = {}  # (key, metric) -> dict
         self.pooled = defaultdict(lambda: {"n": 0.0, "level": 0.0, "dev": 0.0, "rn": 0.0, "resid": 0.0})
@@ -224,7 +224,7 @@ class RefSeries:
                 spread = (s["m"] * spread + self.prior_weight * p["resid"]) / (s["m"] + self.prior_weight)
         if self.season != "none" and n > 0 and s["day"].get(day_slot, (0.0, 0))[1] > 2:
             spread = max(spread, s["day_spread"][day_slot])
-        sigma = 1.2533 * max(spread, self.min_rel * abs(expected), 1e-9)
+        sigma = max(1.2533 * max(spread, self.min_rel * abs(expected), 1e-9), self.min_spread)
         z = (x - expected) / sigma if (n > 0 or p["n"] > 0) else 0.0
         output = z
         if self.sustained > 1:
@@ -303,7 +303,7 @@ def from_feature_spec(feature) -> object:
     if feature.kind == "series":
         return RefSeries(feature.field, by, feature.metric_field, feature.season, feature.level_half_life,
                          feature.spread_half_life, feature.season_memory, feature.prior_weight, feature.clip_z,
-                         feature.shift_z, feature.shift_after, feature.min_rel_spread, feature.slot, feature.sustained, feature.trend)
+                         feature.shift_z, feature.shift_after, feature.min_rel_spread, feature.slot, feature.sustained, feature.trend, feature.min_spread)
     raise ValueError(feature.kind)
 
 

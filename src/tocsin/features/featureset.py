@@ -162,7 +162,7 @@ class FeatureSet:
                     feature.field, by=by, metric_field=feature.metric_field, season=feature.season,
                     level_half_life=feature.level_half_life, spread_half_life=feature.spread_half_life,
                     season_memory=feature.season_memory, prior_weight=feature.prior_weight, clip_z=feature.clip_z,
-                    shift_z=feature.shift_z, shift_after=feature.shift_after, min_rel_spread=feature.min_rel_spread, slot=feature.slot,
+                    shift_z=feature.shift_z, shift_after=feature.shift_after, min_rel_spread=feature.min_rel_spread, min_spread=feature.min_spread, slot=feature.slot,
                     sustained=feature.sustained, trend=feature.trend,
                     this=this, possessive=possessive, siblings=_siblings(by, key_field),
                 ))  # fmt: skip

@@ -391,7 +391,8 @@ def series_update(
 
     ``params`` = [level_half_life, spread_half_life, season_half_life, prior_weight, clip_z,
     shift_z, shift_after, shift_min_readings, min_rel_spread, min_slot_readings, pooled_alpha, slot_seconds,
-    sustained, trend_slack]. With ``sustained`` = k > 1, a reading's output is the least extreme z of it and the series'
+    sustained, trend_slack, min_spread]. The standard deviation is at least ``min_spread`` (an absolute floor:
+    a series that is almost always 0, an error share, would otherwise call its first 1 % a million sigma). With ``sustained`` = k > 1, a reading's output is the least extreme z of it and the series'
     k - 1 previous readings when all lie on the same side, else 0: blips shorter than k readings score
     about 0, an incident scores from its k-th reading. The model itself learns from every reading's own z.
     With ``trend_slack`` > 0, ``out_trend`` is the larger (signed) of two one-sided CUSUMs of the profiled
@@ -405,7 +406,7 @@ def series_update(
     level_hl, spread_hl, season_hl, prior_weight = params[0], params[1], params[2], params[3]
     clip_z, shift_z, shift_after, shift_min = params[4], params[5], params[6], params[7]
     min_rel, min_slot, pooled_alpha, slot_seconds, sustained = params[8], params[9], params[10], params[11], params[12]
-    slack = params[13]
+    slack, min_spread = params[13], params[14]
     warm = _touch_rows(series_ids, series)
     for i in range(series_ids.shape[0]):
         k = series_ids[i]
@@ -445,7 +446,7 @@ def series_update(
                 spread = (m * spread + prior_weight * p[P_RESID]) / (m + prior_weight)
         if season >= 1 and n > 0 and day_cnt[k, day_slot] > min_slot:
             spread = max(spread, day_spread[k, day_slot])
-        sigma = MEAN_ABS_TO_STD * max(spread, min_rel * abs(expected), 1e-9)
+        sigma = max(MEAN_ABS_TO_STD * max(spread, min_rel * abs(expected), 1e-9), min_spread)
         z = (x - expected) / sigma if (n > 0 or p[P_N] > 0) else 0.0
         if sustained > 1:  # as surprising as the least surprising of the last k readings, on one side
             least = z

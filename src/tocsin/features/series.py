@@ -114,6 +114,7 @@ class SeriesModel(FeatureOperator):
         shift_after: float = 3_600.0,
         shift_min_readings: int = 5,
         min_rel_spread: float = 0.01,
+        min_spread: float = 0.0,
         min_slot_readings: int = 2,
         slot: float = 3_600.0,
         sustained: int = 1,
@@ -141,7 +142,7 @@ class SeriesModel(FeatureOperator):
         self.siblings = siblings
         self._params = np.array([
             level_half_life, spread_half_life, season_memory * 3_600.0, prior_weight, clip_z, shift_z,
-            shift_after, shift_min_readings, min_rel_spread, min_slot_readings, 1e-4, slot, float(sustained), TREND_SLACK if trend else 0.0,
+            shift_after, shift_min_readings, min_rel_spread, min_slot_readings, 1e-4, slot, float(sustained), TREND_SLACK if trend else 0.0, min_spread,
         ], dtype=np.float64)  # fmt: skip
         prefix = "" if by == "entity" else f"{by}."
         self._column = f"{prefix}{field}_surprise"

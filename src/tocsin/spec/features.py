@@ -95,6 +95,8 @@ class SeriesFeature(_FeatureBase):
     shift_z: float = Field(4.0, gt=0, description="readings beyond this many standard deviations, on one side, start a run")
     shift_after: Duration = Field(3_600.0, description="a run this long (and >= 5 readings) is a confirmed shift: its mean becomes the level")
     min_rel_spread: float = Field(0.01, ge=0, description="the spread is at least this share of the expected value")
+    min_spread: float = Field(0.0, ge=0, description="the standard deviation is at least this, in the field's unit "
+                              "(changes smaller than a few of it never alarm: 0.01 for an error share that is usually 0)")
 
     @model_validator(mode="after")
     def _slot_divides_a_day(self) -> SeriesFeature:
