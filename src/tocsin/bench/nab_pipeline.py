@@ -3,7 +3,7 @@
 The side-path configurations of :mod:`tocsin.detectors.timeseries` score a
 file's values directly; this one builds a :class:`~tocsin.engine.pipeline.Pipeline`
 from a spec (``schema`` with no id field, ``features: [{kind: series}]``,
-``detector: robust_zscore`` over the series' surprise) and feeds it the file as
+``detector: max_surprise`` over the series' surprise) and feeds it the file as
 records ``{ts, value, series}`` in micro-batches, so the figure measures the
 decode, per-series state, detector, calibration and batch cuts users get. A
 file's rows before the detector's warm-up score 0 (NAB's probationary period
@@ -31,14 +31,14 @@ BATCH = 500
 
 
 def nab_spec(series: dict[str, Any] | None = None, warmup: int = 100) -> PipelineSpec:
-    """The spec each NAB file runs under: one series per file, surprise scored by its robust z."""
+    """The spec each NAB file runs under: one series per file, scored by its surprise (max_surprise)."""
     return parse_spec({
         "name": "nab",
         "source": {"kind": "file", "path": "nab.csv"},
         "schema": {"id_field": None, "key_field": "series", "numeric": ["value"]},
         "admission": {"max_ahead": None, "max_behind": None, "dedup_ids": None},
         "features": [{"kind": "series", "field": "value", **DEFAULT_SERIES, **(series or {})}],
-        "detector": {"kind": "robust_zscore", "warmup_events": warmup, "refit_every": None, "train_window": warmup},
+        "detector": {"kind": "max_surprise", "warmup_events": warmup, "refit_every": None, "train_window": warmup},
         "calibration": {"update_every": 50, "window": 5_000},
     })  # fmt: skip
 
