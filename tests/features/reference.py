@@ -178,12 +178,14 @@ class RefSeries:
 
     def __init__(self, field, by="entity", metric_field=None, season="daily", level_half_life=86_400.0,
                  spread_half_life=86_400.0, season_memory=2.0, prior_weight=20.0, clip_z=3.0, shift_z=4.0,
-                 shift_after=3_600.0, min_rel_spread=0.01, slot=3_600.0, sustained=1, trend=False, min_spread=0.0):
+                 shift_after=3_600.0, min_rel_spread=0.01, slot=3_600.0, sustained=1, trend=False, min_spread=0.0, stuck=False):
         self.field, self.by, self.metric_field, self.season = field, by, metric_field, season
         self.level_hl, self.spread_hl, self.season_hl = level_half_life, spread_half_life, season_memory * 3600.0
         self.prior_weight, self.clip_z, self.shift_z, self.shift_after = prior_weight, clip_z, shift_z, shift_after
         self.min_rel, self.slot, self.sustained, self.trend, self.min_spread = min_rel_spread, slot, sustained, trend, min_spread
-        self.names = [f"{prefix_of(by)}{field}_surprise"] + ([f"{prefix_of(by)}{field}_trend"] if trend else [])
+        self.stuck = stuck
+        self.names = ([f"{prefix_of(by)}{field}_surprise"] + ([f"{prefix_of(by)}{field}_trend"] if trend else [])
+                      + ([f"{prefix_of(by)}{field}_stuck"] if stuck else []))
         self.series = {}  # (key, metric) -> dict
         self.pooled = defaultdict(lambda: {"n": 0.0, "level": 0.0, "dev": 0.0, "rn": 0.0, "resid": 0.0})
 
@@ -195,7 +197,7 @@ class RefSeries:
         metric = event[self.metric_field] if self.metric_field else None
         s = self.series.setdefault((key_of(event, self.by), metric), {
             "last": -math.inf, "n": 0.0, "level": 0.0, "spread": 0.0, "m": 0.0, "run": 0, "run_sum": 0.0,
-            "run_start": 0.0, "previous": [0.0] * 4, "up": 0.0, "down": 0.0, "day": {}, "week": {}, "day_spread": defaultdict(float)})
+            "run_start": 0.0, "previous": [0.0] * 4, "up": 0.0, "down": 0.0, "last_x": 0.0, "repeats": 0.0, "rate": 0.0, "day": {}, "week": {}, "day_spread": defaultdict(float)})
         p = self.pooled[metric]
         t, dt = event["time"], 0.0
         if t < s["last"]:
@@ -235,6 +237,16 @@ class RefSeries:
             step = min(max(z, -self.clip_z), self.clip_z)
             s["up"], s["down"] = max(0.0, s["up"] + step - 0.5), min(0.0, s["down"] + step + 0.5)
         trend = s["up"] if s["up"] >= -s["down"] else s["down"]
+        stuck_z = 0.0
+        if self.stuck:
+            same = n > 0 and x == s["last_x"]
+            s["repeats"] = s["repeats"] + 1 if same else 1.0
+            if s["repeats"] >= 3 and n >= 20:
+                a = -2.0 * s["repeats"] * math.log(min(max(s["rate"], 1e-3), 0.99))
+                stuck_z = math.sqrt(max(a - math.log(a) - math.log(2 * math.pi), 0.0)) if a > 1 else 0.0
+            if n > 0:
+                s["rate"] += max(1.0 / n, 1e-3) * ((1.0 if same else 0.0) - s["rate"])
+            s["last_x"] = x
         if n == 0:
             s["level"] = x
         else:
@@ -282,7 +294,7 @@ class RefSeries:
             p["level"] += w * (x - p["level"])
             p["dev"] += w * (abs(x - p["level"]) - p["dev"])
         p["n"] += 1.0
-        return [output, trend] if self.trend else [output]
+        return [output] + ([trend] if self.trend else []) + ([stuck_z] if self.stuck else [])
 
 
 def from_feature_spec(feature) -> object:
@@ -303,7 +315,7 @@ def from_feature_spec(feature) -> object:
     if feature.kind == "series":
         return RefSeries(feature.field, by, feature.metric_field, feature.season, feature.level_half_life,
                          feature.spread_half_life, feature.season_memory, feature.prior_weight, feature.clip_z,
-                         feature.shift_z, feature.shift_after, feature.min_rel_spread, feature.slot, feature.sustained, feature.trend, feature.min_spread)
+                         feature.shift_z, feature.shift_after, feature.min_rel_spread, feature.slot, feature.sustained, feature.trend, feature.min_spread, feature.stuck)
     raise ValueError(feature.kind)
 
 

@@ -38,7 +38,7 @@ MIXED = [
     {"kind": "novelty", "field": "city", "by": "merchant_id"},
     {"kind": "value", "field": "amount"},
     {"kind": "value", "field": "amount", "log": True},
-    {"kind": "series", "field": "amount", "shift_after": "1m", "slot": "5m", "trend": True},
+    {"kind": "series", "field": "amount", "shift_after": "1m", "slot": "5m", "trend": True, "stuck": True},
     {"kind": "series", "field": "amount", "by": "merchant_id", "metric_field": "city", "season": "weekly", "prior_weight": 0,
      "sustained": 3},
     {"kind": "series", "field": "amount", "by": "global", "season": "none", "shift_after": "1s", "clip_z": 1, "min_spread": 50},

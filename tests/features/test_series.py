@@ -84,15 +84,15 @@ def test_long_events_make_one_series_per_entity_and_metric():
     assert z[-2] > 20 and abs(z[-1]) < 4
     assert op.describe("amount_surprise", 398, batch_of(["h"] * 400, times, values, metrics), out).startswith("cpu 70 vs")
     state = op.state_dict()
-    assert state["series"].shape[1] == 14 and len(state["series_keys"]) == 2
-    assert op.bytes_per_series == 8 * 15
+    assert state["series"].shape[1] == 17 and len(state["series_keys"]) == 2
+    assert op.bytes_per_series == 8 * 18
 
 
 def test_bytes_per_series_stay_under_the_budget():
-    assert SeriesModel("x", season="none").bytes_per_series == 112
-    assert SeriesModel("x", season="daily").bytes_per_series == 688
-    assert SeriesModel("x", season="daily", slot=900.0).bytes_per_series == 2_416
-    assert SeriesModel("x", season="weekly").bytes_per_series == 3_376 <= 4_096
+    assert SeriesModel("x", season="none").bytes_per_series == 136
+    assert SeriesModel("x", season="daily").bytes_per_series == 712
+    assert SeriesModel("x", season="daily", slot=900.0).bytes_per_series == 2_440
+    assert SeriesModel("x", season="weekly").bytes_per_series == 3_400 <= 4_096
 
 
 def test_sustained_surprise_ignores_one_reading_blips_and_flags_an_incident_from_its_second_reading():
@@ -137,3 +137,17 @@ def test_a_slow_climb_accumulates_in_the_trend_long_before_a_single_reading_stan
     assert np.abs(trend[:400]).max() < 8 and trend[410] > 15 and z[410] < 8, (trend[410], z[410])
     assert op.describe("amount_trend", 410, batch_of(["h"] * 600, times, values), out).startswith("amount 4")
     assert "rising steadily" in op.describe("amount_trend", 410, batch_of(["h"] * 600, times, values), out)
+
+
+def test_a_reading_frozen_on_one_value_is_as_surprising_as_its_run_is_rare():
+    rng = np.random.default_rng(6)
+    times = MONDAY + 10.0 * np.arange(800)
+    values = np.round(20 + rng.normal(0, 0.1, 800), 2)  # repeats a reading about 1 time in 25
+    values[500:560] = values[499]                       # frozen for 10 minutes
+    op = SeriesModel("amount", season="none", stuck=True, this="this sensor")
+    batch = batch_of(["s"] * 800, times, values)
+    out, z = surprise(op, batch)
+    stuck = out.columns["amount_stuck"]
+    assert stuck[:499].max() < 5 and stuck[510] > 8 and stuck[559] > stuck[510], (stuck[:499].max(), stuck[510])
+    assert abs(z[530]) < 3, "the frozen value is an ordinary value: only the stuck column sees it"
+    assert "repeated exactly" in op.describe("amount_stuck", 530, batch, out)

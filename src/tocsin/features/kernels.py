@@ -356,7 +356,8 @@ def novelty_rehash(old_table, new_table):
 # --- per-series models ------------------------------------------------------------
 #
 # One row of ``series`` per series (an entity's metric): [last_time, readings, level, spread,
-# run_count, run_sum, run_start, spread_readings, previous z's (the latest first), trend up, trend down]; seasonal offsets and their reading counts per slot of the day
+# run_count, run_sum, run_start, spread_readings, previous z's (the latest first), trend up, trend down,
+# last reading, repeats in a row, repeat rate]; seasonal offsets and their reading counts per slot of the day
 # (``day_off``/``day_cnt``, one column per slot: 24 for hourly slots) and per hour of the week (``week_off``/``week_cnt``, 168
 # columns, 0 when the season is daily). ``pooled`` has one row per sibling group (a metric across
 # all entities): [readings, level, absolute deviation, residual readings, residual spread]. The
@@ -367,7 +368,11 @@ S_LAST, S_N, S_LEVEL, S_SPREAD, S_RUN, S_RUN_SUM, S_RUN_START, S_SPREAD_N, S_PRE
 MAX_SUSTAINED = 4
 #: one-sided CUSUMs of the clipped z's, upwards and downwards (``trend``)
 S_TREND_UP, S_TREND_DOWN = S_PREV_Z + MAX_SUSTAINED, S_PREV_Z + MAX_SUSTAINED + 1
-SERIES_COLUMNS = S_TREND_DOWN + 1
+#: the previous reading, how many readings in a row equal it, and the series' rate of exact repeats (``stuck``)
+S_LAST_X, S_REPEATS, S_REPEAT_RATE = S_TREND_DOWN + 1, S_TREND_DOWN + 2, S_TREND_DOWN + 3
+SERIES_COLUMNS = S_REPEAT_RATE + 1
+#: a series' repeat rate is learned with at least this weight, and kept within these bounds for the stuck z
+REPEAT_ALPHA, REPEAT_FLOOR, REPEAT_CAP = 1e-3, 1e-3, 0.99
 P_N, P_LEVEL, P_DEV, P_RN, P_RESID = 0, 1, 2, 3, 4
 POOLED_COLUMNS = 5
 #: mean absolute deviation x this estimates the standard deviation of normal data (sqrt(pi / 2))
@@ -381,17 +386,27 @@ def _decay_weight(dt, half_life):
     return 1.0 - math.exp(-LN2 * dt / half_life)
 
 
+@njit(cache=True, inline="always")
+def _tail_z(log_p):
+    """The standard normal z whose upper tail has probability exp(``log_p``) (``log_p`` < 0), by the
+    asymptotic expansion (within 0.05 for tails below 1e-3): lets a rare run read on the surprise scale."""
+    a = -2.0 * log_p
+    if a <= 1.0:
+        return 0.0
+    return math.sqrt(max(a - math.log(a) - math.log(2.0 * math.pi), 0.0))
+
+
 @njit(cache=True, nogil=True)
 def series_update(
     series_ids, group_ids, times, values, season, params,
     series, day_off, day_cnt, day_spread, week_off, week_cnt, pooled,
-    out_z, out_expected, out_sigma, out_n, out_slot, out_trend,
+    out_z, out_expected, out_sigma, out_n, out_slot, out_trend, out_stuck,
 ):  # fmt: skip
     """Score each reading against its series' model as learned so far, then learn the reading.
 
     ``params`` = [level_half_life, spread_half_life, season_half_life, prior_weight, clip_z,
     shift_z, shift_after, shift_min_readings, min_rel_spread, min_slot_readings, pooled_alpha, slot_seconds,
-    sustained, trend_slack, min_spread]. The standard deviation is at least ``min_spread`` (an absolute floor:
+    sustained, trend_slack, min_spread, stuck]. The standard deviation is at least ``min_spread`` (an absolute floor:
     a series that is almost always 0, an error share, would otherwise call its first 1 % a million sigma). With ``sustained`` = k > 1, a reading's output is the least extreme z of it and the series'
     k - 1 previous readings when all lie on the same side, else 0: blips shorter than k readings score
     about 0, an incident scores from its k-th reading. The model itself learns from every reading's own z.
@@ -406,7 +421,7 @@ def series_update(
     level_hl, spread_hl, season_hl, prior_weight = params[0], params[1], params[2], params[3]
     clip_z, shift_z, shift_after, shift_min = params[4], params[5], params[6], params[7]
     min_rel, min_slot, pooled_alpha, slot_seconds, sustained = params[8], params[9], params[10], params[11], params[12]
-    slack, min_spread = params[13], params[14]
+    slack, min_spread, stuck = params[13], params[14], params[15]
     warm = _touch_rows(series_ids, series)
     for i in range(series_ids.shape[0]):
         k = series_ids[i]
@@ -472,6 +487,16 @@ def series_update(
             row[S_TREND_UP] = max(0.0, row[S_TREND_UP] + step - slack)
             row[S_TREND_DOWN] = min(0.0, row[S_TREND_DOWN] + step + slack)
         out_trend[i] = row[S_TREND_UP] if row[S_TREND_UP] >= -row[S_TREND_DOWN] else row[S_TREND_DOWN]
+        if stuck > 0:  # k equal readings in a row, for a series that repeats a reading at rate r: a 1 in r**k event
+            if n > 0 and x == row[S_LAST_X]:
+                row[S_REPEATS] += 1.0
+            else:
+                row[S_REPEATS] = 1.0
+            rate = min(max(row[S_REPEAT_RATE], REPEAT_FLOOR), REPEAT_CAP)
+            out_stuck[i] = _tail_z(row[S_REPEATS] * math.log(rate)) if row[S_REPEATS] >= 3 and n >= 20 else 0.0
+            if n > 0:
+                row[S_REPEAT_RATE] += max(1.0 / n, REPEAT_ALPHA) * ((1.0 if x == row[S_LAST_X] else 0.0) - row[S_REPEAT_RATE])
+            row[S_LAST_X] = x
         # learn: a reading moves the model at most clip_z sigmas, unless a run of them is a new level
         if n == 0:
             row[S_LEVEL] = x

@@ -50,9 +50,14 @@ clipped surprise (two one-sided CUSUMs, slack 0.5 sigma): a memory leak that
 climbs half a sigma a minute stands out there within minutes, long before any
 single reading does, and one blip adds at most ``clip_z`` - 0.5.
 
-Cost: 14 floats per series, plus 3 per slot of the day with ``season: daily``
-(hourly slots: 688 bytes; 15-minute slots: 2,416 bytes) and 336 more with
-``season: weekly`` (hourly slots: 3,376 bytes); O(1) per reading.
+With ``stuck``, a third column ``{field}_stuck`` reads k equal readings in a
+row, for a series that repeats a reading exactly at rate r, as the normal z of
+a 1-in-r**k event (0 below 3 in a row): a sensor frozen on its last value is
+invisible to the level and spread, and flagrant here.
+
+Cost: 17 floats per series, plus 3 per slot of the day with ``season: daily``
+(hourly slots: 712 bytes; 15-minute slots: 2,440 bytes) and 336 more with
+``season: weekly`` (hourly slots: 3,400 bytes); O(1) per reading.
 """
 
 from __future__ import annotations
@@ -95,7 +100,7 @@ class SeriesModel(FeatureOperator):
     >>> op.describe("cpu_surprise", 288 + 6 * 9, batch, out)
     "cpu 52.93 vs this host's usual 45.1–55.2 at 09:00"
     >>> op.bytes_per_series
-    688
+    712
     """
 
     def __init__(
@@ -119,6 +124,7 @@ class SeriesModel(FeatureOperator):
         slot: float = 3_600.0,
         sustained: int = 1,
         trend: bool = False,
+        stuck: bool = False,
         this: str = "this key",
         possessive: str = "this key's",
         siblings: str = "others",
@@ -142,12 +148,13 @@ class SeriesModel(FeatureOperator):
         self.siblings = siblings
         self._params = np.array([
             level_half_life, spread_half_life, season_memory * 3_600.0, prior_weight, clip_z, shift_z,
-            shift_after, shift_min_readings, min_rel_spread, min_slot_readings, 1e-4, slot, float(sustained), TREND_SLACK if trend else 0.0, min_spread,
+            shift_after, shift_min_readings, min_rel_spread, min_slot_readings, 1e-4, slot, float(sustained), TREND_SLACK if trend else 0.0, min_spread, float(stuck),
         ], dtype=np.float64)  # fmt: skip
         prefix = "" if by == "entity" else f"{by}."
         self._column = f"{prefix}{field}_surprise"
         self._trend = f"{prefix}{field}_trend"
-        self.names = [self._column, self._trend] if trend else [self._column]
+        self._stuck = f"{prefix}{field}_stuck"
+        self.names = [self._column] + ([self._trend] if trend else []) + ([self._stuck] if stuck else [])
         self._context = {part: f"{prefix}{field}_{part}" for part in ("expected", "sigma", "readings", "profile")}
         week = 168 if season == "weekly" else 0
         self._series = np.empty((0, SERIES_COLUMNS), dtype=np.float64)
@@ -192,7 +199,7 @@ class SeriesModel(FeatureOperator):
 
     def transform_update(self, batch: EventBatch, keys: BatchKeys) -> FeatureOutput:
         n = len(batch)
-        out = {part: np.zeros(n, dtype=np.float64) for part in ("surprise", "trend", *self._context)}
+        out = {part: np.zeros(n, dtype=np.float64) for part in ("surprise", "trend", "stuck", *self._context)}
         if n:
             series_ids, group_ids = self._series_ids(keys)
             self._grow(int(series_ids.max()) + 1, int(group_ids.max()) + 1)
@@ -202,9 +209,9 @@ class SeriesModel(FeatureOperator):
                 np.ascontiguousarray(batch.numeric[self.field], dtype=np.float64),
                 SEASONS[self.season], self._params,
                 self._series, *self._day, *self._week, self._pooled,
-                out["surprise"], out["expected"], out["sigma"], out["readings"], out["profile"], out["trend"],
+                out["surprise"], out["expected"], out["sigma"], out["readings"], out["profile"], out["trend"], out["stuck"],
             )  # fmt: skip
-        columns = {self._column: out["surprise"], self._trend: out["trend"]}
+        columns = {self._column: out["surprise"], self._trend: out["trend"], self._stuck: out["stuck"]}
         return FeatureOutput(columns={name: columns[name] for name in self.names},
                              context={self._context[part]: out[part] for part in self._context})
 
@@ -235,6 +242,10 @@ class SeriesModel(FeatureOperator):
             when = " at " + time.strftime("%H:%M", time.gmtime(t - t % slot))
             if profile == 2:
                 when = f" on {_WEEKDAYS[time.gmtime(t).tm_wday]}{when}"
+        if name == self._stuck:
+            rarity = format_number(float(output.columns[name][row]))
+            return (f"{metric} {format_number(x, 4)} repeated exactly reading after reading (stuck?): as rare for "
+                    f"{self.this} as a {rarity}-sigma reading")
         if name == self._trend:
             direction = "rising" if output.columns[name][row] > 0 else "falling"
             when = f" {when.strip()}" if when else ""

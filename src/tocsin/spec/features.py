@@ -89,6 +89,8 @@ class SeriesFeature(_FeatureBase):
                            "readings (all on one side, else 0): blips shorter than that stay quiet (1: every reading as it is)")
     trend: bool = Field(False, description="also output {field}_trend: the readings' accumulated surprise (CUSUM), "
                         "which finds slow drifts (a memory leak) long before a single reading stands out")
+    stuck: bool = Field(False, description="also output {field}_stuck: k equal readings in a row, as rare as the series "
+                        "makes them, on the surprise scale (a sensor frozen on its last value)")
     season_memory: float = Field(2.0, gt=0, description="half-life of the seasonal profile, in visits to each hour (days or weeks)")
     prior_weight: float = Field(20.0, ge=0, description="readings a new series' spread is worth less than its siblings' (cold start)")
     clip_z: float = Field(3.0, gt=0, description="a reading moves the model by at most this many standard deviations")
