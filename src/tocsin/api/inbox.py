@@ -123,6 +123,7 @@ class Inbox:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stop_deadline = float("inf")
+        self._ticked = 0.0
         self.error: BaseException | None = None
 
     @property
@@ -248,6 +249,9 @@ class Inbox:
                             self.core.acknowledge_pending()
                         elif self._queue:
                             self.fold_next()
+                        elif time.monotonic() - self._ticked >= 1.0:  # idle: silences still fall due (spec.silence)
+                            self._ticked = time.monotonic()
+                            self.core.tick([self.stream()], path="api")
                     pause = self.backoff[0]
                 except Unavailable as error:  # a sink is down: wait, then try the same outputs again
                     log.warning("api: outputs not stored (%s); retrying in %.1f s", error, pause)
