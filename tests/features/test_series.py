@@ -151,3 +151,15 @@ def test_a_reading_frozen_on_one_value_is_as_surprising_as_its_run_is_rare():
     assert stuck[:499].max() < 5 and stuck[510] > 8 and stuck[559] > stuck[510], (stuck[:499].max(), stuck[510])
     assert abs(z[530]) < 3, "the frozen value is an ordinary value: only the stuck column sees it"
     assert "repeated exactly" in op.describe("amount_stuck", 530, batch, out)
+
+
+def test_series_past_the_budget_are_counted_not_modelled_and_say_so():
+    keys = [f"h{i % 10}" for i in range(1_000)]
+    times = MONDAY + np.arange(1_000.0)
+    values = np.where(np.arange(1_000) % 10 < 8, 50.0, 9_999.0)  # the last two hosts read wild values
+    op = SeriesModel("amount", season="none", max_series=8, this="this host")
+    batch = batch_of(keys, times, values)
+    out, z = surprise(op, batch)
+    assert op.unmodelled == 2 and len(op.state_dict()["series"]) >= 8
+    assert (z[np.arange(1_000) % 10 >= 8] == 0).all()
+    assert op.describe("amount_surprise", 9, batch, out) == "amount 9,999: not modelled (this host is past the series budget, max_series)"

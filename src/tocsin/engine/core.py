@@ -201,6 +201,7 @@ class DriverCore:
         self._writer: ThreadPoolExecutor | None = None
         self._unacknowledged: list[ProcessedBatch] = []
         self._drift_reported = 0.0
+        self._unmodelled_reported = 0
         self._shadow: ShadowModel | None = None
         #: the streams open in this process (the model follower installs into all of them)
         self.streams: list[Stream] = []
@@ -412,6 +413,12 @@ class DriverCore:
                     if column not in worst or psi > worst[column][0]:
                         worst[column] = (psi, ks)
             self.metrics.set_drift(worst)
+            unmodelled = sum(stream.pipeline.unmodelled_series for stream in self.streams)
+            self.metrics.set_unmodelled(unmodelled)
+            if unmodelled > 2 * self._unmodelled_reported:
+                log.warning("%d series are past the series budget (features max_series) and not modelled: their readings "
+                            "score 0; raise max_series or give the process more memory", unmodelled)
+                self._unmodelled_reported = unmodelled
         for listener in self.listeners:
             listener(scored, self.stats)
 

@@ -143,6 +143,8 @@ class DriverMetrics:
         )
         self.rebalances = Counter("tocsin_rebalances", "Consumer-group rebalance callbacks by kind", ["pipeline", "kind"], registry=r)
         self.partitions_owned = Gauge("tocsin_partitions_owned", "Partitions this worker owns", ["pipeline"], registry=r)
+        self.series_unmodelled = Gauge("tocsin_series_unmodelled", "Series past a series feature's max_series budget: seen, not modelled",
+                                       ["pipeline"], registry=r)
         self.labels_in = Counter("tocsin_labels_applied", "Labels folded into a partition's label features (one per label and partition)",
                               ["pipeline"], registry=r)
         if process_collectors:  # process_cpu_seconds_total, process_resident_memory_bytes, python_info, python_gc_*
@@ -258,6 +260,10 @@ class DriverMetrics:
         for column, (psi, ks) in distances.items():
             self.drift_psi.labels(self.pipeline, column).set(psi)
             self.drift_ks.labels(self.pipeline, column).set(ks)
+
+    def set_unmodelled(self, series: int) -> None:
+        """Series this process's streams saw past their budget (``max_series``) and do not model."""
+        self.series_unmodelled.labels(self.pipeline).set(series)
 
     def set_consumer_lag(self, partition: int | str, lag: float) -> None:
         """Messages between the partition's committed/consumed position and its high watermark."""

@@ -233,6 +233,11 @@ class Pipeline:
     # --- the work -----------------------------------------------------------
 
     @property
+    def unmodelled_series(self) -> int:
+        """Series past a series feature's ``max_series`` budget: seen, counted, not modelled."""
+        return sum(getattr(op, "unmodelled", 0) for op in self.features.operators)
+
+    @property
     def is_warm(self) -> bool:
         return self.detector.is_fitted
 

@@ -163,7 +163,7 @@ class FeatureSet:
                     level_half_life=feature.level_half_life, spread_half_life=feature.spread_half_life,
                     season_memory=feature.season_memory, prior_weight=feature.prior_weight, clip_z=feature.clip_z,
                     shift_z=feature.shift_z, shift_after=feature.shift_after, min_rel_spread=feature.min_rel_spread, min_spread=feature.min_spread, slot=feature.slot,
-                    sustained=feature.sustained, trend=feature.trend, stuck=feature.stuck,
+                    sustained=feature.sustained, trend=feature.trend, stuck=feature.stuck, max_series=feature.max_series,
                     this=this, possessive=possessive, siblings=_siblings(by, key_field),
                 ))  # fmt: skip
             elif feature.kind == "confirmed":

@@ -415,7 +415,8 @@ def series_update(
     there long before any single reading stands out, while one blip adds at most ``clip_z`` - slack.
     ``season``: 0 none, 1 slot of the day (``slot_seconds`` wide), 2 hour of the week (falling back to the
     slot of the day until the week's hour has ``min_slot_readings``). ``out_slot`` says which profile
-    spoke (0, 1, 2). A slot of the day also keeps its own spread (a slot where a nightly job starts or
+    spoke (0, 1, 2). A series id of -1 is not modelled (past the budget): its outputs are 0 and ``out_n`` -1.
+    A slot of the day also keeps its own spread (a slot where a nightly job starts or
     ends is noisier than the rest of the day), and the band is the wider of the series' and the slot's.
     """
     level_hl, spread_hl, season_hl, prior_weight = params[0], params[1], params[2], params[3]
@@ -425,6 +426,10 @@ def series_update(
     warm = _touch_rows(series_ids, series)
     for i in range(series_ids.shape[0]):
         k = series_ids[i]
+        if k < 0:  # past the series budget: not modelled (the operator counts it)
+            out_expected[i] = values[i]
+            out_n[i] = -1.0
+            continue
         g = group_ids[i]
         row = series[k]
         p = pooled[g]

@@ -55,6 +55,11 @@ row, for a series that repeats a reading exactly at rate r, as the normal z of
 a 1-in-r**k event (0 below 3 in a row): a sensor frozen on its last value is
 invisible to the level and spread, and flagrant here.
 
+``max_series`` is a memory budget: series past it (in order of first reading)
+are not modelled, their readings score 0 and say so, and they are counted
+(``unmodelled``; the ``tocsin_series_unmodelled`` gauge and a warning), never
+dropped silently.
+
 Cost: 17 floats per series, plus 3 per slot of the day with ``season: daily``
 (hourly slots: 712 bytes; 15-minute slots: 2,440 bytes) and 336 more with
 ``season: weekly`` (hourly slots: 3,400 bytes); O(1) per reading.
@@ -125,6 +130,7 @@ class SeriesModel(FeatureOperator):
         sustained: int = 1,
         trend: bool = False,
         stuck: bool = False,
+        max_series: int | None = None,
         this: str = "this key",
         possessive: str = "this key's",
         siblings: str = "others",
@@ -163,7 +169,15 @@ class SeriesModel(FeatureOperator):
         self._week = (np.empty((0, week)), np.empty((0, week)))
         self._pooled = np.zeros((0, POOLED_COLUMNS), dtype=np.float64)
         self._series_keys = np.empty(0, dtype=np.int64)  # composite keys, by series id (long format)
+        #: series beyond this many are not modelled (their readings score 0) and are counted
+        self.max_series = max_series
+        self._seen = 0  # series ever seen (ids are dense, in order of first reading)
         self._series_index: dict[int, int] = {}
+
+    @property
+    def unmodelled(self) -> int:
+        """Series seen past ``max_series``: their readings are not modelled and score 0."""
+        return 0 if self.max_series is None else max(0, self._seen - self.max_series)
 
     @property
     def bytes_per_series(self) -> int:
@@ -202,7 +216,10 @@ class SeriesModel(FeatureOperator):
         out = {part: np.zeros(n, dtype=np.float64) for part in ("surprise", "trend", "stuck", *self._context)}
         if n:
             series_ids, group_ids = self._series_ids(keys)
-            self._grow(int(series_ids.max()) + 1, int(group_ids.max()) + 1)
+            self._seen = max(self._seen, int(series_ids.max()) + 1)
+            if self.max_series is not None and self._seen > self.max_series:
+                series_ids = np.where(series_ids < self.max_series, series_ids, -1)
+            self._grow(max(int(series_ids.max()) + 1, 1), int(group_ids.max()) + 1)
             series_update(
                 series_ids, group_ids,
                 np.ascontiguousarray(batch.times, dtype=np.float64),
@@ -228,6 +245,8 @@ class SeriesModel(FeatureOperator):
         expected = float(output.context[self._context["expected"]][row])
         sigma = float(output.context[self._context["sigma"]][row])
         readings = int(output.context[self._context["readings"]][row])
+        if readings < 0:
+            return f"{metric} {format_number(x, 4)}: not modelled ({self.this} is past the series budget, max_series)"
         low, high = expected - 2 * sigma, expected + 2 * sigma
         if low < 0 <= expected and x >= 0:
             low = 0.0  # a non-negative quantity: a negative "usual" bound reads as nonsense
@@ -262,6 +281,7 @@ class SeriesModel(FeatureOperator):
                  "week_offsets": self._week[0].copy(), "week_counts": self._week[1].copy(), "pooled": self._pooled.copy()}
         if self.metric_field is not None:
             state["series_keys"] = self._series_keys.copy()
+        state["seen"] = np.array(self._seen)
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -269,6 +289,7 @@ class SeriesModel(FeatureOperator):
         self._day = tuple(np.array(state[name], dtype=np.float64) for name in ("day_offsets", "day_counts", "day_spreads"))
         self._week = (np.array(state["week_offsets"], dtype=np.float64), np.array(state["week_counts"], dtype=np.float64))
         self._pooled = np.array(state["pooled"], dtype=np.float64).reshape(-1, POOLED_COLUMNS)
+        self._seen = int(state["seen"]) if "seen" in state else len(self._series)
         if self.metric_field is not None:
             self._series_keys = np.array(state["series_keys"], dtype=np.int64)
             self._series_index = {int(k): i for i, k in enumerate(self._series_keys.tolist())}

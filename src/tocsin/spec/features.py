@@ -91,6 +91,8 @@ class SeriesFeature(_FeatureBase):
                         "which finds slow drifts (a memory leak) long before a single reading stands out")
     stuck: bool = Field(False, description="also output {field}_stuck: k equal readings in a row, as rare as the series "
                         "makes them, on the surprise scale (a sensor frozen on its last value)")
+    max_series: int | None = Field(None, ge=1, description="memory budget: series past this many (in order of first reading) "
+                                   "are not modelled, score 0 and are counted (gauge tocsin_series_unmodelled); null: no limit")
     season_memory: float = Field(2.0, gt=0, description="half-life of the seasonal profile, in visits to each hour (days or weeks)")
     prior_weight: float = Field(20.0, ge=0, description="readings a new series' spread is worth less than its siblings' (cold start)")
     clip_z: float = Field(3.0, gt=0, description="a reading moves the model by at most this many standard deviations")
