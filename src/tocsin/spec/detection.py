@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from tocsin.durations import Duration
 from tocsin.spec.base import SpecModel
+from tocsin.vocabulary import Severity
 
 
 class DetectorSpec(SpecModel):
@@ -96,4 +97,4 @@ class SilenceSpec(SpecModel):
     min_interval: Duration = Field(1.0, description="the usual interval is at least this (entities reporting in bursts)")
     repeat_every: Duration | None = Field(
         600.0, description="while the silence lasts, a reminder anomaly this often keeps its alert open (null: one anomaly)")
-    severity: Literal["info", "warning", "critical"] = Field("warning", description="the silence anomalies' severity")
+    severity: Severity = Field("warning", description="the silence anomalies' severity")
