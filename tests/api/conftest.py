@@ -114,3 +114,57 @@ def seeded(client: TestClient, keys: Keys, records: list[dict[str, Any]]) -> dic
     anomalies = client.get("/v1/anomalies", params={"limit": 1000}, headers=keys.headers("viewer")).json()["items"]
     assert alerts and anomalies, "the seeded stream should produce alerts"
     return {"score": body, "alerts": alerts, "anomalies": anomalies}
+
+
+# --- a series pipeline: host metrics (what `tocsin demo --scenario hosts` runs, small and with many incidents) ----
+
+HOSTS_REFERENCE = REFERENCE.with_name("hosts.yaml")
+HOSTS = 20
+HOST_EVENTS = HOSTS * 60 * 36  # a day and a half of one reading a minute
+HOST_WARM_EVENTS = HOSTS * 60 * 24  # the first day: the detector's warm-up and each quarter hour's profile
+
+
+def hosts_spec_dict(store_url: str, checkpoint_dir: str) -> dict[str, Any]:
+    data = yaml.safe_load(HOSTS_REFERENCE.read_text())
+    data["source"].update({"hosts": HOSTS, "incident_rate": 3.0})
+    data["detector"].update({"warmup_events": 2_000, "train_window": 2_000})
+    data["calibration"]["window"] = 20_000
+    data["threshold"] = {"kind": "fixed", "value": 0.999}  # a short stream: flag more than the reference does
+    data["severity"] = {"warning": 0.9995, "critical": 0.9999}
+    data["store"]["url"] = store_url
+    data["checkpoint"]["dir"] = checkpoint_dir
+    data["alerting"] = {"quiet_period": "30d", "suppress_for": "30d"}
+    return data
+
+
+@pytest.fixture(scope="session")
+def host_records() -> list[dict[str, Any]]:
+    """HOST_EVENTS simulated host readings as a client would send them (incidents after the first day)."""
+    from tocsin.simulate.daily import field_columns
+    from tocsin.simulate.hosts import FIELDS, HostMetricsSimulator
+
+    simulator = HostMetricsSimulator(hosts=HOSTS, incident_rate=3.0, seed=7)
+    columns = {k: v.tolist() for k, v in field_columns(simulator.generate(HOST_EVENTS), FIELDS).items()}
+    return [dict(zip(columns, row)) for row in zip(*columns.values())]
+
+
+@pytest.fixture
+def hosts_app(tmp_path: Path, auth: AuthConfig, keys: Keys, host_records: list[dict[str, Any]]):
+    """An app over a warm host-metrics pipeline that has scored the rest of the readings (anomalies, silences, alerts)."""
+    spec = parse_spec(hosts_spec_dict(f"sqlite:///{tmp_path / 'hosts.db'}", str(tmp_path / "hosts-checkpoints")))
+    pipeline = Pipeline(spec)
+    pipeline.process_records(host_records[:HOST_WARM_EVENTS], source="warm")
+    assert pipeline.is_warm
+    app = create_app(spec, auth, pipeline=pipeline)
+    app.state.service.score(host_records[HOST_WARM_EVENTS:])
+    return app
+
+
+def busiest_entity(app) -> str:
+    """The host with the most event anomalies among its recent readings (the ones its page plots)."""
+    service = app.state.service
+    counts: dict[str, int] = {}
+    for row in service.store.anomalies(pipeline=service.spec.name, limit=5_000):
+        if row["detector"] != "silence":
+            counts[row["entity"]] = counts.get(row["entity"], 0) + 1
+    return max(sorted(counts), key=lambda key: sum(e["is_anomaly"] for e in service.recent.of(key, 200)))

@@ -29,6 +29,7 @@ def routes(seeded: dict[str, Any], records: list[dict[str, Any]], auth: Any) -> 
         ("GET", lambda: "/v1/mutes", None, Role.viewer, 200),
         ("GET", lambda: f"/v1/entities/{entity}", None, Role.viewer, 200),
         ("GET", lambda: "/v1/stats", None, Role.viewer, 200),
+        ("GET", lambda: "/v1/vocabulary", None, Role.viewer, 200),
         ("GET", lambda: "/v1/whoami", None, Role.viewer, 200),
         ("GET", lambda: "/v1/pipelines", None, Role.admin, 200),
         ("GET", lambda: "/v1/models", None, Role.admin, 200),
@@ -71,7 +72,7 @@ def test_every_route_under_every_role(client, seeded, records, keys, auth, kind)
                 assert answer.headers.get("www-authenticate") == "Bearer"
             if expected == 403:
                 assert needed.name in answer.json()["detail"]
-    assert len(seen) == 17 * len(CALLERS)
+    assert len(seen) == 18 * len(CALLERS)
 
 
 def test_a_bearer_api_key_works_like_the_header(client, seeded, keys) -> None:

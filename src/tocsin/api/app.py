@@ -24,7 +24,7 @@ from tocsin import __version__
 from tocsin.api.auth import AuthConfig, FailureThrottle, has_credentials, loopback_host, same_origin
 from tocsin.api.routes import (
     alerts, anomalies, dashboard, dead_letters, entities, events, feedback, health, keys, model_versions, pipelines, prometheus, score,
-    stats,
+    stats, vocabulary,
 )
 from tocsin.api.service import Service
 from tocsin.checkpoint.base import CheckpointStore
@@ -88,8 +88,8 @@ def create_app(
     )
     app.state.service = service
     app.state.auth = auth
-    for module in (score, events, anomalies, alerts, feedback, dead_letters, entities, stats, pipelines, model_versions, keys, health,
-                   prometheus, dashboard):
+    for module in (score, events, anomalies, alerts, feedback, dead_letters, entities, stats, vocabulary, pipelines, model_versions, keys,
+                   health, prometheus, dashboard):
         app.include_router(module.router)
     app.mount("/dashboard/static", StaticFiles(directory=dashboard.STATIC), name="dashboard-static")
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -235,11 +235,49 @@ class RecentEvent(BaseModel):
     values: dict[str, Any] = Field(description="the event's declared numeric and categorical fields")
 
 
+class MetricAnomaly(BaseModel):
+    event_id: str
+    event_time: float
+    value: float | None = Field(description="the metric's reading")
+    score_100: float | None
+    severity: Severity | None
+    why: str = Field(description="what the anomaly's explanation says of this metric")
+
+
+class MetricSeries(BaseModel):
+    """One metric of the entity over its recent readings, beside what its series model expected (a ``series``
+    feature): the columns of a metric chart with its usual band, aligned with ``times``."""
+
+    metric: str
+    features: list[str] = Field(description="the features computed from this metric's series (its surprise, its trend)")
+    times: list[float] = Field(description="event times of the entity's recent readings, oldest first")
+    values: list[float | None]
+    expected: list[float | None] = Field(description="the value the series model expected at each reading, from its state before it")
+    sigma: list[float | None] = Field(description="the standard deviation it expected around that value")
+    low: list[float | None] = Field(description="the usual band's low end: expected - 2 sigma (0 for a non-negative metric)")
+    high: list[float | None] = Field(description="the usual band's high end: expected + 2 sigma")
+    anomalies: list[MetricAnomaly] = Field(description="the readings flagged for this metric (their explanation names it)")
+
+
 class Entity(BaseModel):
     key: str
     state: dict[str, float] = Field(description="current per-entity feature state, as of its last event")
     recent_events: list[RecentEvent] = Field(description="this service's most recent events of the entity, oldest first")
     anomalies: list[Anomaly] = Field(description="stored anomalies of the entity, newest first")
+    metrics: list[MetricSeries] = Field(
+        default_factory=list, description="a series pipeline: each metric over the recent events with its usual band (none otherwise)")
+
+
+class Vocabulary(BaseModel):
+    """What the pipeline's things are called, from its schema (the dashboard speaks these words)."""
+
+    pipeline: str
+    entity: str = Field(description="an entity, from the key field: `card_id` is a card, `host` a host")
+    entities: str
+    label: str | None = Field(description="the ground-truth label, from the label field: `is_incident` is an incident")
+    labels: str | None
+    events: Literal["events", "readings"] = Field(description="readings where events are aggregated into per-entity readings")
+    metrics: list[str] = Field(description="the metrics a series feature models per entity (plotted with their usual band)")
 
 
 class PipelineInfo(BaseModel):

@@ -39,17 +39,19 @@ from tocsin.alerting.outbox import alert_documents
 from tocsin.api.auth import Principal, Role
 from tocsin.sensitive import FieldCipher, sealer_for
 from tocsin.api.inbox import RECORD_BITS, Inbox, MemoryJournal, Unavailable
-from tocsin.api.live import Activity, RecentEvents
+from tocsin.api.live import Activity, RecentEvents, metric_series, series_metrics
 from tocsin.api.metrics import ServiceMetrics
 from tocsin.api.pagination import decode_cursor, page
 from tocsin.checkpoint.base import CheckpointStore
 from tocsin.engine.core import DriverCore, Stream
 from tocsin.engine.pipeline import Pipeline, ScoredBatch
+from tocsin.features.featureset import ENTITY
+from tocsin.features.series import SeriesModel
 from tocsin.engine.stats import RunStats
 from tocsin.sources.journal import Journal
 from tocsin.spec import PipelineSpec
 from tocsin.store.sql import Store, StoreUnavailable
-from tocsin.vocabulary import SEVERITIES
+from tocsin.vocabulary import SEVERITIES, Words
 
 log = logging.getLogger("tocsin.api")
 
@@ -101,7 +103,12 @@ class Service:
         #: seals sensitive values (and what is derived from them) at rest; opens or masks them per reader
         self.sealer = sealer_for(spec, encryption_key, sensitive_fields)
         self.cipher = self.sealer.cipher if self.sealer is not None else FieldCipher(None, ())
-        self.recent = RecentEvents(recent_capacity, list(schema.numeric), list(schema.categorical))
+        #: the metrics a series feature models per entity (their charts get the usual band)
+        self.series_metrics = series_metrics(spec)
+        numeric, categorical = list(schema.numeric), list(schema.categorical)
+        if spec.aggregate is not None:  # the pipeline's events are the readings: one field per metric
+            numeric, categorical = [metric.name for metric in spec.aggregate.metrics], []
+        self.recent = RecentEvents(recent_capacity, numeric, categorical, self.series_metrics)
         self.activity = Activity()
         #: the runner whose stream this service reads (tocsin demo), or None
         self.attached = attach_to
@@ -434,10 +441,25 @@ class Service:
         anomalies = [self.present_anomaly(r, principal) for r in self.store.anomalies(pipeline=self.spec.name, entity=key, limit=50)]
         if not state and not recent and not anomalies:
             raise NotFound(f"no entity {key!r} has been seen")
-        if not principal.can(Role.analyst) and self.cipher.sensitive:
-            for event in recent:
+        metrics = metric_series(recent, self.series_metrics, self._series_features(), hidden)
+        for event in recent:
+            del event["bands"], event["explained"]
+            if hidden:
                 event["values"] = self.cipher.mask_fields(event["values"])
-        return {"key": key, "state": {k: float(v) for k, v in state.items()}, "recent_events": recent, "anomalies": anomalies}
+        return {"key": key, "state": {k: float(v) for k, v in state.items()}, "recent_events": recent, "anomalies": anomalies,
+                "metrics": metrics}
+
+    def _series_features(self) -> dict[str, str]:
+        """The metric each feature of a per-entity series comes from (``cpu_surprise`` and ``cpu_trend``: cpu)."""
+        return {name: op.field for op in self.pipeline.features.operators
+                if isinstance(op, SeriesModel) and op.by == ENTITY and op.metric_field is None for name in op.names}
+
+    def vocabulary(self) -> dict[str, Any]:
+        schema = self.spec.event_schema
+        words = Words.of(schema.key_field, schema.label_field)
+        return {"pipeline": self.spec.name, "entity": words.entity, "entities": words.entities, "label": words.label,
+                "labels": words.labels, "events": "readings" if self.spec.aggregate is not None else "events",
+                "metrics": list(self.series_metrics)}
 
     def pipeline_info(self) -> dict[str, Any]:
         spec, pipeline = self.spec, self.pipeline

@@ -1,4 +1,5 @@
-"""The live terminal view of a run: throughput, anomalies, quality, latest alerts."""
+"""The live terminal view of a run: throughput, anomalies, quality, latest alerts, in the pipeline's words
+(hosts and incidents for host metrics, cards and fraud for payments: :class:`tocsin.vocabulary.Words`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rich.text import Text
 
 from tocsin.engine.pipeline import ScoredBatch
 from tocsin.engine.runner import RunStats
+from tocsin.vocabulary import Words
 
 SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
 
@@ -20,12 +22,15 @@ SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
 class LiveView:
     """Keeps what the screen shows and renders it; fed by the runner's ``on_batch``."""
 
-    def __init__(self, title: str, label_type_field: str | None = "fraud_type", max_alerts: int = 8) -> None:
+    def __init__(self, title: str, words: Words, events: str = "events", max_alerts: int = 8) -> None:
         self.title = title
+        #: what the pipeline's schema calls its entities and its label
+        self.words = words
+        #: what the run's rows are called ("readings" where events are aggregated into readings)
+        self.events = events
         self.alerts: deque[dict[str, Any]] = deque(maxlen=max_alerts)
         self.stats: RunStats | None = None
         self.warm = False
-        self.label_type_field = label_type_field
         self.truth_by_type: Counter[str] = Counter()
         self.caught_by_type: Counter[str] = Counter()
 
@@ -45,7 +50,11 @@ class LiveView:
                     "truth": None if events.labels is None else int(events.labels[row]),
                 }
             )
-        types = events.extra.get(self.label_type_field) if self.label_type_field else None
+        for silence in scored.silences:  # an entity gone quiet: an anomaly with no event
+            self.alerts.appendleft({"time": float(silence["event_time"]), "entity": str(silence["entity"]),
+                                    "score": float(silence["score_100"]), "severity": silence["severity"],
+                                    "why": "; ".join(item["text"] for item in silence["explanation"]), "truth": None})
+        types = next((events.extra[name] for name in self.words.label_kinds if name in events.extra), None)
         if types is not None and scored.scored is not None:
             rows = scored.scored & (events.labels == 1) if events.labels is not None else scored.scored
             self.truth_by_type.update(types[rows].tolist())
@@ -61,8 +70,8 @@ class LiveView:
             return Panel(Text("starting…"), title=self.title)
         fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
         head.add_row(
-            f"[b]{stats.events:,}[/] events",
-            f"[b]{stats.events_per_s:,.0f}[/] events/s",
+            f"[b]{stats.events:,}[/] {self.events}",
+            f"[b]{stats.events_per_s:,.0f}[/] {self.events}/s",
             f"[b]{stats.anomalies:,}[/] anomalies",
             *(f"[{SEVERITY_STYLE[s]}]{s} {n:,}[/]" for s, n in stats.by_severity.items()),
         )
@@ -78,12 +87,12 @@ class LiveView:
         if by_type:
             head.add_row(Text("recall by type: " + ", ".join(f"{t} {r:.2f}" for t, r in by_type.items()), style="dim"))
         alerts = Table(expand=True, show_edge=False, header_style="bold")
-        for column, kwargs in (("event time", {"no_wrap": True}), ("entity", {"no_wrap": True}), ("score", {"justify": "right"}),
+        for column, kwargs in (("event time", {"no_wrap": True}), (self.words.entity, {"no_wrap": True}), ("score", {"justify": "right"}),
                                ("severity", {}), ("why", {"ratio": 1}), ("label", {})):
             alerts.add_column(column, **kwargs)
         for alert in self.alerts:
             when = dt.datetime.fromtimestamp(alert["time"], dt.timezone.utc).strftime("%m-%d %H:%M:%S")
-            label = {None: "", 1: "[green]fraud[/]", 0: "[dim]legit[/]"}[alert["truth"]]
+            label = {None: "", 1: f"[green]{self.words.label}[/]", 0: f"[dim]{self.words.negative}[/]"}[alert["truth"]]
             alerts.add_row(when, alert["entity"], f"{alert['score']:.2f}",
                            f"[{SEVERITY_STYLE[alert['severity']]}]{alert['severity']}[/]", alert["why"], label)
         return Panel(Group(head, Text(""), Text("latest anomalies", style="bold"), alerts), title=self.title)

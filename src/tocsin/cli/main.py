@@ -19,6 +19,7 @@ from tocsin.cli.common import console, load_spec_or_exit, write_json
 from tocsin.cli.serve import keys_create_command, serve_command
 from tocsin.cli.stream import produce_command, run_workers
 from tocsin.cli.train import train_command
+from tocsin.vocabulary import Words
 
 app = typer.Typer(help="tocsin: real-time anomaly detection over event streams.", no_args_is_help=True, add_completion=False)
 app.add_typer(bench_app, name="bench")
@@ -30,7 +31,23 @@ app.add_typer(keys_app, name="keys")
 app.command("produce")(produce_command)
 app.command("train")(train_command)
 
-REFERENCE_SPEC = Path(__file__).resolve().parent.parent / "specs" / "transactions.yaml"
+#: the reference specs packaged with tocsin (copies of examples/NAME.yaml), one per demo scenario
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+REFERENCE_SPEC = SPECS / "transactions.yaml"
+
+
+class DemoScenario(str, Enum):
+    """What `tocsin demo` runs: the scenario's reference spec (``specs/NAME.yaml``) over its simulator."""
+
+    transactions = "transactions"
+    hosts = "hosts"
+    requests = "requests"
+    sensors = "sensors"
+
+
+#: each demo's subject (its title) and the simulator field that says how many entities it simulates
+DEMO_SUBJECTS = {DemoScenario.transactions: ("card transactions", "users"), DemoScenario.hosts: ("host metrics", "hosts"),
+                 DemoScenario.requests: ("request logs", "services"), DemoScenario.sensors: ("sensor readings", "sensors")}
 
 
 class SimulateScenario(str, Enum):
@@ -53,11 +70,45 @@ def _summary_table(summary: dict[str, Any], title: str) -> Table:
     return table
 
 
+def _incident_table(report: dict[str, Any]) -> Table:
+    """The incident-level figures of a backtest: one row per incident kind, then the totals."""
+    from rich import box
+
+    scope, kinds = report["incident_scope"], report["incidents"]
+
+    def number(value: Any) -> str:
+        return "–" if value is None else f"{value:g}"
+
+    def seconds(value: Any) -> str:
+        return "–" if value is None else f"{value:,.0f} s"
+
+    def pct(value: Any) -> str:
+        return "–" if value is None else f"{100 * value:.1f} %"
+
+    caption = (f"caught: an anomaly (silences count) on its entities within {scope['catch_within_s']:g} s of its start; "
+               f"detected: one by its end; delays from its start, over the detected.\n"
+               f"{scope['alerts']:,} alerts, {scope['entities']:,} entities, {scope['days']:g} days: "
+               f"incident precision {pct(report['incident_precision'])}, "
+               f"false alerts per 100 entities per day {number(report['false_alerts_per_100_entities_per_day'])}, "
+               f"VUS-PR {number(report['vus_pr'])} (label rate {number(scope['label_rate'])})")
+    table = Table(title="incidents", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD,
+                  collapse_padding=True, pad_edge=False)
+    for name in ("kind", "incidents", "caught", "recall", "detected", "delay p50", "delay p90"):
+        table.add_column(name, justify="left" if name == "kind" else "right", no_wrap=True)
+    for kind, figures in kinds.items():
+        table.add_row(kind, str(figures["incidents"]), str(figures["caught"]), pct(figures["recall"]), str(figures["detected"]),
+                      seconds(figures["delay_median_s"]), seconds(figures["delay_p90_s"]))
+    table.add_row("all", str(sum(f["incidents"] for f in kinds.values())), str(sum(f["caught"] for f in kinds.values())),
+                  pct(report["incident_recall"]), str(sum(f["detected"] for f in kinds.values())), "", "", style="bold")
+    return table
+
+
 def _run_live(runner: Any, title: str) -> dict[str, Any]:
     """Run with the live view until the source ends or Ctrl-C; returns the summary."""
     from tocsin.cli.live import LiveView
 
-    view = LiveView(title)
+    schema = runner.spec.event_schema
+    view = LiveView(title, Words.of(schema.key_field, schema.label_field), "readings" if runner.spec.aggregate is not None else "events")
     with Live(view.render(), console=console, refresh_per_second=4, transient=False) as live:
         def on_batch(scored: Any, stats: Any) -> None:
             view.update(scored, stats)
@@ -96,21 +147,31 @@ def _fail_if_nothing_was_decided(runner: Any, summary: dict[str, Any], json_out:
 
 @app.command()
 def demo(
+    scenario: DemoScenario = typer.Option(DemoScenario.transactions, help="transactions: card payments with fraud; hosts: host "
+                                          "metrics (cpu, memory, network) with incidents; requests: microservice request logs "
+                                          "with incidents, as per-service readings each minute; sensors: IoT sensor readings "
+                                          "(temperature, vibration) with incidents"),
     events: Optional[int] = typer.Option(None, help="stop after this many events (default: run until Ctrl-C)"),
     rate: float = typer.Option(20_000, help="events per second the simulator feeds (0 = as fast as possible)"),
-    users: int = typer.Option(5_000, help="simulated cards"),
+    users: Optional[int] = typer.Option(None, min=1, help="transactions: simulated cards [default: the spec's, 5,000]"),
+    hosts: Optional[int] = typer.Option(None, min=1, help="hosts: simulated hosts, one reading each a minute [default: the spec's, 200]"),
+    services: Optional[int] = typer.Option(None, min=1, help="requests: simulated services [default: the spec's, 20]"),
+    sensors: Optional[int] = typer.Option(None, min=1, help="sensors: simulated sensors, one reading each 10 s [default: the spec's, 40]"),
     seed: int = typer.Option(7, help="simulator seed: the same seed gives the same stream"),
     state_dir: Path = typer.Option(Path(".tocsin/demo"), help="where the demo keeps its store and checkpoints (cleared at start)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the summary to this file"),
     api_port: int = typer.Option(8000, help="serve the API and live dashboard on 127.0.0.1 at this port (0: off)"),
 ) -> None:
-    """Simulated card transactions → pipeline → SQLite store, with a live view and dashboard; Ctrl-C to stop."""
+    """A simulated stream (card transactions by default; host metrics, request logs or sensor readings with --scenario) →
+    the scenario's reference pipeline → SQLite store, with a live view and dashboard; Ctrl-C to stop."""
     from tocsin.engine.runner import Runner
     from tocsin.sources.simulator import SimulatorSource
     from tocsin.store.sql import Store
 
-    spec = load_spec_or_exit(REFERENCE_SPEC)
-    source_spec = spec.source.model_copy(update={"users": users, "seed": seed})
+    subject, count_field = DEMO_SUBJECTS[scenario]
+    spec = load_spec_or_exit(SPECS / f"{scenario.value}.yaml")
+    count = {"users": users, "hosts": hosts, "services": services, "sensors": sensors}[count_field]
+    source_spec = spec.source.model_copy(update={count_field: count if count is not None else getattr(spec.source, count_field), "seed": seed})
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True, exist_ok=True)
     spec = spec.model_copy(
@@ -120,9 +181,14 @@ def demo(
             "checkpoint": spec.checkpoint.model_copy(update={"dir": state_dir / "checkpoints"}),
         }
     )
+    words = Words.of(spec.event_schema.key_field, spec.event_schema.label_field)
+    rows = "events"
+    if spec.aggregate is not None:  # request logs become readings, one per service per minute
+        every = "minute" if spec.aggregate.every == 60 else f"{spec.aggregate.every:g} s"
+        rows = f"readings (one per {words.entity} per {every})"
     console.print(
-        f"[b]tocsin demo[/]: {users:,} simulated cards, fraud injected after day 1; "
-        f"the detector trains on the first {spec.detector.warmup_events:,} events, then scores live. "
+        f"[b]tocsin demo[/]: {getattr(source_spec, count_field):,} simulated {words.entities}, {words.labels} injected after "
+        f"day {source_spec.warmup_days:g}; the detector trains on the first {spec.detector.warmup_events:,} {rows}, then scores live. "
         f"Store: {state_dir / 'demo.db'}"
     )
     source = SimulatorSource(source_spec, rate=rate, max_events=events)
@@ -134,7 +200,7 @@ def demo(
         api = start_demo_api(runner, port=api_port)  # auth off, loopback only, shares the runner's pipeline and store
         console.print(f"dashboard: [b]{api.url}/dashboard/[/]   API docs: {api.url}/docs")
     try:
-        summary = _run_live(runner, "tocsin demo — card transactions")
+        summary = _run_live(runner, f"tocsin demo — {subject}")
     finally:
         if api is not None:
             api.stop()
@@ -195,13 +261,18 @@ def backtest(
     label_delay: Optional[str] = typer.Option(None, help="with --scores: labels become known this long after the event (e.g. 7d)"),
     top_k: int = typer.Option(100, min=1, help="entity precision in each day's top K"),
     test_days: float = typer.Option(7.0, min=0.0, help="also report the metrics over the final N days of event time"),
+    incidents: Optional[Path] = typer.Option(None, help="incident table (JSON, as `tocsin simulate` writes OUT.incidents.json): "
+                                             "also report incident-level recall, detection delay, precision, false alerts and VUS-PR"),
+    catch_within: str = typer.Option("5m", help="with --incidents: an incident is caught by an anomaly this soon after its start"),
+    warmup_days: float = typer.Option(0.0, min=0.0, help="with --incidents: leave out incidents and alerts of the first N days"),
 ) -> None:
     """Replay history through the pipeline: precision, recall, F1, AUCPR, AUC-ROC, daily top-k precision,
-    alerts per 1,000 events."""
+    alerts per 1,000 events; with --incidents, the incident-level figures (docs/quality.md)."""
     from rich.progress import Progress
 
     from tocsin.engine.backtest import backtest as run_backtest
     from tocsin.engine.backtest import count_records
+    from tocsin.engine.incidents import load_incidents
 
     from tocsin.durations import parse_duration
 
@@ -209,6 +280,14 @@ def backtest(
     if not data.exists():
         console.print(f"[red]--data {data}: no such file[/]")
         raise typer.Exit(2)
+    incident_table = None
+    if incidents is not None:
+        try:
+            incident_table = load_incidents(incidents)
+            catch = parse_duration(catch_within)
+        except (OSError, ValueError) as error:
+            console.print(f"[red]--incidents / --catch-within: {error}[/]")
+            raise typer.Exit(2) from None
     if scores is not None and scores.suffix.lower() not in (".csv", ".parquet", ".pq"):
         console.print(f"[red]--scores {scores}: name a .csv or .parquet file[/]")
         raise typer.Exit(2)
@@ -220,10 +299,14 @@ def backtest(
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"replaying {data.name}", total=count_records(data))
         report = run_backtest(spec, data, label_column, progress=lambda n: progress.advance(task, n), scores_path=scores,
-                              label_delay=delay, top_k=top_k, test_days=test_days)
-    shown = {k: v for k, v in report.items() if k != "problem" and not isinstance(v, dict)}
-    shown.update({f"{k}.{name}": v for k, part in report.items() if isinstance(part, dict) for name, v in part.items()})
+                              label_delay=delay, top_k=top_k, test_days=test_days, incidents=incident_table,
+                              catch_within=catch if incident_table is not None else 300.0, warmup_days=warmup_days)
+    shown = {k: v for k, v in report.items() if k not in ("problem", "incidents") and not isinstance(v, dict)}
+    shown.update({f"{k}.{name}": v for k, part in report.items() if isinstance(part, dict) and k != "incidents"
+                  for name, v in part.items()})
     console.print(_summary_table(shown, f"backtest of {spec.name} on {data.name}"))
+    if "incidents" in report:
+        console.print(_incident_table(report))
     write_json(json_out, report)
     if report["problem"]:
         console.print(f"[red]{report['problem']}[/]")

@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from tocsin.batch import EventBatch
+from tocsin.engine.incidents import Alert, AnomalyTimes, evaluate
 from tocsin.engine.pipeline import ScoredBatch
 from tocsin.engine.runner import Runner, RunStats
 from tocsin.sources.file import FileSource
@@ -57,20 +58,32 @@ def backtest(
     label_delay: float = 0.0,
     top_k: int = 100,
     test_days: float = 7.0,
+    incidents: list[dict[str, Any]] | None = None,
+    catch_within: float = 300.0,
+    warmup_days: float = 0.0,
 ) -> dict[str, Any]:
     """Replay ``path`` through the pipeline from a fresh state and report quality and speed.
 
     With labels, the report also gives the figures a fraud team reads daily: entity precision in each
     day's top ``top_k`` and the metrics over the final ``test_days`` of event time. ``scores_path``
     (.csv or .parquet) receives every scored event (id, entity, event time, score, decision, label and,
-    with ``label_delay`` seconds, when its label becomes known and whether it was known by the end)."""
+    with ``label_delay`` seconds, when its label becomes known and whether it was known by the end).
+
+    With an ``incidents`` table (see :func:`tocsin.engine.incidents.load_incidents`) it also reports
+    the incident-level figures of :mod:`tocsin.engine.incidents`: per kind incidents caught within
+    ``catch_within`` seconds of their start and the detection delay, incident precision of the
+    replay's grouped alerts, false alerts per 100 entities per day and VUS-PR, over the span from
+    ``warmup_days`` after the first event on. Silence anomalies, which have no event, count."""
     spec = with_file_source(spec, path, label_column)
     rows = ScoredRows()
     delayed = DelayedLabels(label_delay)
     runner: Runner | None = None
+    seen = SeenEntities() if incidents is not None else None
 
     def collect(scored: ScoredBatch, stats: RunStats) -> None:
         rows.add(scored)
+        if seen is not None:
+            seen.add(scored)
         pipeline = runner.pipeline if runner is not None else None
         if pipeline is not None and (pipeline.features.takes_labels or pipeline.supervised is not None):
             delayed.add(scored.events)
@@ -79,8 +92,9 @@ def backtest(
             progress(len(scored) + len(scored.dead_letters))
 
     source = FileSource(path, spec.source.format)
+    store = Store(store_url)
     # history sends nothing and follows no registry: the pipeline's own fits, as it replays
-    runner = Runner(spec, source, store=Store(store_url), checkpoints=False, on_batch=collect, dispatch=False, follow=False)
+    runner = Runner(spec, source, store=store, checkpoints=False, on_batch=collect, dispatch=False, follow=False)
     stats = runner.run(resume=False)
     report: dict[str, Any] = stats.summary()
     report["warmup_events"] = stats.events - stats.scored
@@ -95,6 +109,12 @@ def backtest(
         final = labelled & (table["event_time"] >= table["event_time"].max() - test_days * DAY)
         report[f"final_{test_days:g}d"] = {**ranking_metrics(table["label"][final], table["score"][final]),
                                            **daily_top_k({k: v[final] for k, v in table.items()}, top_k)}
+    if seen is not None and seen.first_time is not None:
+        anomalies = AnomalyTimes([*table["entity"][table["is_anomaly"]], *seen.silence_entities],
+                                 [*table["event_time"][table["is_anomaly"]], *seen.silence_times])
+        report["silence_anomalies"] = len(seen.silence_times)
+        report.update(evaluate(incidents, anomalies, replay_alerts(store, spec.name), table, seen.entities,
+                               seen.first_time, seen.last_time, catch_within, warmup_days))
     if scores_path is not None:
         write_scores(table, Path(scores_path), label_delay)
         report["scores_file"] = str(scores_path)
@@ -103,6 +123,42 @@ def backtest(
 
 
 DAY = 86_400.0
+
+
+class SeenEntities:
+    """What the incident figures need beyond the scored rows: every key seen (warm-up included), the
+    span of event time, and the silence anomalies (they have no event, so no scored row)."""
+
+    def __init__(self) -> None:
+        self.entities: set[str] = set()
+        self.first_time: float | None = None
+        self.last_time: float | None = None
+        self.silence_entities: list[str] = []
+        self.silence_times: list[float] = []
+
+    def add(self, scored: ScoredBatch) -> None:
+        events = scored.events
+        if len(events):
+            self.entities.update(np.unique(events.keys.astype(str)).tolist())
+            lo, hi = float(np.min(events.times)), float(np.max(events.times))
+            self.first_time = lo if self.first_time is None else min(self.first_time, lo)
+            self.last_time = hi if self.last_time is None else max(self.last_time, hi)
+        for row in scored.silences:
+            self.silence_entities.append(str(row["entity"]))
+            self.silence_times.append(float(row["event_time"]))
+
+
+def replay_alerts(store: Store, pipeline: str) -> list[Alert]:
+    """The replay's grouped alerts (from its store), suppressed repeats left out: they reach nobody."""
+    from sqlalchemy import select
+
+    from tocsin.alerting.tables import alert_details
+    from tocsin.store.tables import alerts
+
+    statement = (select(alerts.c.entity, alert_details.c.window_start, alert_details.c.last_event_time)
+                 .join(alert_details, (alert_details.c.pipeline == alerts.c.pipeline) & (alert_details.c.alert_key == alerts.c.alert_key))
+                 .where(alerts.c.pipeline == pipeline, alert_details.c.suppressed.is_(False)))
+    return [Alert(str(row["entity"]), float(row["window_start"]), float(row["last_event_time"])) for row in store.fetch(statement)]
 
 
 class DelayedLabels:

@@ -2,7 +2,9 @@
 "use strict";
 
 const KEY_STORAGE = "tocsin.apiKey";
-const state = { timer: null, role: null, cursor: null, filters: {} };
+const state = { timer: null, role: null, cursor: null, filters: {}, words: null };
+// what the pipeline calls its things (GET /v1/vocabulary): until it answers, the generic words
+const GENERIC_WORDS = { entity: "entity", entities: "entities", label: "label", labels: "labels", events: "events", metrics: [] };
 const $ = (sel, root = document) => root.querySelector(sel);
 
 function apiKey() { return localStorage.getItem(KEY_STORAGE) || ""; }
@@ -22,6 +24,25 @@ async function api(path, options = {}) {
   return response.status === 204 ? null : response.json();
 }
 
+// "{entity}", "{Entities}", "{events}"… in the pipeline's words (hosts, cards, readings)
+function words(template) {
+  const w = state.words || GENERIC_WORDS;
+  return template.replace(/\{(\w+)\}/g, (all, name) => {
+    const word = w[name.toLowerCase()];
+    if (typeof word !== "string") return all;
+    return name[0] === name[0].toUpperCase() ? word[0].toUpperCase() + word.slice(1) : word;
+  });
+}
+// every element with a data-words template says it in the pipeline's words
+function applyWords(root = document) { root.querySelectorAll("[data-words]").forEach(el => { el.textContent = words(el.dataset.words); }); }
+
+async function loadWords() {
+  if (state.words) return;
+  try { state.words = await api("/v1/vocabulary"); } catch (e) { return; }
+  document.title = `tocsin — ${state.words.pipeline}: live anomalies`;
+  applyWords();
+}
+
 function showLogin(visible) { $("#login").classList.toggle("hidden", !visible); $("#view").classList.toggle("hidden", visible); }
 // fmtTime, fmtNum and toDate come from format.js (never throw on a time Date cannot hold)
 function esc(s) { return String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c])); }
@@ -39,6 +60,7 @@ function mount(templateId) {
   if (state.timer) { clearInterval(state.timer); state.timer = null; }
   const view = $("#view");
   view.replaceChildren($(templateId).content.cloneNode(true));
+  applyWords(view);
   return view;
 }
 
@@ -63,11 +85,11 @@ function renderOverview() {
     $('[data-testid="model-status"]', view).textContent = stats.model_status === "warm" ? "scoring live" : "warming up";
     const x = stats.series.map(p => toDate(p.t));
     const traces = [
-      { x, y: stats.series.map(p => p.events), name: "events/s", type: "scatter", mode: "lines", line: { color: "#2563eb" } },
+      { x, y: stats.series.map(p => p.events), name: words("{events}/s"), type: "scatter", mode: "lines", line: { color: "#2563eb" } },
       { x, y: stats.series.map(p => p.anomalies), name: "anomalies/s", type: "bar", yaxis: "y2", marker: { color: "#dc2626" } },
     ];
-    const layout = { margin: { t: 24, r: 50, b: 36, l: 50 }, legend: { orientation: "h" }, yaxis: { title: "events/s" },
-      yaxis2: { title: "anomalies/s", overlaying: "y", side: "right" }, title: { text: "events and anomalies per second", font: { size: 13 } } };
+    const layout = { margin: { t: 24, r: 50, b: 36, l: 50 }, legend: { orientation: "h" }, yaxis: { title: words("{events}/s") },
+      yaxis2: { title: "anomalies/s", overlaying: "y", side: "right" }, title: { text: words("{events} and anomalies per second"), font: { size: 13 } } };
     if (window.Plotly) { (plotted ? Plotly.react : Plotly.newPlot)("rate-chart", traces, layout, { displayModeBar: false, responsive: true }); plotted = true; }
     try {
       const latest = await api("/v1/alerts?limit=8");
@@ -160,10 +182,11 @@ async function renderAlert(id) {
   try {
     const entity = await api(`/v1/entities/${encodeURIComponent(alert.entity)}`);
     plotEntity("entity-chart", entity, alert.first_event_id);
-  } catch (e) { $("#entity-chart", view).textContent = "no recent events of this entity in this service: " + e.message; }
+  } catch (e) { $("#entity-chart", view).textContent = words("no recent {events} of this {entity} in this service: ") + e.message; }
 }
 
 function plotEntity(elementId, entity, highlightId) {
+  if (entity.metrics && entity.metrics.length) return plotMetrics($("#" + elementId), entity, highlightId);
   const events = entity.recent_events;
   const numeric = events.length ? Object.keys(events[0].values).find(k => typeof events[0].values[k] === "number") : null;
   const y = events.map(e => numeric ? e.values[numeric] : e.score_100);
@@ -178,8 +201,67 @@ function plotEntity(elementId, entity, highlightId) {
   const hi = events.findIndex(e => e.event_id === highlightId);
   if (hi >= 0) traces.push({ x: [x[hi]], y: [y[hi]], name: "this alert", type: "scatter", mode: "markers", marker: { size: 18, color: "rgba(0,0,0,0)", line: { color: "#111827", width: 2 } } });
   const layout = { margin: { t: 28, r: 20, b: 36, l: 50 }, legend: { orientation: "h" }, yaxis: { title: numeric || "score" },
-    title: { text: `${entity.key}: last ${events.length} events (anomalies marked ✕)`, font: { size: 13 } } };
+    title: { text: `${entity.key}: ` + words(`last ${events.length} {events} (anomalies marked ✕)`), font: { size: 13 } } };
   if (window.Plotly) Plotly.newPlot(elementId, traces, layout, { displayModeBar: false, responsive: true });
+}
+
+const SEVERITY_COLOR = { info: "#0891b2", warning: "#d97706", critical: "#dc2626" };
+
+// the entity's silences (anomalies with no event) as [from, to] epoch seconds, reminders of one silence merged
+function silences(entity) {
+  const spans = new Map();
+  for (const a of entity.anomalies || []) {
+    if (a.detector !== "silence" || !a.explanation || !a.explanation.length) continue;
+    const since = a.event_time - (a.explanation[0].value || 0);
+    spans.set(since, Math.max(spans.get(since) ?? since, a.event_time));
+  }
+  return [...spans].map(([since, until]) => ({ since, until }));
+}
+
+// A series pipeline's entity: one chart per metric, as people read Grafana: the readings, the band its series model
+// expected (expected ± 2σ), the anomalies it explains (✕, by severity), silences shaded, this alert's reading ringed.
+function plotMetrics(container, entity, highlightId) {
+  container.classList.remove("chart");
+  container.classList.add("metrics");
+  const charts = entity.metrics.map(m => {
+    const div = document.createElement("div");
+    div.className = "chart metric";
+    div.dataset.metric = m.metric;
+    div.dataset.testid = "metric-plot";
+    return div;
+  });
+  container.replaceChildren(...charts);
+  if (!window.Plotly) return;
+  const hi = entity.recent_events.findIndex(e => e.event_id === highlightId);
+  const first = entity.metrics.length ? entity.metrics[0].times[0] : null;
+  const quiet = silences(entity).filter(s => first == null || s.until >= first);
+  entity.metrics.forEach((m, n) => {
+    const x = m.times.map(toDate);
+    const traces = [
+      { x, y: m.low, name: "usual low", type: "scatter", mode: "lines", line: { width: 0 }, hoverinfo: "skip", showlegend: false },
+      { x, y: m.high, name: "usual: expected ± 2σ", type: "scatter", mode: "lines", fill: "tonexty", fillcolor: "rgba(37,99,235,0.15)",
+        line: { width: 0 }, hoverinfo: "skip" },
+      { x, y: m.expected, name: "expected", type: "scatter", mode: "lines", line: { color: "#2563eb", width: 1, dash: "dot" },
+        text: m.sigma.map(s => `σ ${fmtNum(s, 2)}`), hovertemplate: "expected %{y:.4g} (%{text})<extra></extra>" },
+      { x, y: m.values, name: m.metric, type: "scatter", mode: "lines", line: { color: "#111827", width: 1.5 },
+        hovertemplate: `${m.metric} %{y:.4g}<extra>%{x}</extra>` },
+      { x: m.anomalies.map(a => toDate(a.event_time)), y: m.anomalies.map(a => a.value), name: "anomaly", type: "scatter", mode: "markers",
+        marker: { symbol: "x", size: 12, color: m.anomalies.map(a => SEVERITY_COLOR[a.severity] || "#dc2626"), line: { width: 2 } },
+        text: m.anomalies.map(a => `${esc(a.why || "anomaly")}<br>${a.severity || ""} · score ${fmtNum(a.score_100, 2)}`),
+        hovertemplate: "%{text}<extra></extra>" },
+    ];
+    if (hi >= 0) traces.push({ x: [x[hi]], y: [m.values[hi]], name: "this alert", type: "scatter", mode: "markers",
+      marker: { size: 18, color: "rgba(0,0,0,0)", line: { color: "#111827", width: 2 } } });
+    const shapes = quiet.map(s => ({ type: "rect", xref: "x", yref: "paper", x0: toDate(s.since), x1: toDate(s.until), y0: 0, y1: 1,
+      fillcolor: "rgba(220,38,38,0.12)", line: { width: 0 } }));
+    const annotations = quiet.map(s => ({ x: toDate(s.until), xref: "x", y: 1, yref: "paper", text: "silent", showarrow: false,
+      xanchor: "right", font: { size: 10, color: "#dc2626" } }));
+    const layout = { margin: { t: 34, r: 20, b: 30, l: 55 }, showlegend: true,
+      legend: { orientation: "h", x: 1, xanchor: "right", y: 1.02, yanchor: "bottom", font: { size: 11 } }, yaxis: { title: m.metric }, shapes, annotations,
+      title: { text: `${esc(entity.key)}: ${esc(m.metric)}` + (n === 0 ? words(` over its last ${m.times.length} {events}`) : ""),
+        x: 0.01, xanchor: "left", font: { size: 13 } } };
+    Plotly.newPlot(charts[n], traces, layout, { displayModeBar: false, responsive: true });
+  });
 }
 
 // --- entities ------------------------------------------------------------------------------
@@ -192,7 +274,8 @@ function renderEntities(key) {
       const entity = await api(`/v1/entities/${encodeURIComponent(k)}`);
       const rows = Object.entries(entity.state).map(([n, v]) => `<tr><td>${esc(n)}</td><td>${fmtNum(v, 3)}</td></tr>`).join("");
       const anomalies = entity.anomalies.map(a => `<tr><td>${fmtTime(a.event_time)}</td><td>${esc(a.event_id)}</td><td class="sev ${a.severity}">${a.severity}</td><td>${fmtNum(a.score_100, 2)}</td><td>${esc(why(a.explanation))}</td></tr>`).join("");
-      out.innerHTML = `<div id="entity-plot" class="chart" data-testid="entity-plot"></div>
+      out.innerHTML = `<h2 data-testid="entity-title">${esc(words("{Entity}"))} ${esc(entity.key)}</h2>
+        <div id="entity-plot" class="chart" data-testid="entity-plot"></div>
         <h3>Feature state</h3><table class="list"><tbody>${rows || "<tr><td class='muted'>none</td></tr>"}</tbody></table>
         <h3>Stored anomalies</h3><table class="list"><thead><tr><th>event time</th><th>event</th><th>severity</th><th>score</th><th>why</th></tr></thead><tbody>${anomalies}</tbody></table>`;
       plotEntity("entity-plot", entity, null);
@@ -291,6 +374,7 @@ async function route() {
     $("#whoami").textContent = `${me.subject} · ${me.role}`;
     showLogin(false);
   } catch (e) { return; }
+  await loadWords();
   if (parts[0] === "alerts" && parts[1]) return renderAlert(parts[1]);
   if (parts[0] === "alerts") return renderAlerts();
   if (parts[0] === "entities") return renderEntities(parts[1] ? decodeURIComponent(parts[1]) : null);
