@@ -53,3 +53,15 @@ def test_score_over_http_equals_the_embedded_pipeline_and_an_idle_service_flags_
             silences = [a for a in items if a["detector"] == "silence"]
     assert {a["entity"] for a in silences} == {r["host"] for r in records}, "every host falls silent when the input stops"
     assert all("silent for" in a["explanation"][0]["text"] for a in silences)
+
+
+def test_score_on_an_aggregating_pipeline_is_refused_with_the_way_to_send_events(tmp_path, auth, keys) -> None:
+    with open("examples/requests.yaml") as handle:
+        data = yaml.safe_load(handle)
+    data["store"]["url"] = f"sqlite:///{tmp_path / 'store.db'}"
+    data["checkpoint"]["dir"] = str(tmp_path / "checkpoints")
+    event = {"id": "r1", "timestamp": 1_767_571_200.0, "service": "cart", "endpoint": "/v1/cart", "latency_ms": 12.0, "status": 200}
+    with TestClient(create_app(parse_spec(data), auth)) as client:
+        answer = client.post("/v1/score", json={"event": event}, headers=keys.headers("analyst"))
+        assert answer.status_code == 409 and "POST /v1/events" in answer.json()["detail"], answer.text
+        assert client.post("/v1/events", json={"events": [event]}, headers=keys.headers("analyst")).status_code == 202

@@ -62,7 +62,8 @@ WRITE_PATIENCE = 2.0
 
 
 class NotAccepting(RuntimeError):
-    """This service shares a runner's stream (``tocsin demo``): events go to that runner's source."""
+    """This service cannot take these events here: it shares a runner's stream (``tocsin demo``), or it aggregates
+    events into buckets and has no per-event score (``POST /v1/score`` on a spec with ``aggregate``)."""
 
 
 class NotFound(LookupError):
@@ -268,6 +269,12 @@ class Service:
         """Journal ``records``, fold in everything queued before them and then them, store the outputs,
         and describe every event in request order."""
         self._refuse_if_attached()
+        aggregate = self.spec.aggregate
+        if aggregate is not None:  # refused before anything is journaled
+            raise NotAccepting(
+                f"pipeline {self.spec.name!r} aggregates events into {aggregate.every:g}-second buckets per "
+                f"{aggregate.by or self.spec.event_schema.key_field} (spec aggregate): an event has no score of its own, and "
+                "a bucket is scored when it closes; send events to POST /v1/events and read anomalies at GET /v1/anomalies")
         entry = self.inbox.append(records, "score")
         scored = self.inbox.fold_until(entry)
         pipeline = self.pipeline
