@@ -40,7 +40,7 @@ from tocsin.engine.training import TrainingWindow
 from tocsin.features.featureset import ENTITY, FeatureFrame, FeatureSet
 from tocsin.sources.base import SourceBatch
 from tocsin.spec import PipelineSpec, SpecError
-from tocsin.vocabulary import SEVERITIES, score_100
+from tocsin.vocabulary import SEVERITIES, Words, score_100
 
 TOP_CONTRIBUTIONS = 3
 CALIBRATION_SEED_ROWS = 10_000
@@ -197,7 +197,7 @@ class Pipeline:
         self.silence: SilenceWatch | None = None
         if spec.silence.enabled:
             cutoffs = {"info": spec.threshold.value, "warning": spec.severity.warning, "critical": spec.severity.critical}
-            noun = spec.event_schema.key_field.removesuffix("_id")
+            noun = Words.of(spec.event_schema.key_field).entity
             self.silence = SilenceWatch(spec.silence, noun, (spec.silence.severity, cutoffs[spec.silence.severity]))
 
     # --- inputs -------------------------------------------------------------

@@ -33,6 +33,7 @@ from tocsin.features.value import ValueFeature
 from tocsin.features.velocity import Velocity
 from tocsin.features.windows import WindowCounter
 from tocsin.spec import PipelineSpec
+from tocsin.vocabulary import Words
 
 ENTITY = "entity"
 GLOBAL = "global"
@@ -78,8 +79,7 @@ def _subject(by: str, key_field: str) -> tuple[str, str]:
 
 def _siblings(by: str, key_field: str) -> str:
     """How sentences name the other keys of a series' metric ("other hosts")."""
-    noun = (key_field if by == ENTITY else by).removesuffix("_id")
-    return f"other {noun}s"
+    return f"other {Words.of(key_field if by == ENTITY else by).entities}"
 
 
 class FeatureSet:
