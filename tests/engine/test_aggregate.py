@@ -105,17 +105,43 @@ def test_aggregate_spec_mistakes_name_the_field_and_the_fix():
     def with_metric(metric):
         return {"every": "1m", "metrics": [*metrics, metric]}
 
+    added = len(metrics)  # the index of the metric a case adds
+
     with pytest.raises(SpecError, match=r"features.0.field: 'latency_ms' is not an aggregate metric"):
         spec(features=[{"kind": "series", "field": "latency_ms"}])
     with pytest.raises(SpecError, match=r"needs `where`"):
         spec(aggregate=with_metric({"name": "errors", "kind": "share"}))
     with pytest.raises(SpecError, match=r"where 'status => 500' is not `field op value`"):
         spec(aggregate=with_metric({"name": "errors", "kind": "share", "where": "status => 500"}))
-    with pytest.raises(SpecError, match=r"aggregate.metrics.4.where: 'code' is not a declared numeric field"):
+    with pytest.raises(SpecError, match=rf"aggregate.metrics.{added}.where: 'code' is not a declared numeric field"):
         spec(aggregate=with_metric({"name": "errors", "kind": "share", "where": "code >= 500"}))
-    with pytest.raises(SpecError, match=r"aggregate.metrics.4.field: 'bytes' is not a declared numeric field"):
+    with pytest.raises(SpecError, match=rf"aggregate.metrics.{added}.field: 'bytes' is not a declared numeric field"):
         spec(aggregate=with_metric({"name": "p99", "kind": "quantile", "field": "bytes", "q": 0.99}))
     with pytest.raises(SpecError, match=r"needs `q`"):
         spec(aggregate=with_metric({"name": "p99", "kind": "quantile", "field": "latency_ms"}))
     with pytest.raises(SpecError, match=r"metrics \['requests'\] are named twice"):
         spec(aggregate=with_metric({"name": "requests", "kind": "count"}))
+
+
+def test_the_worst_endpoint_share_is_the_largest_among_endpoints_with_enough_requests():
+    with open("examples/requests.yaml") as handle:
+        data = yaml.safe_load(handle)
+    data["aggregate"]["metrics"].append({"name": "worst_error_rate", "kind": "share", "where": "status >= 500",
+                                         "worst_of": "endpoint", "min_events": 3})
+    records = requests(3_000, seed=4)
+    for r in records:
+        if r["endpoint"] == "/e2":  # one endpoint fails, the others keep their usual mix
+            r["status"] = 503.0
+    pipeline = Pipeline(parse_spec(data))
+    scored = pipeline.process_records(records, source="test")
+    worst = dict(zip(scored.events.ids.tolist(), scored.events.numeric["worst_error_rate"].tolist()))
+    rows_of = {}
+    for r in records:
+        rows_of.setdefault((f"{r['service']}@{np.floor(r['timestamp'] / 60) * 60:.0f}", r["endpoint"]), []).append(r["status"] >= 500)
+    for reading, value in worst.items():
+        eligible = [np.mean(v) for (rid, _), v in rows_of.items() if rid == reading and len(v) >= 3]
+        assert value == pytest.approx(max(eligible, default=0.0)), reading
+    assert np.mean([v == 1.0 for v in worst.values()]) > 0.5, "the failing endpoint shows as a share of 1"
+    with pytest.raises(SpecError, match=r"worst_of: 'service' is not a declared categorical field"):
+        data["aggregate"]["metrics"][-1]["worst_of"] = "service"
+        parse_spec(data)

@@ -69,6 +69,18 @@ def _needed(metric: MetricSpec) -> str | None:
     return metric.field
 
 
+def _worst_share(metric: MetricSpec, mask: np.ndarray, of: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group, the largest share of ``mask`` among the values of ``of`` with at least ``min_events`` rows."""
+    codes = np.unique(of, return_inverse=True)[1]
+    width = int(codes.max()) + 1 if len(codes) else 1
+    cells, cell_of_row, cell_counts = np.unique(groups * width + codes, return_inverse=True, return_counts=True)
+    shares = np.bincount(cell_of_row, weights=mask.astype(np.float64), minlength=len(cells)) / cell_counts
+    eligible = cell_counts >= metric.min_events
+    worst = np.zeros(n_groups)
+    np.maximum.at(worst, cells[eligible] // width, shares[eligible])
+    return worst
+
+
 def _group_reduce(metric: MetricSpec, values: np.ndarray | None, groups: np.ndarray, counts: np.ndarray,
                   starts: np.ndarray, order: np.ndarray) -> np.ndarray:
     """One metric for every group; rows are sorted by group through ``order`` (``starts``: each group's first)."""
@@ -118,7 +130,8 @@ class Aggregator:
 
     def __init__(self, spec: AggregateSpec) -> None:
         self.spec = spec
-        self.columns = sorted({c for m in spec.metrics if (c := _needed(m)) is not None})
+        self.columns = sorted({c for m in spec.metrics if (c := _needed(m)) is not None}
+                              | {m.worst_of for m in spec.metrics if m.worst_of is not None})
         self.pending: dict[str, np.ndarray] = self._empty()
         #: buckets starting before this are closed (their readings were emitted)
         self.closed_until = -np.inf
@@ -132,7 +145,8 @@ class Aggregator:
 
     @property
     def _categorical(self) -> set[str]:
-        return {m.field for m in self.spec.metrics if m.kind == "distinct" and m.field is not None}
+        return ({m.field for m in self.spec.metrics if m.kind == "distinct" and m.field is not None}
+                | {m.worst_of for m in self.spec.metrics if m.worst_of is not None})
 
     def _columns_of(self, events: EventBatch) -> dict[str, np.ndarray]:
         keys = events.keys if self.spec.by is None else events.categorical[self.spec.by]
@@ -140,6 +154,8 @@ class Aggregator:
                "position": (events.positions if events.positions is not None else np.zeros(len(events), dtype=np.int64)),
                "label": (events.labels if events.labels is not None else np.zeros(len(events))).astype(np.int8)}
         for metric in self.spec.metrics:
+            if metric.worst_of is not None and metric.worst_of not in out:
+                out[metric.worst_of] = np.asarray(events.categorical[metric.worst_of], dtype=str)
             column = _needed(metric)
             if column is None or column in out:
                 continue
@@ -191,6 +207,9 @@ class Aggregator:
             values = rows[column] if column is not None else None
             if metric.kind == "distinct":
                 values = np.unique(values, return_inverse=True)[1]
+            if metric.worst_of is not None:
+                numeric[metric.name] = _worst_share(metric, values, rows[metric.worst_of], groups, len(counts))
+                continue
             numeric[metric.name] = _group_reduce(metric, values, groups, counts, starts, order)
         group_keys = keys[group_ids % len(keys)]
         group_times = starts_of[group_ids // len(keys)]

@@ -24,6 +24,9 @@ class MetricSpec(SpecModel):
     field: str | None = Field(None, description="the numeric field (sum, mean, min, max, quantile) or any field (distinct)")
     where: str | None = Field(None, description="share: the condition, `field op value` (`status >= 500`, `result == 'fail'`)")
     q: float | None = Field(None, gt=0, lt=1, description="quantile: which (0.95 for p95)")
+    worst_of: str | None = Field(None, description="share: the largest share among this categorical field's values in the "
+                                 "bucket (the worst endpoint's error share), over values with at least min_events events")
+    min_events: int = Field(5, ge=1, description="worst_of: values with fewer events in the bucket are not counted")
 
     @model_validator(mode="after")
     def _complete(self) -> MetricSpec:
@@ -35,6 +38,8 @@ class MetricSpec(SpecModel):
         if self.where is not None and not CONDITION.match(self.where):
             raise ValueError(f"metric {self.name!r}: where {self.where!r} is not `field op value` "
                              "(op one of >= <= == != > <; a number, or a quoted string)")
+        if self.worst_of is not None and self.kind != "share":
+            raise ValueError(f"metric {self.name!r}: worst_of applies to kind share only")
         if self.kind == "quantile" and self.q is None:
             raise ValueError(f"metric {self.name!r} of kind quantile needs `q` (0.95 for p95)")
         return self

@@ -95,6 +95,9 @@ class PipelineSpec(SpecModel):
             elif field is not None and field not in schema.numeric:
                 raise ValueError(f"aggregate.metrics.{j}.field: {field!r} is not a declared numeric field; add it to "
                                  f"schema.numeric or use one of {schema.numeric}")
+            if metric.worst_of is not None and metric.worst_of not in schema.categorical:
+                raise ValueError(f"aggregate.metrics.{j}.worst_of: {metric.worst_of!r} is not a declared categorical field; "
+                                 f"add it to schema.categorical or use one of {schema.categorical}")
             if metric.where is not None:
                 target = metric.where.split()[0].rstrip("<>=!")
                 quoted = metric.where.rstrip().endswith(("'", '"'))
