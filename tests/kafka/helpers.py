@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +85,27 @@ def wait_owning(health: Path, worker: subprocess.Popen, timeout: float = 60.0) -
             return True
         time.sleep(0.05)
     return False
+
+
+def kill_while_producing(start: Callable[[], subprocess.Popen], health: Path, producer: threading.Thread, kills: int,
+                         rng: random.Random, pause: float = 1.5,
+                         on_kill: Callable[[int], None] | None = None) -> tuple[subprocess.Popen, int]:
+    """kill -9 the worker ``start()`` makes at random moments (during restore, a batch, a checkpoint or idling:
+    each incarnation first owns its partitions), restarting it each time, at least ``kills`` times and until
+    ``producer`` is done; ``on_kill(n)`` runs after the n-th. Returns the last incarnation and the kill count."""
+    worker, done = start(), 0
+    while done < kills or producer.is_alive():
+        wait_owning(health, worker)
+        time.sleep(rng.uniform(0.0, pause))
+        if done >= kills and not producer.is_alive():
+            break
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        done += 1
+        if on_kill is not None:
+            on_kill(done)
+        worker = start()
+    return worker, done
 
 
 def wait_checkpointed(checkpoints, partitions: dict[str, int], timeout: float) -> None:

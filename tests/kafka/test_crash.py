@@ -4,11 +4,9 @@ on the alerts topic, whose records tell the stored alerts' story."""
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import threading
-import time
 
 import pytest
 
@@ -23,6 +21,7 @@ from .helpers import (
     alert_summary,
     check_topic_matches_store,
     kafka_source,
+    kill_while_producing,
     last_offsets,
     simulator,
     small_spec_data,
@@ -30,7 +29,6 @@ from .helpers import (
     stored_alerts,
     topics,
     wait_checkpointed,
-    wait_owning,
 )
 from .test_worker import assert_same, reference_run, stored_scores
 
@@ -55,29 +53,17 @@ def test_kill_9_at_random_points_changes_nothing(tmp_path, kafka_brokers):
     source = kafka_source(kafka_brokers, names)
     health = tmp_path / "health.json"
     settings = StreamSettings(checkpoint_url=str(tmp_path / "ck"), health_path=health)
-    rng = random.Random(4)
-    kills = 0
-    progress: list[int] = []
-    worker = start_worker(tmp_path, data, source, settings, "0")
     producer.start()
+    worker = None
     try:
-        while kills < KILLS or producer.is_alive():
-            # wait until this incarnation owns its partitions, then kill it at a random moment
-            # (during restore, a batch, a checkpoint or idling)
-            wait_owning(health, worker)
-            time.sleep(rng.uniform(0.0, 1.5))
-            if kills >= KILLS and not producer.is_alive():
-                break
-            worker.send_signal(signal.SIGKILL)
-            worker.wait()
-            kills += 1
-            progress.append(json.loads(health.read_text()).get("events", 0) if health.exists() else 0)
-            worker = start_worker(tmp_path, data, source, settings, "0")
+        worker, kills = kill_while_producing(lambda: start_worker(tmp_path, data, source, settings, "0"), health, producer,
+                                             KILLS, random.Random(4))
         producer.join()
         wait_checkpointed(open_checkpoint_store(str(tmp_path / "ck"), data["name"]), last_offsets(kafka_brokers, names["topic"]), 180)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
     assert kills >= KILLS
     got, rows = stored_scores(data["store"]["url"])
     assert rows == len(got), "no duplicate anomaly rows"

@@ -23,12 +23,12 @@ from tocsin.store.sql import Store
 from .helpers import (
     alert_summary,
     kafka_source,
+    kill_while_producing,
     last_offsets,
     start_worker,
     stored_alerts,
     topics,
     wait_checkpointed,
-    wait_owning,
     worker_spec,
 )
 from .test_worker import assert_same, stored_scores
@@ -65,25 +65,17 @@ def test_kill_9_ten_times_changes_no_series_anomaly_silence_or_alert(tmp_path, k
     source = kafka_source(kafka_brokers, names)
     health = tmp_path / "health.json"
     settings = StreamSettings(checkpoint_url=str(tmp_path / "ck"), health_path=health)
-    rng = random.Random(7)
-    kills = 0
-    worker = start_worker(tmp_path, data, source, settings, "0")
     producer.start()
+    worker = None
     try:
-        while kills < KILLS or producer.is_alive():
-            wait_owning(health, worker)
-            time.sleep(rng.uniform(0.0, 1.5))
-            if kills >= KILLS and not producer.is_alive():
-                break
-            worker.send_signal(signal.SIGKILL)
-            worker.wait()
-            kills += 1
-            worker = start_worker(tmp_path, data, source, settings, "0")
+        worker, kills = kill_while_producing(lambda: start_worker(tmp_path, data, source, settings, "0"), health, producer,
+                                             KILLS, random.Random(7))
         producer.join()
         wait_checkpointed(open_checkpoint_store(str(tmp_path / "ck"), data["name"]), last_offsets(kafka_brokers, names["topic"]), 180)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
     assert kills >= KILLS
     got, rows = stored_scores(data["store"]["url"])
     assert rows == len(got), "no duplicate anomaly rows"
