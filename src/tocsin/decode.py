@@ -89,7 +89,7 @@ def _event_struct(schema: SchemaSpec) -> type:
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [(schema.id_field, _Scalar)] if schema.id_field is not None else []
     fields += [(schema.key_field, _Scalar), (schema.time_field, time_type)]
     fields += [(name, _Measure) for name in schema.numeric]
-    fields += [(name, _Category) for name in schema.categorical]
+    fields += [(name, _Category) for name in schema.categorical if name != schema.key_field]  # the key is read once
     if schema.label_field:
         fields.append((schema.label_field, int | float | bool | None, None))
     # Struct field names must be identifiers; rename and map back with `rename`.
@@ -266,7 +266,7 @@ class Decoder:
         else:
             times = as_float(schema.time_field) * (1.0 if column_is_timestamp(table, schema.time_field) else self._time_scale)
         numeric = {name: as_float(name) for name in schema.numeric}
-        categorical = {name: as_text(name) for name in schema.categorical}
+        categorical = {name: keys if name == schema.key_field else as_text(name) for name in schema.categorical}
         labels = None
         if schema.label_field and schema.label_field in names:
             labels = np.nan_to_num(
@@ -319,7 +319,7 @@ class Decoder:
         else:
             times = _floats(values(schema.time_field)) * self._time_scale
         numeric = {name: _floats(values(name)) for name in schema.numeric}
-        categorical = {name: text(name) for name in schema.categorical}
+        categorical = {name: keys if name == schema.key_field else text(name) for name in schema.categorical}
         labels = None
         if schema.label_field:
             labels = np.array([1 if v else 0 for v in values(schema.label_field)], dtype=np.int8)

@@ -36,6 +36,8 @@ class SchemaSpec(SpecModel):
         roles += [("id_field", self.id_field)] if self.id_field is not None else []
         roles += [("numeric", n) for n in self.numeric] + [("categorical", c) for c in self.categorical]
         for role, name in roles:
+            if name == self.key_field and role == "categorical":
+                continue  # the key may also be a category (distinct users per IP: novelty of `user` by `ip`)
             if name in seen:
                 raise ValueError(f"field {name!r} is declared twice (as {seen[name]} and {role}); give each field one role")
             seen[name] = role
