@@ -53,7 +53,8 @@ def test_whitelisted_syntax(rule, expected):
     "rule, message",
     [
         ("__import__('os').system('true')", "calls may only name"),
-        ("amount.__class__", "Attribute"),
+        ("amount.__class__", "only a feature keyed by a field may be named with a dot"),
+        ("ip.count_10m.real > 1", "only a feature keyed by a field may be named with a dot"),
         ("amount[0] > 1", "Subscript"),
         ("(lambda: 1)()", "calls may only name"),
         ("amount > 'x'", "numeric constants"),
@@ -100,3 +101,10 @@ def test_not_fitted_and_bad_params():
         Rules([], features=FEATURES).fit()
     with pytest.raises(ValueError, match="weights"):
         Rules(["amount > 1"], features=FEATURES, weights=[1.0, 2.0]).fit()
+
+
+def test_a_rule_reads_features_keyed_by_another_field():
+    """`ip.count_10m > 30 and ip.failed_mean_10m > 0.5` was refused ("Attribute is not allowed")."""
+    columns = {"ip.count_10m": np.array([5.0, 40.0, 40.0]), "ip.failed_mean_10m": np.array([0.9, 0.9, 0.1])}
+    detector = Rules("ip.count_10m > 30 and ip.failed_mean_10m > 0.5").fit(columns)
+    assert detector.score_samples(columns).tolist() == [0.0, 1.0, 0.0]

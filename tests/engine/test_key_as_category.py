@@ -49,3 +49,11 @@ def test_the_key_field_is_also_a_category_on_every_decode_path():
     assert distinct["records"][-1] == 49 and distinct["records"][199] <= 1, "the stuffing IP has seen 49 other users before its last try"
     np.testing.assert_array_equal(distinct["records"], distinct["lines"])
     np.testing.assert_array_equal(distinct["records"], distinct["table"])
+
+
+def test_a_rule_over_a_feature_keyed_by_the_ip_flags_credential_stuffing():
+    spec = parse_spec({**SPEC, "detector": {"kind": "rules", "params": {"rules": ["ip.user_distinct > 20 and ip.count_10m > 20"]},
+                                            "warmup_events": 100, "train_window": 100, "refit_every": None}})
+    scored = Pipeline(spec).process_records(logins(), source="api")
+    flagged = scored.events.ids[scored.raw_score > 0].tolist()
+    assert flagged == [f"s{i}" for i in range(21, 50)], flagged

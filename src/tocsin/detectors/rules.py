@@ -49,10 +49,12 @@ def parse_rule(expression: str) -> tuple[ast.Expression, list[str]]:
 
     >>> parse_rule("amount > 10000 and city_novel == 1")[1]
     ['amount', 'city_novel']
+    >>> parse_rule("ip.count_10m > 30 and ip.failed_mean_10m > 0.5")[1]   # features keyed by another field
+    ['ip.count_10m', 'ip.failed_mean_10m']
     >>> parse_rule("amount.__class__")
     Traceback (most recent call last):
     ...
-    tocsin.detectors.rules.RuleError: rule 'amount.__class__': Attribute is not allowed
+    tocsin.detectors.rules.RuleError: rule 'amount.__class__': only a feature keyed by a field may be named with a dot (ip.count_10m); '__class__' is not a feature name
     """
     if not isinstance(expression, str) or not expression.strip():
         raise RuleError(f"a rule must be a non-empty string, got {expression!r}")
@@ -102,6 +104,13 @@ def _check(node: ast.AST, expression: str, columns: list[str]) -> None:
             fail(f"{node.func.id}() takes {expected} argument(s)")
         for arg in node.args:
             _check(arg, expression, columns)
+    elif isinstance(node, ast.Attribute):
+        name = _dotted(node)
+        if name is None:
+            attribute = node.attr
+            fail(f"only a feature keyed by a field may be named with a dot (ip.count_10m); {attribute!r} is not a feature name")
+        if name not in columns:
+            columns.append(name)
     elif isinstance(node, ast.Name):
         if node.id in FUNCTIONS:
             fail(f"{node.id} is a function, not a column")
@@ -112,6 +121,14 @@ def _check(node: ast.AST, expression: str, columns: list[str]) -> None:
             fail(f"only numeric constants are allowed, got {node.value!r}")
     else:
         fail(f"{type(node).__name__} is not allowed")
+
+
+def _dotted(node: ast.Attribute) -> str | None:
+    """``prefix.name`` of a feature keyed by another field (``ip.count_10m``), or None for anything else
+    (deeper chains, dunder names)."""
+    if not isinstance(node.value, ast.Name) or node.value.id.startswith("_") or node.attr.startswith("_"):
+        return None
+    return f"{node.value.id}.{node.attr}"
 
 
 def _is_number(value: Any) -> bool:
@@ -151,6 +168,8 @@ def _evaluate(node: ast.AST, columns: Mapping[str, np.ndarray], n_rows: int) -> 
         return FUNCTIONS[node.func.id](*(_evaluate(arg, columns, n_rows) for arg in node.args))
     if isinstance(node, ast.Name):
         return columns[node.id]
+    if isinstance(node, ast.Attribute):
+        return columns[_dotted(node)]
     if isinstance(node, ast.Constant):
         return np.float64(node.value)
     raise RuleError(f"{type(node).__name__} is not allowed")  # unreachable after parse_rule
