@@ -12,7 +12,7 @@ MODELS = [
     spec.SimulatorSource, spec.FileSource, spec.KafkaSource, spec.SchemaSpec, spec.AdmissionSpec, spec.WindowFeature, spec.DecayedStatsFeature,
     spec.RecencyFeature, spec.VelocityFeature, spec.NoveltyFeature, spec.ConfirmedFeature, spec.SeriesFeature, spec.ValueFeature, spec.DetectorSpec,
     spec.CalibrationSpec, spec.ThresholdSpec, spec.SeveritySpec, spec.StoreSpec, spec.CheckpointSpec, spec.RunnerSpec,
-    spec.StreamSettings, spec.MetricsSpec, spec.RegistrySpec, spec.DriftSpec, spec.SupervisedSpec, spec.SilenceSpec, AggregateSpec, MetricSpec,
+    spec.StreamSettings, spec.MetricsSpec, spec.RegistrySpec, spec.DriftSpec, spec.SupervisedSpec, spec.SilenceSpec, spec.RuleSpec, AggregateSpec, MetricSpec,
 ]
 
 

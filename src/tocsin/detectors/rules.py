@@ -135,17 +135,17 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, bool)) and not isinstance(value, complex)
 
 
-def _evaluate(node: ast.AST, columns: Mapping[str, np.ndarray], n_rows: int) -> np.ndarray:
+def evaluate(node: ast.AST, columns: Mapping[str, np.ndarray], n_rows: int) -> np.ndarray:
     """Evaluate a whitelisted tree (checked by :func:`parse_rule`) on NumPy columns."""
     if isinstance(node, ast.BoolOp):
-        values = [_as_bool(_evaluate(v, columns, n_rows)) for v in node.values]
+        values = [as_bool(evaluate(v, columns, n_rows)) for v in node.values]
         combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
         result = values[0]
         for value in values[1:]:
             result = combine(result, value)
         return result
     if isinstance(node, ast.Compare):
-        left = _evaluate(node.left, columns, n_rows)
+        left = evaluate(node.left, columns, n_rows)
         result = np.ones(n_rows, dtype=bool)
         for op, right_node in zip(node.ops, node.comparators):
             if isinstance(op, (ast.In, ast.NotIn)):
@@ -153,19 +153,19 @@ def _evaluate(node: ast.AST, columns: Mapping[str, np.ndarray], n_rows: int) -> 
                 hit = np.isin(left, members)
                 result &= hit if isinstance(op, ast.In) else ~hit
                 continue
-            right = _evaluate(right_node, columns, n_rows)
+            right = evaluate(right_node, columns, n_rows)
             result &= _COMPARE[type(op)](left, right)
             left = right
         return result
     if isinstance(node, ast.BinOp):
-        return _ARITHMETIC[type(node.op)](_evaluate(node.left, columns, n_rows), _evaluate(node.right, columns, n_rows))
+        return _ARITHMETIC[type(node.op)](evaluate(node.left, columns, n_rows), evaluate(node.right, columns, n_rows))
     if isinstance(node, ast.UnaryOp):
-        operand = _evaluate(node.operand, columns, n_rows)
+        operand = evaluate(node.operand, columns, n_rows)
         if isinstance(node.op, ast.Not):
-            return ~_as_bool(operand)
+            return ~as_bool(operand)
         return -operand if isinstance(node.op, ast.USub) else operand
     if isinstance(node, ast.Call):
-        return FUNCTIONS[node.func.id](*(_evaluate(arg, columns, n_rows) for arg in node.args))
+        return FUNCTIONS[node.func.id](*(evaluate(arg, columns, n_rows) for arg in node.args))
     if isinstance(node, ast.Name):
         return columns[node.id]
     if isinstance(node, ast.Attribute):
@@ -175,7 +175,7 @@ def _evaluate(node: ast.AST, columns: Mapping[str, np.ndarray], n_rows: int) -> 
     raise RuleError(f"{type(node).__name__} is not allowed")  # unreachable after parse_rule
 
 
-def _as_bool(value: np.ndarray) -> np.ndarray:
+def as_bool(value: np.ndarray) -> np.ndarray:
     value = np.asarray(value)
     # NaN is "unknown": it never makes a rule fire.
     return value if value.dtype == bool else np.nan_to_num(value.astype(np.float64), nan=0.0) != 0
@@ -342,7 +342,7 @@ class Rules(Detector):
         fired = np.zeros((len(self._compiled()), n_rows), dtype=bool)
         with np.errstate(all="ignore"):
             for r, (tree, _) in enumerate(self._compiled()):
-                fired[r] = np.broadcast_to(_as_bool(_evaluate(tree.body, columns, n_rows)), (n_rows,))
+                fired[r] = np.broadcast_to(as_bool(evaluate(tree.body, columns, n_rows)), (n_rows,))
         return fired, n_rows
 
     def score_samples(self, X: Any) -> np.ndarray:

@@ -34,6 +34,7 @@ from tocsin.detectors.thresholds import assign_severity, build_threshold
 from tocsin.engine.admission import Admission
 from tocsin.engine.aggregate import Aggregator
 from tocsin.engine.drift import DriftMonitor
+from tocsin.engine.rules import PipelineRules
 from tocsin.engine.silence import SilenceWatch
 from tocsin.engine.supervised import SupervisedRanker
 from tocsin.engine.training import TrainingWindow
@@ -191,6 +192,8 @@ class Pipeline:
         #: per label source ("kafka-labels:topic/0"), the position of the next label to apply: labels are
         #: applied once each, and this is saved with the state they changed (exactly once across crashes)
         self.labels_applied: dict[str, int] = {}
+        #: rules beside the model: what they fire on is an anomaly (spec.rules; checked against the features here)
+        self.rules = PipelineRules(spec, self.features.names)
         #: events into per-entity readings per time bucket (spec.aggregate), or None
         self.aggregator: Aggregator | None = Aggregator(spec.aggregate) if spec.aggregate is not None else None
         #: entities that stop reporting (spec.silence.enabled), or None
@@ -281,6 +284,9 @@ class Pipeline:
             if start < n and self.is_warm:
                 self._score(X, frame, start, raw, score, is_anomaly, severity, explanations, drift)
                 scored[start:] = True
+            if self.rules:
+                self.rules.apply(frame, score, is_anomaly, severity, scored, explanations)
+                raw[np.isnan(raw) & is_anomaly] = 0.0  # a rule hit during the model's warm-up has no raw score
         silences: list[dict[str, Any]] = []
         returned: list[str] = []
         if self.silence is not None:

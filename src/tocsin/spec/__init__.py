@@ -14,7 +14,9 @@ duration grammar (:mod:`tocsin.durations`) and the shared vocabulary
 from tocsin.durations import Duration, format_duration, parse_duration
 from tocsin.spec.alerting import AlertingSpec
 from tocsin.spec.base import SpecError, SpecModel
-from tocsin.spec.detection import CalibrationSpec, DetectorSpec, DriftSpec, SeveritySpec, SilenceSpec, SupervisedSpec, ThresholdSpec
+from tocsin.spec.detection import (
+    CalibrationSpec, DetectorSpec, DriftSpec, RuleSpec, SeveritySpec, SilenceSpec, SupervisedSpec, ThresholdSpec,
+)
 from tocsin.spec.environment import EnvironmentOverrides, apply_environment
 from tocsin.spec.features import (
     DecayedStatsFeature,
@@ -34,7 +36,7 @@ from tocsin.spec.sources import FileSource, KafkaSource, SimulatorSource, Source
 __all__ = [
     "AdmissionSpec", "AlertingSpec", "CalibrationSpec", "CheckpointSpec", "DecayedStatsFeature", "DetectorSpec", "DriftSpec", "SupervisedSpec", "Duration",
     "EnvironmentOverrides", "FeatureSpec", "FileSource", "KafkaSource", "MetricsSpec", "NoveltyFeature", "ConfirmedFeature", "PipelineSpec",
-    "RecencyFeature", "RegistrySpec", "SeriesFeature", "RunnerSpec", "SchemaSpec", "SeveritySpec", "SilenceSpec", "SimulatorSource", "SourceSpec", "SpecError",
+    "RecencyFeature", "RegistrySpec", "RuleSpec", "SeriesFeature", "RunnerSpec", "SchemaSpec", "SeveritySpec", "SilenceSpec", "SimulatorSource", "SourceSpec", "SpecError",
     "SpecModel", "StoreSpec", "StreamSettings", "ThresholdSpec", "ValueFeature", "VelocityFeature", "WindowFeature",
     "apply_environment", "format_duration", "load_spec", "parse_duration", "parse_spec",
 ]

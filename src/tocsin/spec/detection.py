@@ -98,3 +98,13 @@ class SilenceSpec(SpecModel):
     repeat_every: Duration | None = Field(
         600.0, description="while the silence lasts, a reminder anomaly this often keeps its alert open (null: one anomaly)")
     severity: Severity = Field("warning", description="the silence anomalies' severity")
+
+
+class RuleSpec(SpecModel):
+    """A rule beside the model (``rules``): an event it fires on is an anomaly by definition, with the rule's
+    severity and its text first in the explanation, whatever the calibrated score says."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="what alerts and explanations call it")
+    when: str = Field(description="an expression over feature names, as in the rules detector "
+                                  "(`ip.count_10m > 30 and ip.user_distinct > 20`)")
+    severity: Severity = Field("warning", description="the severity of its anomalies (their score is at least that severity's cut-off)")

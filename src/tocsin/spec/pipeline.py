@@ -13,7 +13,7 @@ from tocsin.spec.alerting import AlertingSpec
 from tocsin.spec.base import SpecError, SpecModel
 from tocsin.spec.environment import apply_environment
 from tocsin.spec.detection import (
-    CalibrationSpec, DetectorSpec, DriftSpec, SeveritySpec, SilenceSpec, SupervisedSpec, ThresholdSpec,
+    CalibrationSpec, DetectorSpec, DriftSpec, RuleSpec, SeveritySpec, SilenceSpec, SupervisedSpec, ThresholdSpec,
 )
 from tocsin.spec.features import FeatureSpec
 from tocsin.spec.runtime import CheckpointSpec, MetricsSpec, RegistrySpec, RunnerSpec, StoreSpec, StreamSettings
@@ -36,6 +36,7 @@ class PipelineSpec(SpecModel):
     drift: DriftSpec = Field(default_factory=DriftSpec)
     supervised: SupervisedSpec = Field(default_factory=SupervisedSpec)
     silence: SilenceSpec = Field(default_factory=SilenceSpec)
+    rules: list[RuleSpec] = Field(default_factory=list, description="rules beside the model: what they fire on is an anomaly")
     store: StoreSpec = Field(default_factory=StoreSpec)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     runner: RunnerSpec = Field(default_factory=RunnerSpec)
