@@ -59,6 +59,8 @@ from tocsin.alerting.patterns import UNEXPLAINED, families
 from tocsin.spec.alerting import AlertingSpec, Route
 from tocsin.vocabulary import SEVERITIES, SEVERITY_ORDER
 
+#: an alert grouped by another field keeps this many of the entities it touched (and counts them all)
+MAX_MEMBERS = 100
 #: the state's JSON: msgspec writes dataclasses as objects ~10x faster than json.dumps(asdict(...))
 _encode_state = msgspec.json.Encoder().encode
 
@@ -92,6 +94,10 @@ class Group:
     last_event_id: str = ""
     #: True once a change of this alert was reported ("opened"); later ones are "updated"
     reported: bool = False
+    #: with ``alerting.group_by``: the distinct event entities (the users an IP tried) grouped here, the first
+    #: MAX_MEMBERS of them, and how many there were
+    members: list[str] = field(default_factory=list)
+    member_count: int = 0
 
 
 @dataclass
@@ -220,6 +226,11 @@ class AlertManager:
             )
             self.groups.setdefault(entity, []).append(group)
         group.count += 1
+        member = anomaly.get("member")
+        if member is not None and member not in group.members:
+            group.member_count += 1
+            if len(group.members) < MAX_MEMBERS:
+                group.members.append(member)
         group.last_event_id = str(anomaly["event_id"])
         group.last_time = max(group.last_time, t)
         group.max_score = max(group.max_score, score)
@@ -364,7 +375,8 @@ class AlertManager:
             "suppressed": group.suppressed,
             "budget_cutoff": group.budget_cutoff,
             "rule": group.rule,
-            "attributes": group.attributes,
+            "attributes": group.attributes if not group.member_count else {
+                **group.attributes, "members": list(group.members), "member_count": group.member_count},
             "channels": list(group.channels),
         }
 

@@ -108,9 +108,20 @@ class AlertGrouping:
             anomalies = [sealer.seal_anomaly(row) for row in anomalies]
             dead = [sealer.seal_dead_letter(row) for row in dead]
         scored_rows = scored_event_rows(scored) if self.spec.store.scored_events else []
-        changes = self.alerts.observe(anomalies, watermark if watermark is not None and np.isfinite(watermark) else None,
+        grouped = self._regrouped(scored, anomalies)
+        changes = self.alerts.observe(grouped, watermark if watermark is not None and np.isfinite(watermark) else None,
                                       ended=[(entity, SILENCE) for entity in scored.returned])
         return BatchOutputs(anomalies, dead, scored_rows, changes)
+
+    def _regrouped(self, scored: ScoredBatch, anomalies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """With ``alerting.group_by``, the event anomalies as the alerts see them: keyed by that field's value,
+        each naming its event's entity as a member (the stored anomalies keep the event's entity)."""
+        field_name = self.alerting.group_by
+        if field_name is None or not len(scored.anomaly_rows):
+            return anomalies
+        values = scored.events.categorical[field_name][scored.anomaly_rows].tolist()
+        regrouped = [{**row, "entity": str(value), "member": row["entity"]} for row, value in zip(anomalies, values)]
+        return regrouped + anomalies[len(values):]
 
     def _drift_anomalies(self, scored: ScoredBatch) -> list[dict[str, Any]]:
         """The model's inputs drifting is an anomaly of the entity ``model``, explained by the column that

@@ -179,6 +179,9 @@ class AlertingSpec(SpecModel):
     """How anomalies become alerts, and where alerts go."""
 
     min_severity: Severity = Field("warning", description="the lowest anomaly severity that can open an alert")
+    group_by: str | None = Field(
+        None, description="a categorical field whose value is the alert's entity (the IP: one attack is one alert naming "
+                          "the users it touched, in attributes.members); default: the schema's key field")
     window: Duration = Field(3600.0, description="an alert groups one entity's anomalies of one pattern for this long (event time)")
     quiet_period: Duration = Field(1800.0, description="an alert with no new anomaly for this long (event time) resolves itself")
     suppress_for: Duration = Field(

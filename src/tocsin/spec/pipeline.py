@@ -81,6 +81,22 @@ class PipelineSpec(SpecModel):
         return self
 
     @model_validator(mode="after")
+    def _alerts_group_by_a_category(self) -> PipelineSpec:
+        group_by = self.alerting.group_by
+        if group_by is not None:
+            schema = self.event_schema
+            if group_by not in schema.categorical:
+                raise ValueError(f"alerting.group_by: {group_by!r} is not a categorical field; declare it in "
+                                 f"schema.categorical or use one of {schema.categorical}")
+            if group_by in schema.sensitive:
+                raise ValueError(f"alerting.group_by: {group_by!r} is sensitive, and an alert's entity is shown to "
+                                 "viewers in clear; group by another field")
+            if self.aggregate is not None:
+                raise ValueError("alerting.group_by: an aggregating pipeline's readings carry only their entity; "
+                                 "use aggregate.by to choose it")
+        return self
+
+    @model_validator(mode="after")
     def _aggregate_reads_declared_fields(self) -> PipelineSpec:
         if self.aggregate is None:
             return self
