@@ -10,7 +10,7 @@ from tocsin.spec.aggregate import AggregateSpec, MetricSpec
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "spec.md").read_text()
 MODELS = [
     spec.SimulatorSource, spec.FileSource, spec.KafkaSource, spec.SchemaSpec, spec.AdmissionSpec, spec.WindowFeature, spec.DecayedStatsFeature,
-    spec.RecencyFeature, spec.VelocityFeature, spec.NoveltyFeature, spec.ConfirmedFeature, spec.SeriesFeature, spec.ValueFeature, spec.DetectorSpec,
+    spec.RecencyFeature, spec.VelocityFeature, spec.NoveltyFeature, spec.ConfirmedFeature, spec.SeriesFeature, spec.TravelFeature, spec.ValueFeature, spec.DetectorSpec,
     spec.CalibrationSpec, spec.ThresholdSpec, spec.SeveritySpec, spec.StoreSpec, spec.CheckpointSpec, spec.RunnerSpec,
     spec.StreamSettings, spec.MetricsSpec, spec.RegistrySpec, spec.DriftSpec, spec.SupervisedSpec, spec.SilenceSpec, spec.RuleSpec, AggregateSpec, MetricSpec,
 ]

@@ -46,3 +46,25 @@ def test_a_rule_over_a_feature_that_does_not_exist_fails_at_load_with_the_choice
         Pipeline(parse_spec({**SPEC, "rules": [{"name": "x", "when": "ip.failed_mean_10m > 0.5"}]}))
     with pytest.raises(SpecError, match=r"rules.0.when: rule 'ip.count_10m > \"many\"'"):
         Pipeline(parse_spec({**SPEC, "rules": [{"name": "x", "when": 'ip.count_10m > "many"'}]}))
+
+
+def test_impossible_travel_is_a_critical_anomaly_from_a_rule_over_travel_speed():
+    """Eight logins an hour apart alternate between Paris and Singapore among ordinary ones from home: each of them is
+    flagged critical by the rule, with the distance and speed in its explanation."""
+    spec = parse_spec({
+        "name": "logins", "source": {"kind": "file", "path": "x.jsonl"},
+        "schema": {"id_field": "id", "key_field": "user", "numeric": ["lat", "lon"]},
+        "features": [{"kind": "travel", "lat_field": "lat", "lon_field": "lon"}, {"kind": "recency"}],
+        "detector": {"kind": "robust_zscore", "features": ["seconds_since_last"], "warmup_events": 100, "train_window": 100,
+                     "refit_every": None},
+        "rules": [{"name": "impossible_travel", "when": "travel_speed_kmh > 1000", "severity": "critical"}],
+    })
+    home, far = (48.8566, 2.3522), (1.3521, 103.8198)
+    rows = [{"id": f"h{i}", "user": f"u{i % 10}", "ts": 1_767_571_200.0 + 60 * i, "lat": home[0], "lon": home[1]} for i in range(300)]
+    rows += [{"id": f"t{i}", "user": "u0", "ts": 1_767_571_200.0 + 20_000 + 3_600 * i, "lat": (far if i % 2 == 0 else home)[0],
+              "lon": (far if i % 2 == 0 else home)[1]} for i in range(8)]
+    scored = Pipeline(spec).process_records(rows, source="api")
+    flagged = set(scored.events.ids[scored.anomaly_rows].tolist())
+    assert {f"t{i}" for i in range(8)} <= flagged
+    record = next(r for r in scored.anomaly_records("robust_zscore") if r["event_id"] == "t3")
+    assert record["severity"] == "critical" and record["explanation"][0]["text"] == "rule impossible_travel: travel_speed_kmh > 1000"

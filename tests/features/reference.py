@@ -297,6 +297,29 @@ class RefSeries:
         return [output] + ([trend] if self.trend else []) + ([stuck_z] if self.stuck else [])
 
 
+class RefTravel:
+    """Haversine distance from the key's previous place and the speed, the gap floored at min_seconds."""
+
+    def __init__(self, lat_field, lon_field, min_seconds=60.0, by="entity"):
+        self.lat, self.lon, self.min_seconds, self.by = lat_field, lon_field, min_seconds, by
+        self.names = [f"{prefix_of(by)}travel_km", f"{prefix_of(by)}travel_speed_kmh"]
+        self.state = {}
+
+    def step(self, event):
+        key = key_of(event, self.by)
+        lat, lon, t = event[self.lat], event[self.lon], event["time"]
+        out = [0.0, 0.0]
+        if key in self.state:
+            last, plat, plon = self.state[key]
+            p1, p2 = math.radians(plat), math.radians(lat)
+            a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon - plon) / 2) ** 2
+            km = 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(max(a, 0.0))))
+            out = [km, km / (max(t - last, self.min_seconds) / 3600.0)]
+            t = max(t, last)
+        self.state[key] = (t, lat, lon)
+        return out
+
+
 def from_feature_spec(feature) -> object:
     """The reference operator for one parsed feature spec."""
     by = getattr(feature, "by", None) or "entity"
@@ -312,6 +335,8 @@ def from_feature_spec(feature) -> object:
         return RefNovelty(feature.field, by)
     if feature.kind == "value":
         return RefValue(feature.field, feature.log)
+    if feature.kind == "travel":
+        return RefTravel(feature.lat_field, feature.lon_field, feature.min_seconds, by)
     if feature.kind == "series":
         return RefSeries(feature.field, by, feature.metric_field, feature.season, feature.level_half_life,
                          feature.spread_half_life, feature.season_memory, feature.prior_weight, feature.clip_z,

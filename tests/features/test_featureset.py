@@ -39,6 +39,8 @@ MIXED = [
     {"kind": "value", "field": "amount"},
     {"kind": "value", "field": "amount", "log": True},
     {"kind": "series", "field": "amount", "shift_after": "1m", "slot": "5m", "trend": True, "stuck": True},
+    {"kind": "travel", "lat_field": "amount", "lon_field": "amount", "min_seconds": "5s"},
+    {"kind": "travel", "lat_field": "amount", "lon_field": "amount", "by": "city"},
     {"kind": "series", "field": "amount", "by": "merchant_id", "metric_field": "city", "season": "weekly", "prior_weight": 0,
      "sustained": 3},
     {"kind": "series", "field": "amount", "by": "global", "season": "none", "shift_after": "1s", "clip_z": 1, "min_spread": 50},

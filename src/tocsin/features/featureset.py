@@ -29,6 +29,7 @@ from tocsin.features.labels import ConfirmedRisk
 from tocsin.features.novelty import Novelty
 from tocsin.features.recency import Recency
 from tocsin.features.series import SeriesModel
+from tocsin.features.travel import Travel
 from tocsin.features.value import ValueFeature
 from tocsin.features.velocity import Velocity
 from tocsin.features.windows import WindowCounter
@@ -66,7 +67,7 @@ class FeatureFrame:
 
 
 def _derives_from(operator: FeatureOperator, fields: frozenset[str] | set[str]) -> bool:
-    return bool(fields) and (getattr(operator, "field", None) in fields or getattr(operator, "by", None) in fields)
+    return bool(fields) and any(getattr(operator, role, None) in fields for role in ("field", "lon_field", "by"))
 
 
 def _subject(by: str, key_field: str) -> tuple[str, str]:
@@ -130,6 +131,8 @@ class FeatureSet:
                     categorical.append(op.field)
             elif getattr(op, "field", None) and op.field not in numeric:
                 numeric.append(op.field)
+            if getattr(op, "lon_field", None) and op.lon_field not in numeric:
+                numeric.append(op.lon_field)
         self.categorical_fields = categorical
         self.numeric_fields = numeric
         self.interners = {ENTITY: KeyIndex(), **{name: KeyIndex() for name in categorical}}
@@ -166,6 +169,9 @@ class FeatureSet:
                     sustained=feature.sustained, trend=feature.trend, stuck=feature.stuck, max_series=feature.max_series,
                     this=this, possessive=possessive, siblings=_siblings(by, key_field),
                 ))  # fmt: skip
+            elif feature.kind == "travel":
+                operators.append(Travel(feature.lat_field, feature.lon_field, feature.min_seconds, by=by, this=this,
+                                        possessive=possessive))
             elif feature.kind == "confirmed":
                 operators.append(ConfirmedRisk(by=by, half_lives=feature.half_lives, this=this))
             else:  # pragma: no cover - the spec's discriminator admits no other kind

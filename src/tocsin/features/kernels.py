@@ -566,3 +566,41 @@ def series_update(
             p[P_DEV] += w * (abs(x - p[P_LEVEL]) - p[P_DEV])
         p[P_N] += 1.0
     return warm
+
+
+# --- travel -----------------------------------------------------------------------
+#
+# ``state[k] = [last_time, last_lat, last_lon]`` (degrees); ``last_time = -inf`` before the key's first event.
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+@njit(cache=True, inline="always")
+def haversine_km(lat1, lon1, lat2, lon2):
+    """Great-circle distance in km between two points given in degrees."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2.0 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(max(a, 0.0))))
+
+
+@njit(cache=True, nogil=True)
+def travel_update(key_ids, times, lats, lons, min_seconds, state, out_km, out_kmh):
+    """Distance from the key's previous event's place and the speed it implies (the gap floored at
+    ``min_seconds``); 0 for a key's first event. The time rule of every kernel applies."""
+    warm = _touch_rows(key_ids, state)
+    for i in range(key_ids.shape[0]):
+        row = state[key_ids[i]]
+        t = times[i]
+        if row[0] == -np.inf:
+            out_km[i] = 0.0
+            out_kmh[i] = 0.0
+        else:
+            km = haversine_km(row[1], row[2], lats[i], lons[i])
+            out_km[i] = km
+            out_kmh[i] = km / (max(t - row[0], min_seconds) / 3600.0)
+        if t >= row[0]:
+            row[0] = t
+        row[1] = lats[i]
+        row[2] = lons[i]
+    return warm

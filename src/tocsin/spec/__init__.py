@@ -24,6 +24,7 @@ from tocsin.spec.features import (
     NoveltyFeature, ConfirmedFeature,
     RecencyFeature,
     SeriesFeature,
+    TravelFeature,
     ValueFeature,
     VelocityFeature,
     WindowFeature,
@@ -37,6 +38,6 @@ __all__ = [
     "AdmissionSpec", "AlertingSpec", "CalibrationSpec", "CheckpointSpec", "DecayedStatsFeature", "DetectorSpec", "DriftSpec", "SupervisedSpec", "Duration",
     "EnvironmentOverrides", "FeatureSpec", "FileSource", "KafkaSource", "MetricsSpec", "NoveltyFeature", "ConfirmedFeature", "PipelineSpec",
     "RecencyFeature", "RegistrySpec", "RuleSpec", "SeriesFeature", "RunnerSpec", "SchemaSpec", "SeveritySpec", "SilenceSpec", "SimulatorSource", "SourceSpec", "SpecError",
-    "SpecModel", "StoreSpec", "StreamSettings", "ThresholdSpec", "ValueFeature", "VelocityFeature", "WindowFeature",
+    "SpecModel", "StoreSpec", "StreamSettings", "ThresholdSpec", "TravelFeature", "ValueFeature", "VelocityFeature", "WindowFeature",
     "apply_environment", "format_duration", "load_spec", "parse_duration", "parse_spec",
 ]

@@ -109,6 +109,16 @@ class SeriesFeature(_FeatureBase):
         return self
 
 
+class TravelFeature(_FeatureBase):
+    """Distance from the key's previous event's place (``travel_km``) and the speed it implies
+    (``travel_speed_kmh``): impossible travel between two logins."""
+
+    kind: Literal["travel"]
+    lat_field: str = Field(description="the numeric field holding the latitude, in degrees")
+    lon_field: str = Field(description="the numeric field holding the longitude, in degrees")
+    min_seconds: Duration = Field(60.0, description="the gap between two events is at least this when the speed is computed")
+
+
 class ValueFeature(SpecModel):
     """A numeric field passed through, optionally as log1p of its magnitude."""
 
@@ -118,6 +128,6 @@ class ValueFeature(SpecModel):
 
 
 FeatureSpec = Annotated[
-    Union[WindowFeature, DecayedStatsFeature, RecencyFeature, VelocityFeature, NoveltyFeature, ConfirmedFeature, SeriesFeature, ValueFeature],
+    Union[WindowFeature, DecayedStatsFeature, RecencyFeature, VelocityFeature, NoveltyFeature, ConfirmedFeature, SeriesFeature, TravelFeature, ValueFeature],
     Field(discriminator="kind"),
 ]

@@ -57,6 +57,11 @@ class PipelineSpec(SpecModel):
                     f"features.{i}.by: {by!r} is not a categorical field; use 'entity', 'global' "
                     f"or one of {schema.categorical}"
                 )
+            for role in ("lat_field", "lon_field"):
+                place = getattr(feature, role, None)
+                if place is not None and place not in schema.numeric:
+                    raise ValueError(f"features.{i}.{role}: {place!r} is not a declared numeric field; add it to "
+                                     f"schema.numeric or use one of {schema.numeric}")
             metric_field = getattr(feature, "metric_field", None)
             if metric_field is not None and metric_field not in schema.categorical:
                 raise ValueError(
