@@ -33,6 +33,7 @@ from tocsin.detectors.calibration import ScoreCalibrator
 from tocsin.detectors.thresholds import assign_severity, build_threshold
 from tocsin.engine.admission import Admission
 from tocsin.engine.aggregate import Aggregator
+from tocsin.engine.derive import Derivations
 from tocsin.engine.drift import DriftMonitor
 from tocsin.engine.rules import PipelineRules
 from tocsin.engine.silence import SilenceWatch
@@ -192,6 +193,8 @@ class Pipeline:
         #: per label source ("kafka-labels:topic/0"), the position of the next label to apply: labels are
         #: applied once each, and this is saved with the state they changed (exactly once across crashes)
         self.labels_applied: dict[str, int] = {}
+        #: derived fields (schema.derived), computed before everything else
+        self.derivations = Derivations(spec.event_schema)
         #: rules beside the model: what they fire on is an anomaly (spec.rules; checked against the features here)
         self.rules = PipelineRules(spec, self.features.names)
         #: events into per-entity readings per time bucket (spec.aggregate), or None
@@ -250,10 +253,17 @@ class Pipeline:
         for the scored part."""
         started = time.perf_counter()
         rejected: list[DeadLetter] = []
+        if len(events) and self.derivations:
+            events, undefined = self.derivations.apply(events)
+            if undefined:
+                rejected = [_dead_letter(events, row, "not_finite", reason, source) for row, reason in undefined]
+                keep = np.ones(len(events), dtype=bool)
+                keep[[row for row, _ in undefined]] = False
+                events = events.take(keep)
         if len(events):
             admitted, refusals = self.admission.admit(events)
             if refusals:
-                rejected = [_dead_letter(events, row, code, reason, source) for row, code, reason in refusals]
+                rejected += [_dead_letter(events, row, code, reason, source) for row, code, reason in refusals]
                 events = events.take(admitted)
         if self.aggregator is not None:  # the features see the closed buckets' readings, not the events
             readings, late = self.aggregator.fold(events, self.admission.watermark)

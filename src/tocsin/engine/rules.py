@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tocsin.detectors.rules import RuleError, as_bool, evaluate, parse_rule
+from tocsin.expressions import RuleError, as_bool, evaluate, parse_rule
 from tocsin.features.featureset import FeatureFrame
 from tocsin.spec import PipelineSpec, SpecError
 from tocsin.vocabulary import SEVERITY_ORDER

@@ -59,9 +59,9 @@ class PipelineSpec(SpecModel):
                 )
             for role in ("lat_field", "lon_field"):
                 place = getattr(feature, role, None)
-                if place is not None and place not in schema.numeric:
+                if place is not None and place not in schema.numeric_fields:
                     raise ValueError(f"features.{i}.{role}: {place!r} is not a declared numeric field; add it to "
-                                     f"schema.numeric or use one of {schema.numeric}")
+                                     f"schema.numeric or use one of {schema.numeric_fields}")
             metric_field = getattr(feature, "metric_field", None)
             if metric_field is not None and metric_field not in schema.categorical:
                 raise ValueError(
@@ -71,7 +71,7 @@ class PipelineSpec(SpecModel):
             name = getattr(feature, "field", None)
             if name is None:
                 continue
-            wanted = schema.categorical if feature.kind == "novelty" else schema.numeric
+            wanted = schema.categorical if feature.kind == "novelty" else schema.numeric_fields
             role = "categorical" if feature.kind == "novelty" else "numeric"
             if self.aggregate is not None and feature.kind != "novelty":
                 wanted, role = [m.name for m in self.aggregate.metrics], "aggregate metric"
@@ -112,18 +112,18 @@ class PipelineSpec(SpecModel):
         for j, metric in enumerate(self.aggregate.metrics):
             field = metric.field
             if metric.kind == "distinct":
-                if field not in (*schema.numeric, *schema.categorical, schema.id_field):
+                if field not in (*schema.numeric_fields, *schema.categorical, schema.id_field):
                     raise ValueError(f"aggregate.metrics.{j}.field: {field!r} is not a declared field; add it to schema.categorical")
-            elif field is not None and field not in schema.numeric:
+            elif field is not None and field not in schema.numeric_fields:
                 raise ValueError(f"aggregate.metrics.{j}.field: {field!r} is not a declared numeric field; add it to "
-                                 f"schema.numeric or use one of {schema.numeric}")
+                                 f"schema.numeric or use one of {schema.numeric_fields}")
             if metric.worst_of is not None and metric.worst_of not in schema.categorical:
                 raise ValueError(f"aggregate.metrics.{j}.worst_of: {metric.worst_of!r} is not a declared categorical field; "
                                  f"add it to schema.categorical or use one of {schema.categorical}")
             if metric.where is not None:
                 target = metric.where.split()[0].rstrip("<>=!")
                 quoted = metric.where.rstrip().endswith(("'", '"'))
-                declared = schema.categorical if quoted else schema.numeric
+                declared = schema.categorical if quoted else schema.numeric_fields
                 if target not in declared:
                     role = "categorical" if quoted else "numeric"
                     raise ValueError(f"aggregate.metrics.{j}.where: {target!r} is not a declared {role} field; "

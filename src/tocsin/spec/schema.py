@@ -26,8 +26,17 @@ class SchemaSpec(SpecModel):
         default_factory=list, description="fields encrypted at rest (AES-256-GCM) and masked for viewers in the API"
     )
     max_event_bytes: int = Field(65_536, ge=64)
+    derived: dict[str, str] = Field(
+        default_factory=dict,
+        description="numeric fields computed from the declared numeric fields and the event time, e.g. "
+                    "{is_error: 'status >= 500', hour: 'hour_of_day(ts)'} (the rules' expressions; true is 1)")
     max_abs_value: float = Field(
         1e15, gt=0, description="a numeric field beyond ± this is a dead letter (huge values overflow per-entity statistics)")
+
+    @property
+    def numeric_fields(self) -> list[str]:
+        """The numeric fields features may read: the declared ones, then the derived ones."""
+        return [*self.numeric, *self.derived]
 
     @model_validator(mode="after")
     def _distinct_fields(self) -> SchemaSpec:
@@ -41,6 +50,22 @@ class SchemaSpec(SpecModel):
             if name in seen:
                 raise ValueError(f"field {name!r} is declared twice (as {seen[name]} and {role}); give each field one role")
             seen[name] = role
+        for name, expression in self.derived.items():
+            if name in seen or not name.isidentifier():
+                raise ValueError(f"derived: {name!r} is " + ("already declared" if name in seen else "not a field name")
+                                 + "; give the derived field a name of its own (letters, digits, _)")
+            from tocsin.expressions import RuleError, parse_rule  # the expression grammar (a leaf module)
+
+            try:
+                reads = parse_rule(expression)[1]
+            except RuleError as error:
+                raise ValueError(f"derived.{name}: {error}") from None
+            known = {*self.numeric, self.time_field, *list(self.derived)[: list(self.derived).index(name)]}
+            unknown = [column for column in reads if column not in known]
+            if unknown:
+                raise ValueError(f"derived.{name}: {unknown} are not numeric fields (or the time field "
+                                 f"{self.time_field!r}, or a derived field above it); choose from {sorted(known)}")
+            seen[name] = "derived"
         for name in self.sensitive:
             if name in (self.id_field, self.key_field):
                 raise ValueError(f"sensitive: {name!r} is the id or key field, which lookups need in clear; remove it")
