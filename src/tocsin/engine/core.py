@@ -84,6 +84,8 @@ from tocsin.store.sql import Store
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: seconds without a batch before a stream counts as idle and its clock follows wall time (silences fall due)
+IDLE_AFTER = 5.0
 
 
 @dataclass
@@ -121,9 +123,12 @@ class Stream:
     clock_at: tuple[float, float] = (float("-inf"), 0.0)
 
     def idle_clock(self, now: float) -> float:
-        """The stream's event-time clock while no event arrives: its watermark plus the wall time since."""
+        """The stream's event-time clock while no event arrives: its watermark, plus the wall time since its last
+        batch once that is ``IDLE_AFTER`` seconds or more (an input is idle, not merely between two fetches of a
+        backlog: moving the clock then could call silent an entity whose readings are still queued)."""
         watermark, wall = self.clock_at
-        return watermark + max(0.0, now - wall)
+        idle = now - wall
+        return watermark + idle if idle >= IDLE_AFTER else watermark
 
     @property
     def dirty(self) -> bool:
