@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from tocsin.features.kernels import grow
 from tocsin.spec import SilenceSpec
 from tocsin.vocabulary import score_100
 
@@ -116,12 +117,6 @@ class SilenceWatch:
         self.state = np.empty((0, COLUMNS), dtype=np.float64)
         self.clock = -np.inf
 
-    def _grow(self, size: int) -> None:
-        if size > len(self.state):
-            grown = np.tile(_EMPTY, (max(size, 2 * len(self.state), 16), 1))
-            grown[: len(self.state)] = self.state
-            self.state = grown
-
     def observe(self, key_ids: np.ndarray, times: np.ndarray, keys) -> tuple[list[dict[str, Any]], list[str]]:
         """Fold a batch's (entity id, time) in; returns the silence anomalies it revealed (silences that
         began and ended inside it, and reminders of announced ones not yet due at the last clock) and the
@@ -129,7 +124,7 @@ class SilenceWatch:
         if not len(key_ids):
             return [], []
         key_ids = np.ascontiguousarray(key_ids, dtype=np.int64)
-        self._grow(int(key_ids.max()) + 1)
+        self.state = grow(self.state, int(key_ids.max()) + 1, _EMPTY)
         n = len(key_ids)
         kind, key, since, at, until = (np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n), np.empty(n), np.empty(n))
         marked = _observe(key_ids, np.ascontiguousarray(times, dtype=np.float64), self.state, self.spec.factor,
@@ -199,11 +194,6 @@ class SilenceWatch:
             "raw_score": silent_for / usual, "severity": self.severity, "detector": "silence", "fields": {}, "label": None,
             "explanation": [{"feature": "silence", "value": silent_for, "contribution": silent_for / usual, "text": text}],
         }
-
-    def silent(self, key_ids: np.ndarray | None = None) -> np.ndarray:
-        """Entity ids silent now (of ``key_ids``, or all)."""
-        silent = np.flatnonzero(~np.isnan(self.state[:, SILENT_SINCE]))
-        return silent if key_ids is None else np.intersect1d(silent, key_ids)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {"state": self.state.copy(), "clock": np.array(self.clock)}
