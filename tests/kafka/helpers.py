@@ -108,6 +108,34 @@ def kill_while_producing(start: Callable[[], subprocess.Popen], health: Path, pr
     return worker, done
 
 
+def run_with_kills(tmp: Path, brokers: str, names: dict[str, str], data: dict[str, Any], simulator: Any, events: int,
+                   rate: float, kills: int, rng: random.Random) -> int:
+    """Publish ``events`` (the first 20,000 at once, the rest at ``rate`` while the worker runs) and kill -9 a
+    worker at least ``kills`` times meanwhile (:func:`kill_while_producing`); returns once every partition's
+    checkpoint reached its last offset and the last incarnation stopped. Returns the number of kills."""
+    from tocsin.checkpoint import open_checkpoint_store
+    from tocsin.kafka.producer import produce_events
+
+    client = {"bootstrap.servers": brokers}
+    produce_events(client, names["topic"], simulator, 20_000)
+    producer = threading.Thread(target=produce_events, args=(client, names["topic"], simulator, events - 20_000),
+                                kwargs={"rate": rate, "start_position": 20_000})
+    source = kafka_source(brokers, names)
+    health = tmp / "health.json"
+    settings = StreamSettings(checkpoint_url=str(tmp / "ck"), health_path=health)
+    producer.start()
+    worker = None
+    try:
+        worker, done = kill_while_producing(lambda: start_worker(tmp, data, source, settings, "0"), health, producer, kills, rng)
+        producer.join()
+        wait_checkpointed(open_checkpoint_store(str(tmp / "ck"), data["name"]), last_offsets(brokers, names["topic"]), 180)
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
+    return done
+
+
 def wait_checkpointed(checkpoints, partitions: dict[str, int], timeout: float) -> None:
     """Until every partition's checkpoint reached its last offset (``{name: last_offset}``)."""
     deadline = time.monotonic() + timeout

@@ -5,30 +5,21 @@ on the alerts topic, whose records tell the stored alerts' story."""
 from __future__ import annotations
 
 import random
-import signal
-import threading
 
 import pytest
 
 from tocsin.alerting.outbox import delivery_rows
-from tocsin.checkpoint import open_checkpoint_store
-from tocsin.kafka.producer import produce_events
-from tocsin.spec import StreamSettings
 from tocsin.store.sql import Store
 
 from .helpers import (
     alert_records,
     alert_summary,
     check_topic_matches_store,
-    kafka_source,
-    kill_while_producing,
-    last_offsets,
+    run_with_kills,
     simulator,
     small_spec_data,
-    start_worker,
     stored_alerts,
     topics,
-    wait_checkpointed,
 )
 from .test_worker import assert_same, reference_run, stored_scores
 
@@ -44,26 +35,8 @@ def test_kill_9_at_random_points_changes_nothing(tmp_path, kafka_brokers):
     data["alerting"] = {"rules": [{"min_count": 3, "severity": "critical"}], "channels": {"db": {"kind": "store"}},
                         "routes": [{"match": {"severity": ["critical"]}, "channels": ["db"]}]}
     names = topics(kafka_brokers)
-    client = {"bootstrap.servers": kafka_brokers}
-    sim = simulator(data)
-    produce_events(client, names["topic"], sim, 20_000)
-    # the rest arrives while the worker is being killed, so kills land all along the stream
-    producer = threading.Thread(target=produce_events, args=(client, names["topic"], sim, EVENTS - 20_000),
-                                kwargs={"rate": 2_000, "start_position": 20_000})
-    source = kafka_source(kafka_brokers, names)
-    health = tmp_path / "health.json"
-    settings = StreamSettings(checkpoint_url=str(tmp_path / "ck"), health_path=health)
-    producer.start()
-    worker = None
-    try:
-        worker, kills = kill_while_producing(lambda: start_worker(tmp_path, data, source, settings, "0"), health, producer,
-                                             KILLS, random.Random(4))
-        producer.join()
-        wait_checkpointed(open_checkpoint_store(str(tmp_path / "ck"), data["name"]), last_offsets(kafka_brokers, names["topic"]), 180)
-    finally:
-        if worker is not None:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(30)
+    # the stream arrives while the worker is being killed, so kills land all along it
+    kills = run_with_kills(tmp_path, kafka_brokers, names, data, simulator(data), EVENTS, 2_000, KILLS, random.Random(4))
     assert kills >= KILLS
     got, rows = stored_scores(data["store"]["url"])
     assert rows == len(got), "no duplicate anomaly rows"

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import json
 import random
-import signal
-import threading
 import time
 
 import pytest
 import yaml
 
-from tocsin.checkpoint import open_checkpoint_store
 from tocsin.engine.worker import KafkaWorker
 from tocsin.kafka.producer import produce_events
 from tocsin.simulate.hosts import HostMetricsSimulator
@@ -23,12 +20,9 @@ from tocsin.store.sql import Store
 from .helpers import (
     alert_summary,
     kafka_source,
-    kill_while_producing,
-    last_offsets,
-    start_worker,
+    run_with_kills,
     stored_alerts,
     topics,
-    wait_checkpointed,
     worker_spec,
 )
 from .test_worker import assert_same, stored_scores
@@ -57,25 +51,8 @@ def hosts_spec_data(store_url: str, checkpoint_dir, **source) -> dict:
 def test_kill_9_ten_times_changes_no_series_anomaly_silence_or_alert(tmp_path, kafka_brokers):
     data = hosts_spec_data(f"sqlite:///{tmp_path}/store.db", tmp_path / "ck")
     names = topics(kafka_brokers)
-    client = {"bootstrap.servers": kafka_brokers}
     simulator = HostMetricsSimulator.from_spec(parse_spec(data).source)
-    produce_events(client, names["topic"], simulator, 20_000)
-    producer = threading.Thread(target=produce_events, args=(client, names["topic"], simulator, EVENTS - 20_000),
-                                kwargs={"rate": 2_500, "start_position": 20_000})
-    source = kafka_source(kafka_brokers, names)
-    health = tmp_path / "health.json"
-    settings = StreamSettings(checkpoint_url=str(tmp_path / "ck"), health_path=health)
-    producer.start()
-    worker = None
-    try:
-        worker, kills = kill_while_producing(lambda: start_worker(tmp_path, data, source, settings, "0"), health, producer,
-                                             KILLS, random.Random(7))
-        producer.join()
-        wait_checkpointed(open_checkpoint_store(str(tmp_path / "ck"), data["name"]), last_offsets(kafka_brokers, names["topic"]), 180)
-    finally:
-        if worker is not None:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(30)
+    kills = run_with_kills(tmp_path, kafka_brokers, names, data, simulator, EVENTS, 2_500, KILLS, random.Random(7))
     assert kills >= KILLS
     got, rows = stored_scores(data["store"]["url"])
     assert rows == len(got), "no duplicate anomaly rows"
