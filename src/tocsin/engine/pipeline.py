@@ -202,9 +202,8 @@ class Pipeline:
         #: entities that stop reporting (spec.silence.enabled), or None
         self.silence: SilenceWatch | None = None
         if spec.silence.enabled:
-            cutoffs = {"info": spec.threshold.value, "warning": spec.severity.warning, "critical": spec.severity.critical}
             noun = Words.of(spec.event_schema.key_field).entity
-            self.silence = SilenceWatch(spec.silence, noun, (spec.silence.severity, cutoffs[spec.silence.severity]))
+            self.silence = SilenceWatch(spec.silence, noun, (spec.silence.severity, spec.severity_cutoff(spec.silence.severity)))
 
     # --- inputs -------------------------------------------------------------
 

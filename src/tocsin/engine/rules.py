@@ -47,7 +47,6 @@ class PipelineRules:
     """The spec's rules, compiled against the pipeline's feature names."""
 
     def __init__(self, spec: PipelineSpec, feature_names: list[str]) -> None:
-        cutoffs = {"info": spec.threshold.value, "warning": spec.severity.warning, "critical": spec.severity.critical}
         self.rules: list[CompiledRule] = []
         for i, rule in enumerate(spec.rules):
             try:
@@ -59,7 +58,7 @@ class PipelineRules:
                 raise SpecError(f"invalid pipeline spec: rules.{i}.when names {unknown}, which no feature produces; "
                                 f"choose from {feature_names}")
             self.rules.append(CompiledRule(rule.name, rule.when, tree, columns, SEVERITY_ORDER[rule.severity],
-                                           cutoffs[rule.severity]))
+                                           spec.severity_cutoff(rule.severity)))
 
     def __bool__(self) -> bool:
         return bool(self.rules)

@@ -19,6 +19,7 @@ from tocsin.spec.features import FeatureSpec
 from tocsin.spec.runtime import CheckpointSpec, MetricsSpec, RegistrySpec, RunnerSpec, StoreSpec, StreamSettings
 from tocsin.spec.schema import AdmissionSpec, SchemaSpec
 from tocsin.spec.sources import FileSource, SourceSpec
+from tocsin.vocabulary import SEVERITY_ORDER, Severity
 
 
 class PipelineSpec(SpecModel):
@@ -129,6 +130,11 @@ class PipelineSpec(SpecModel):
                     raise ValueError(f"aggregate.metrics.{j}.where: {target!r} is not a declared {role} field; "
                                      f"add it to schema.{role}")
         return self
+
+    def severity_cutoff(self, severity: Severity) -> float:
+        """The calibrated score an anomaly of ``severity`` reaches at least: the threshold for info, else the
+        severity's cut-off (what a rule hit or a silence scores, so routes and thresholds keep their meaning)."""
+        return (self.threshold.value, self.severity.warning, self.severity.critical)[SEVERITY_ORDER[severity]]
 
     @model_validator(mode="after")
     def _retrain_has_what_it_needs(self) -> PipelineSpec:
