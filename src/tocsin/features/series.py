@@ -74,7 +74,7 @@ import numpy as np
 from tocsin.batch import EventBatch
 from tocsin.features.base import BatchKeys, FeatureOperator, FeatureOutput, format_number
 from tocsin.features.kernels import (
-    MAX_SUSTAINED, POOLED_COLUMNS, S_LEVEL, S_N, S_SPREAD, SERIES_COLUMNS, grow, series_update,
+    MAX_SUSTAINED, MEAN_ABS_TO_STD, POOLED_COLUMNS, S_LEVEL, S_N, S_SPREAD, SERIES_COLUMNS, grow, series_update,
 )  # fmt: skip
 
 SEASONS = {"none": 0, "daily": 1, "weekly": 2}
@@ -237,7 +237,7 @@ class SeriesModel(FeatureOperator):
         if self.metric_field is not None or key_id >= len(self._series) or self._series[key_id, S_N] == 0:
             return {}
         row = self._series[key_id]
-        return {f"{self.field}_level": float(row[S_LEVEL]), f"{self.field}_sigma": 1.2533 * float(row[S_SPREAD])}
+        return {f"{self.field}_level": float(row[S_LEVEL]), f"{self.field}_sigma": MEAN_ABS_TO_STD * float(row[S_SPREAD])}
 
     def describe(self, name: str, row: int, batch: EventBatch, output: FeatureOutput) -> str:
         metric = str(batch.categorical[self.metric_field][row]) if self.metric_field else self.field
