@@ -306,3 +306,18 @@ def test_a_huge_number_is_a_dead_letter_not_a_poisoned_state():
     assert batch.ids.tolist() == ["t0", "t2"]
     assert [(d.code, d.position) for d in dead] == [("out_of_range", 1)]
     assert "schema.max_abs_value" in dead[0].reason
+
+
+def test_a_line_holding_two_objects_or_half_of_one_is_malformed_whatever_the_batch():
+    """Decoding a batch as one joined array once read `{a}, {b}` / `{..."x": [1` / `2]}` as three valid rows."""
+    decoder = Decoder(SchemaSpec(key_field="card", numeric=["amount"]))
+    lines = [b'{"id":"a","card":"c","ts":1,"amount":1}, {"id":"b","card":"c","ts":1,"amount":1}',
+             b'{"id":"x","card":"c","ts":1,"amount":[1', b'2]}', b'{"id":"ok","card":"c","ts":2,"amount":3}']
+    for cut in range(len(lines) + 1):
+        parts = [part for part in (lines[:cut], lines[cut:]) if part]
+        ids, codes = [], []
+        for i, part in enumerate(parts):
+            batch, dead = decoder.decode_lines(part, np.arange(len(part)) + (cut if i else 0))
+            ids += batch.ids.tolist()
+            codes += [(letter.position, letter.code) for letter in dead]
+        assert ids == ["ok"] and sorted(codes) == [(0, "malformed"), (1, "wrong_type"), (2, "malformed")]

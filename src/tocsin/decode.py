@@ -17,7 +17,7 @@ Without a ``schema.id_field`` an event's id is ``"<source>:<position>"``: a
 replay of the same input gets the same ids, which the store absorbs.
 
 JSON is decoded by msgspec into a Struct type generated from the spec, the
-whole batch in one call; only when that fails is it decoded line by line to find
+whole batch in one call (``decode_lines``: one value per line); only when that fails is it decoded line by line to find
 the bad records, so the common case pays no per-record call overhead.
 """
 
@@ -127,7 +127,6 @@ class Decoder:
         self.source = source
         self._struct = _event_struct(schema)
         self._names: dict[str, str] = self._struct.__tocsin_names__  # type: ignore[attr-defined]
-        self._batch_decoder = msgspec.json.Decoder(list[self._struct])
         self._one_decoder = msgspec.json.Decoder(self._struct)
         self._time_scale = 0.001 if schema.time_format == "epoch_ms" else 1.0
 
@@ -150,8 +149,9 @@ class Decoder:
             lines = [lines[i] for i in keep]
             positions = positions[keep]
         try:
-            records = self._batch_decoder.decode(b"[" + b",".join(lines) + b"]") if lines else []
-            if len(records) != len(lines):  # an empty line, or one holding two objects: find it
+            # one value per line: a line holding two objects, or half of one, must fail, whatever the batch cut
+            records = self._one_decoder.decode_lines(b"\n".join(lines)) if lines else []
+            if len(records) != len(lines):  # an empty line, or one with a newline of its own (pretty JSON): line by line
                 raise msgspec.DecodeError("record count mismatch")
         except (msgspec.DecodeError, msgspec.ValidationError):
             records, good = [], []
