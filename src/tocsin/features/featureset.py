@@ -26,6 +26,7 @@ from tocsin.features.base import BatchKeys, FeatureOperator, FeatureOutput
 from tocsin.features.decayed import DecayedStats
 from tocsin.features.keys import KeyIndex
 from tocsin.features.labels import ConfirmedRisk
+from tocsin.features.navigation import Navigation
 from tocsin.features.novelty import Novelty
 from tocsin.features.recency import Recency
 from tocsin.features.series import SeriesModel
@@ -129,6 +130,9 @@ class FeatureSet:
             if isinstance(op, Novelty):
                 if op.field not in categorical:
                     categorical.append(op.field)
+            elif isinstance(op, Navigation):
+                if op.categorical_field not in categorical:
+                    categorical.append(op.categorical_field)
             elif getattr(op, "field", None) and op.field not in numeric:
                 numeric.append(op.field)
             if getattr(op, "lon_field", None) and op.lon_field not in numeric:
@@ -167,11 +171,14 @@ class FeatureSet:
                     season_memory=feature.season_memory, prior_weight=feature.prior_weight, clip_z=feature.clip_z,
                     shift_z=feature.shift_z, shift_after=feature.shift_after, min_rel_spread=feature.min_rel_spread, min_spread=feature.min_spread, slot=feature.slot,
                     sustained=feature.sustained, trend=feature.trend, stuck=feature.stuck, max_series=feature.max_series,
-                    this=this, possessive=possessive, siblings=_siblings(by, key_field),
+                    log_scale=feature.log_scale, seasonal=feature.seasonal, this=this, possessive=possessive, siblings=_siblings(by, key_field),
                 ))  # fmt: skip
             elif feature.kind == "travel":
                 operators.append(Travel(feature.lat_field, feature.lon_field, feature.min_seconds, by=by, this=this,
                                         possessive=possessive))
+            elif feature.kind == "navigation":
+                operators.append(Navigation(feature.page_field, feature.span, feature.max_gap, feature.rare_below, feature.min_known, by=by, this=this,
+                                            possessive=possessive))
             elif feature.kind == "confirmed":
                 operators.append(ConfirmedRisk(by=by, half_lives=feature.half_lives, this=this))
             else:  # pragma: no cover - the spec's discriminator admits no other kind
@@ -190,7 +197,9 @@ class FeatureSet:
 
     def batch_keys(self, batch: EventBatch) -> BatchKeys:
         """Interned ids of the batch's keys and categorical values (new ones are added)."""
-        ids = {name: self.interners[name].ids(batch.categorical[name]) for name in self.categorical_fields}
+        # the key field declared as a category too is read from the keys when a source gives it only there (simulators)
+        ids = {name: self.interners[name].ids(batch.categorical[name] if name in batch.categorical else batch.keys)
+               for name in self.categorical_fields}
         by = {ENTITY: self.interners[ENTITY].ids(batch.keys), GLOBAL: np.zeros(len(batch), dtype=np.int64), **ids}
         return BatchKeys(by=by, values=ids)
 

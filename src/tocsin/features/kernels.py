@@ -398,7 +398,7 @@ def _tail_z(log_p):
 
 @njit(cache=True, nogil=True)
 def series_update(
-    series_ids, group_ids, times, values, season, params,
+    series_ids, group_ids, times, values, seasons, params,
     series, day_off, day_cnt, day_spread, week_off, week_cnt, pooled,
     out_z, out_expected, out_sigma, out_n, out_slot, out_trend, out_stuck,
 ):  # fmt: skip
@@ -413,8 +413,8 @@ def series_update(
     With ``trend_slack`` > 0, ``out_trend`` is the larger (signed) of two one-sided CUSUMs of the profiled
     readings' z, each clipped to ``clip_z`` and less the slack: a slow drift (a memory leak) accumulates
     there long before any single reading stands out, while one blip adds at most ``clip_z`` - slack.
-    ``season``: 0 none, 1 slot of the day (``slot_seconds`` wide), 2 hour of the week (falling back to the
-    slot of the day until the week's hour has ``min_slot_readings``). ``out_slot`` says which profile
+    ``seasons[i]`` (per reading: a series keeps one): 0 none, 1 slot of the day (``slot_seconds`` wide), 2 hour of
+    the week (falling back to the slot of the day until the week's hour has ``min_slot_readings``). ``out_slot`` says which profile
     spoke (0, 1, 2). A series id of -1 is not modelled (past the budget): its outputs are 0 and ``out_n`` -1.
     A slot of the day also keeps its own spread (a slot where a nightly job starts or
     ends is noisier than the rest of the day), and the band is the wider of the series' and the slot's.
@@ -426,6 +426,7 @@ def series_update(
     warm = _touch_rows(series_ids, series)
     for i in range(series_ids.shape[0]):
         k = series_ids[i]
+        season = seasons[i]
         if k < 0:  # past the series budget: not modelled (the operator counts it)
             out_expected[i] = values[i]
             out_n[i] = -1.0

@@ -34,11 +34,24 @@ from tocsin.features.kernels import EMPTY_SLOT, grow, novelty_rehash, novelty_up
 MIN_TABLE_SIZE = 1024
 
 
-def _empty_table(size: int) -> np.ndarray:
-    """Rows [code, count]; code -1 marks an empty slot."""
+def empty_table(size: int) -> np.ndarray:
+    """An open-addressing table of rows [code, count]; code -1 marks an empty slot."""
     table = np.zeros((size, 2), dtype=np.int64)
     table[:, 0] = EMPTY_SLOT
     return table
+
+
+def reserved(table: np.ndarray, used: int, n_new: int) -> np.ndarray:
+    """``table``, or a rehashed one twice as large as needed, so that ``n_new`` more codes keep its load at most 1/2."""
+    size = len(table)
+    needed = used + n_new
+    if 2 * needed <= size:
+        return table
+    while 2 * needed > size:
+        size *= 2
+    bigger = empty_table(size)
+    novelty_rehash(table, bigger)
+    return bigger
 
 
 class Novelty(FeatureOperator):
@@ -78,22 +91,14 @@ class Novelty(FeatureOperator):
         self._distinct_name = f"{prefix}{field}_distinct"
         self._share_name = f"{prefix}{field}_share"
         self.names = [self._novel_name, self._seen_name, self._distinct_name, self._share_name]
-        self._table = _empty_table(MIN_TABLE_SIZE)
+        self._table = empty_table(MIN_TABLE_SIZE)
         self._used = np.zeros(1, dtype=np.int64)
         self._distinct = np.empty(0, dtype=np.int64)
         self._totals = np.empty(0, dtype=np.int64)
 
     def _reserve(self, n_new: int) -> None:
         """Grow the table so that ``n_new`` more pairs keep its load at most 1/2."""
-        size = len(self._table)
-        needed = int(self._used[0]) + n_new
-        if 2 * needed <= size:
-            return
-        while 2 * needed > size:
-            size *= 2
-        table = _empty_table(size)
-        novelty_rehash(self._table, table)
-        self._table = table
+        self._table = reserved(self._table, int(self._used[0]), n_new)
 
     def transform_update(self, batch: EventBatch, keys: BatchKeys) -> FeatureOutput:
         key_ids = np.ascontiguousarray(keys.by[self.by], dtype=np.int64)

@@ -67,14 +67,28 @@ Cost: 17 floats per series, plus 3 per slot of the day with ``season: daily``
 
 from __future__ import annotations
 
+import fnmatch
 import time
 
 import numpy as np
 
 from tocsin.batch import EventBatch
-from tocsin.features.base import BatchKeys, FeatureOperator, FeatureOutput, format_number
+from tocsin.features.base import (
+    BatchKeys,
+    FeatureOperator,
+    FeatureOutput,
+    format_number,
+)
 from tocsin.features.kernels import (
-    MAX_SUSTAINED, MEAN_ABS_TO_STD, POOLED_COLUMNS, S_LEVEL, S_N, S_SPREAD, SERIES_COLUMNS, grow, series_update,
+    MAX_SUSTAINED,
+    MEAN_ABS_TO_STD,
+    POOLED_COLUMNS,
+    S_LEVEL,
+    S_N,
+    S_SPREAD,
+    SERIES_COLUMNS,
+    grow,
+    series_update,
 )  # fmt: skip
 
 SEASONS = {"none": 0, "daily": 1, "weekly": 2}
@@ -131,6 +145,8 @@ class SeriesModel(FeatureOperator):
         trend: bool = False,
         stuck: bool = False,
         max_series: int | None = None,
+        log_scale: list[str] | tuple[str, ...] = (),
+        seasonal: list[str] | tuple[str, ...] | None = None,
         this: str = "this key",
         possessive: str = "this key's",
         siblings: str = "others",
@@ -147,6 +163,12 @@ class SeriesModel(FeatureOperator):
                 raise ValueError(f"{name} must be positive, got {value}")
         self.field = field
         self.by = by
+        #: metric name patterns modelled on a log scale, and each metric name's verdict (names repeat)
+        self.log_scale = tuple(log_scale)
+        self._logged: dict[str, bool] = {}
+        #: metric name patterns that follow ``season`` (None: all); the others are modelled without one
+        self.seasonal = None if seasonal is None else tuple(seasonal)
+        self._seasonal: dict[str, bool] = {}
         self.metric_field = metric_field
         self.season = season
         self.this = this
@@ -215,6 +237,7 @@ class SeriesModel(FeatureOperator):
         n = len(batch)
         out = {part: np.zeros(n, dtype=np.float64) for part in ("surprise", "trend", "stuck", *self._context)}
         if n:
+            values, logged = self._modelled_values(batch)
             series_ids, group_ids = self._series_ids(keys)
             self._seen = max(self._seen, int(series_ids.max()) + 1)
             if self.max_series is not None and self._seen > self.max_series:
@@ -223,21 +246,69 @@ class SeriesModel(FeatureOperator):
             series_update(
                 series_ids, group_ids,
                 np.ascontiguousarray(batch.times, dtype=np.float64),
-                np.ascontiguousarray(batch.numeric[self.field], dtype=np.float64),
-                SEASONS[self.season], self._params,
+                values,
+                self._seasons(batch), self._params,
                 self._series, *self._day, *self._week, self._pooled,
                 out["surprise"], out["expected"], out["sigma"], out["readings"], out["profile"], out["trend"], out["stuck"],
             )  # fmt: skip
+            if logged is not None and logged.any():  # the band back in the metric's unit (explanations, dashboard)
+                centre, spread = out["expected"][logged], out["sigma"][logged]
+                low, high = np.expm1(centre - 2 * spread), np.expm1(centre + 2 * spread)
+                out["expected"][logged] = (low + high) / 2
+                out["sigma"][logged] = (high - low) / 4
         columns = {self._column: out["surprise"], self._trend: out["trend"], self._stuck: out["stuck"]}
         return FeatureOutput(columns={name: columns[name] for name in self.names},
                              context={self._context[part]: out[part] for part in self._context})
+
+    def is_logged(self, metric: str) -> bool:
+        """Whether ``metric`` is modelled as log(1 + value) (``log_scale``)."""
+        verdict = self._logged.get(metric)
+        if verdict is None:
+            verdict = self._logged[metric] = any(fnmatch.fnmatchcase(metric, pattern) for pattern in self.log_scale)
+        return verdict
+
+    def _seasons(self, batch: EventBatch) -> np.ndarray:
+        """Each reading's season code: ``season`` for the ``seasonal`` metrics (all by default), else none."""
+        season = np.full(len(batch), SEASONS[self.season], dtype=np.int64)
+        if self.seasonal is None or self.season == "none":
+            return season
+        if self.metric_field is None:
+            follows = np.full(len(batch), self._follows(self.field))
+        else:
+            names, index = np.unique(batch.categorical[self.metric_field].astype(str), return_inverse=True)
+            follows = np.array([self._follows(name) for name in names.tolist()], dtype=bool)[index]
+        season[~follows] = SEASONS["none"]
+        return season
+
+    def _follows(self, metric: str) -> bool:
+        verdict = self._seasonal.get(metric)
+        if verdict is None:
+            verdict = self._seasonal[metric] = any(fnmatch.fnmatchcase(metric, p) for p in self.seasonal or ())
+        return verdict
+
+    def _modelled_values(self, batch: EventBatch) -> tuple[np.ndarray, np.ndarray | None]:
+        """The readings as the model sees them: log(1 + value) for the ``log_scale`` metrics (negatives as 0),
+        and which rows those are (None: no such metric)."""
+        values = np.array(batch.numeric[self.field], dtype=np.float64)
+        if not self.log_scale:
+            return values, None
+        if self.metric_field is None:
+            logged = np.full(len(values), self.is_logged(self.field))
+        else:
+            names, index = np.unique(batch.categorical[self.metric_field].astype(str), return_inverse=True)
+            logged = np.array([self.is_logged(name) for name in names.tolist()], dtype=bool)[index]
+        values[logged] = np.log1p(np.maximum(values[logged], 0.0))
+        return values, logged
 
     def key_state(self, key_id: int) -> dict[str, float]:
         """Level and standard deviation of entity ``key_id``'s series (wide format; {} for long)."""
         if self.metric_field is not None or key_id >= len(self._series) or self._series[key_id, S_N] == 0:
             return {}
         row = self._series[key_id]
-        return {f"{self.field}_level": float(row[S_LEVEL]), f"{self.field}_sigma": MEAN_ABS_TO_STD * float(row[S_SPREAD])}
+        level, sigma = float(row[S_LEVEL]), MEAN_ABS_TO_STD * float(row[S_SPREAD])
+        if self.log_scale and self.is_logged(self.field):  # modelled as log(1 + value): back in the field's unit
+            level, sigma = float(np.expm1(level)), float((np.expm1(level + sigma) - np.expm1(level - sigma)) / 2)
+        return {f"{self.field}_level": level, f"{self.field}_sigma": sigma}
 
     def describe(self, name: str, row: int, batch: EventBatch, output: FeatureOutput) -> str:
         metric = str(batch.categorical[self.metric_field][row]) if self.metric_field else self.field
@@ -271,7 +342,7 @@ class SeriesModel(FeatureOperator):
             return (f"{metric} {format_number(x, 4)} {direction} steadily ({format_number(abs(output.columns[name][row]))} "
                     f"sigma accumulated) vs {self.possessive} usual {band}{when}")
         cold = f" (cold start: {readings} readings)" if readings < self._params[3] else ""
-        if not profile and self.season != "none":
+        if not profile and self.season != "none" and (self.seasonal is None or self._follows(metric)):
             cold += " (no profile for this hour yet)"
         return f"{metric} {format_number(x, 4)} vs {self.possessive} usual {band}{when}{cold}"
 

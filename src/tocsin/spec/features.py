@@ -91,6 +91,11 @@ class SeriesFeature(_FeatureBase):
                         "which finds slow drifts (a memory leak) long before a single reading stands out")
     stuck: bool = Field(False, description="also output {field}_stuck: k equal readings in a row, as rare as the series "
                         "makes them, on the surprise scale (a sensor frozen on its last value)")
+    log_scale: list[str] = Field(default_factory=list, description="metrics modelled as log(1 + value), explained in "
+                                 "their own unit: counts and durations, whose noise and seasons scale with them (names "
+                                 "or patterns like '*.distinct'; wide events: the field's name, or '*'); values must be >= 0")
+    seasonal: list[str] | None = Field(None, description="long events: the metrics that follow `season` (names or patterns); "
+                                       "the others are modelled without one (null: every metric)")
     max_series: int | None = Field(None, ge=1, description="memory budget: series past this many (in order of first reading) "
                                    "are not modelled, score 0 and are counted (gauge tocsin_series_unmodelled); null: no limit")
     season_memory: float = Field(2.0, gt=0, description="half-life of the seasonal profile, in visits to each hour (days or weeks)")
@@ -119,6 +124,20 @@ class TravelFeature(_FeatureBase):
     min_seconds: Duration = Field(60.0, description="the gap between two events is at least this when the speed is computed")
 
 
+class NavigationFeature(_FeatureBase):
+    """Regularity of the key's pace (``gap_log_std``, ``gaps``) and the share of its recent steps between values of
+    a categorical ``page_field`` (page to page) that almost no one took before (``{page_field}_rare_step_share``,
+    ``{page_field}_known_steps``): bots with an inhuman cadence, and page sequences no person follows."""
+
+    kind: Literal["navigation"]
+    page_field: str = Field(description="the declared categorical field whose steps are judged (the page's route, not a full URL)")
+    span: int = Field(10, ge=2, le=1000, description="recent gaps and steps the spread and the share weigh (exponentially)")
+    max_gap: Duration = Field(1_800.0, description="a longer gap between two events of the key starts a new visit: neither a gap nor a step")
+    rare_below: int = Field(2, ge=1, description="a step every key together took fewer times than this before is rare")
+    min_known: int = Field(5, ge=0, description="steps from a page every key together left fewer times than this before "
+                           "are not judged (its links are not known yet)")
+
+
 class ValueFeature(SpecModel):
     """A numeric field passed through, optionally as log1p of its magnitude."""
 
@@ -128,6 +147,7 @@ class ValueFeature(SpecModel):
 
 
 FeatureSpec = Annotated[
-    Union[WindowFeature, DecayedStatsFeature, RecencyFeature, VelocityFeature, NoveltyFeature, ConfirmedFeature, SeriesFeature, TravelFeature, ValueFeature],
+    Union[WindowFeature, DecayedStatsFeature, RecencyFeature, VelocityFeature, NoveltyFeature, ConfirmedFeature, SeriesFeature, TravelFeature,
+          NavigationFeature, ValueFeature],
     Field(discriminator="kind"),
 ]
