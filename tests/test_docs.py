@@ -6,6 +6,8 @@ import pytest
 
 from tocsin import spec
 from tocsin.spec.aggregate import AggregateSpec, MetricSpec
+from tocsin.spec.features import NavigationFeature
+from tocsin.spec.quality import QualitySpec
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "spec.md").read_text()
 MODELS = [
@@ -13,6 +15,7 @@ MODELS = [
     spec.RecencyFeature, spec.VelocityFeature, spec.NoveltyFeature, spec.ConfirmedFeature, spec.SeriesFeature, spec.TravelFeature, spec.ValueFeature, spec.DetectorSpec,
     spec.CalibrationSpec, spec.ThresholdSpec, spec.SeveritySpec, spec.StoreSpec, spec.CheckpointSpec, spec.RunnerSpec,
     spec.StreamSettings, spec.MetricsSpec, spec.RegistrySpec, spec.DriftSpec, spec.SupervisedSpec, spec.SilenceSpec, spec.RuleSpec, AggregateSpec, MetricSpec,
+    QualitySpec, NavigationFeature,
 ]
 
 

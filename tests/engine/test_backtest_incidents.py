@@ -67,7 +67,7 @@ def test_the_cli_reports_incident_figures_per_kind(fleet, cli_report):
 
 
 def test_silent_hosts_are_caught_by_silence_anomalies_without_any_event(fleet, cli_report):
-    """A silent host has no reading to label or score: only the silence watch (ScoredBatch.silences)
+    """A silent host has no reading to label or score: only the silence watch (ScoredBatch.notices)
     catches it, and the backtest collects those during the replay."""
     data, incidents = fleet
     report, _ = cli_report

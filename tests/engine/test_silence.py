@@ -50,7 +50,7 @@ def run(spec, rows, cuts, state_at=None):
         records = [{"id": f"r{i + j}", "host": h, "ts": t, "cpu": 20.0, "memory": 50.0, "net_mbps": 10.0,
                     "rack": "r1", "role": "web"} for j, (t, h) in enumerate(chunk)]
         scored = pipeline.process_records(records, source="test")
-        found.update({a["event_id"]: (a["entity"], a["event_time"]) for a in scored.silences})
+        found.update({a["event_id"]: (a["entity"], a["event_time"]) for a in scored.notices})
         back += scored.returned
         i += size
         c += 1

@@ -50,10 +50,10 @@ class LiveView:
                     "truth": None if events.labels is None else int(events.labels[row]),
                 }
             )
-        for silence in scored.silences:  # an entity gone quiet: an anomaly with no event
-            self.alerts.appendleft({"time": float(silence["event_time"]), "entity": str(silence["entity"]),
-                                    "score": float(silence["score_100"]), "severity": silence["severity"],
-                                    "why": "; ".join(item["text"] for item in silence["explanation"]), "truth": None})
+        for notice in scored.notices:  # an anomaly with no event: an entity gone quiet, a schema change
+            self.alerts.appendleft({"time": float(notice["event_time"]), "entity": str(notice["entity"]),
+                                    "score": float(notice["score_100"]), "severity": notice["severity"],
+                                    "why": "; ".join(item["text"] for item in notice["explanation"]), "truth": None})
         types = next((events.extra[name] for name in self.words.label_kinds if name in events.extra), None)
         if types is not None and scored.scored is not None:
             rows = scored.scored & (events.labels == 1) if events.labels is not None else scored.scored

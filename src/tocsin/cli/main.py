@@ -19,6 +19,7 @@ from tocsin.cli.common import console, load_spec_or_exit, write_json
 from tocsin.cli.serve import keys_create_command, serve_command
 from tocsin.cli.stream import produce_command, run_workers
 from tocsin.cli.train import train_command
+from tocsin.durations import format_duration
 from tocsin.vocabulary import Words
 
 app = typer.Typer(help="tocsin: real-time anomaly detection over event streams.", no_args_is_help=True, add_completion=False)
@@ -43,11 +44,17 @@ class DemoScenario(str, Enum):
     hosts = "hosts"
     requests = "requests"
     sensors = "sensors"
+    logins = "logins"
+    behaviour = "behaviour"
+    retail = "retail"
+    quality = "quality"
 
 
 #: each demo's subject (its title) and the simulator field that says how many entities it simulates
 DEMO_SUBJECTS = {DemoScenario.transactions: ("card transactions", "users"), DemoScenario.hosts: ("host metrics", "hosts"),
-                 DemoScenario.requests: ("request logs", "services"), DemoScenario.sensors: ("sensor readings", "sensors")}
+                 DemoScenario.requests: ("request logs", "services"), DemoScenario.sensors: ("sensor readings", "sensors"),
+                 DemoScenario.logins: ("logins and access", "accounts"), DemoScenario.behaviour: ("page views", "visitors"),
+                 DemoScenario.retail: ("store sales", "stores"), DemoScenario.quality: ("table loads", "tables")}
 
 
 class SimulateScenario(str, Enum):
@@ -57,6 +64,10 @@ class SimulateScenario(str, Enum):
     hosts = "hosts"
     requests = "requests"
     sensors = "sensors"
+    logins = "logins"
+    behaviour = "behaviour"
+    retail = "retail"
+    quality = "quality"
 
 
 def _summary_table(summary: dict[str, Any], title: str) -> Table:
@@ -85,8 +96,11 @@ def _incident_table(report: dict[str, Any]) -> Table:
     def pct(value: Any) -> str:
         return "–" if value is None else f"{100 * value:.1f} %"
 
-    caption = (f"caught: an anomaly (silences count) on its entities within {scope['catch_within_s']:g} s of its start; "
-               f"detected: one by its end; delays from its start, over the detected.\n"
+    bucket = scope.get("bucket_s") or 0
+    covers = (f" (a reading covers its {format_duration(bucket)} bucket: the one holding the start counts, and delays run "
+              "to its end)") if bucket else ""
+    caption = (f"caught: an anomaly (silences and schema changes count) on its entities within {scope['catch_within_s']:g} s "
+               f"of its start{covers}; detected: one by its end; delays from its start, over the detected.\n"
                f"{scope['alerts']:,} alerts, {scope['entities']:,} entities, {scope['days']:g} days: "
                f"incident precision {pct(report['incident_precision'])}, "
                f"false alerts per 100 entities per day {number(report['false_alerts_per_100_entities_per_day'])}, "
@@ -150,19 +164,26 @@ def demo(
     scenario: DemoScenario = typer.Option(DemoScenario.transactions, help="transactions: card payments with fraud; hosts: host "
                                           "metrics (cpu, memory, network) with incidents; requests: microservice request logs "
                                           "with incidents, as per-service readings each minute; sensors: IoT sensor readings "
-                                          "(temperature, vibration) with incidents"),
+                                          "(temperature, vibration) with incidents; logins: login and access events with attacks; "
+                                          "behaviour: a shop's page views with bots; retail: store sales with incidents; quality: "
+                                          "hourly table loads with data-quality incidents"),
     events: Optional[int] = typer.Option(None, help="stop after this many events (default: run until Ctrl-C)"),
     rate: float = typer.Option(20_000, help="events per second the simulator feeds (0 = as fast as possible)"),
     users: Optional[int] = typer.Option(None, min=1, help="transactions: simulated cards [default: the spec's, 5,000]"),
     hosts: Optional[int] = typer.Option(None, min=1, help="hosts: simulated hosts, one reading each a minute [default: the spec's, 200]"),
     services: Optional[int] = typer.Option(None, min=1, help="requests: simulated services [default: the spec's, 20]"),
     sensors: Optional[int] = typer.Option(None, min=1, help="sensors: simulated sensors, one reading each 10 s [default: the spec's, 40]"),
+    accounts: Optional[int] = typer.Option(None, min=10, help="logins: simulated accounts [default: the spec's]"),
+    visitors: Optional[int] = typer.Option(None, min=10, help="behaviour: people browsing in a day [default: the spec's]"),
+    stores: Optional[int] = typer.Option(None, min=1, help="retail: simulated stores [default: the spec's]"),
+    tables: Optional[int] = typer.Option(None, min=1, help="quality: simulated tables [default: the spec's]"),
     seed: int = typer.Option(7, help="simulator seed: the same seed gives the same stream"),
     state_dir: Path = typer.Option(Path(".tocsin/demo"), help="where the demo keeps its store and checkpoints (cleared at start)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the summary to this file"),
     api_port: int = typer.Option(8000, help="serve the API and live dashboard on 127.0.0.1 at this port (0: off)"),
 ) -> None:
-    """A simulated stream (card transactions by default; host metrics, request logs or sensor readings with --scenario) →
+    """A simulated stream (card transactions by default; host metrics, request logs, sensor readings, logins, page views,
+    store sales or table loads with --scenario) →
     the scenario's reference pipeline → SQLite store, with a live view and dashboard; Ctrl-C to stop."""
     from tocsin.engine.runner import Runner
     from tocsin.sources.simulator import SimulatorSource
@@ -170,7 +191,8 @@ def demo(
 
     subject, count_field = DEMO_SUBJECTS[scenario]
     spec = load_spec_or_exit(SPECS / f"{scenario.value}.yaml")
-    count = {"users": users, "hosts": hosts, "services": services, "sensors": sensors}[count_field]
+    count = {"users": users, "hosts": hosts, "services": services, "sensors": sensors, "accounts": accounts, "visitors": visitors,
+             "stores": stores, "tables": tables}[count_field]
     source_spec = spec.source.model_copy(update={count_field: count if count is not None else getattr(spec.source, count_field), "seed": seed})
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -186,6 +208,8 @@ def demo(
     if spec.aggregate is not None:  # request logs become readings, one per service per minute
         every = "minute" if spec.aggregate.every == 60 else f"{spec.aggregate.every:g} s"
         rows = f"readings (one per {words.entity} per {every})"
+    elif spec.quality is not None:  # table rows become readings of their health, one per measure per table per hour
+        rows = f"readings (one per measure per {words.entity} per {format_duration(spec.quality.every)})"
     console.print(
         f"[b]tocsin demo[/]: {getattr(source_spec, count_field):,} simulated {words.entities}, {words.labels} injected after "
         f"day {source_spec.warmup_days:g}; the detector trains on the first {spec.detector.warmup_events:,} {rows}, then scores live. "
@@ -328,14 +352,18 @@ def simulate(
     services: int = typer.Option(20, min=1, help="requests: simulated services"),
     request_rate: float = typer.Option(0.8, min=0.001, max=1_000.0, help="requests: requests per second of a typical service at its weekday peak"),
     sensors: int = typer.Option(40, min=1, help="sensors: simulated sensors (one reading each 10 s)"),
-    incident_rate: Optional[float] = typer.Option(None, min=0.0, max=10.0, help="hosts, requests, sensors: incidents per entity per day "
-                                                  "after the first day [default: 0.03 per host, 0.25 per service, 0.1 per sensor]"),
+    accounts: int = typer.Option(2_000, min=10, help="logins: user accounts"),
+    visitors: int = typer.Option(1_000, min=10, help="behaviour: people browsing the site in a day"),
+    stores: int = typer.Option(20, min=1, help="retail: stores"),
+    tables: int = typer.Option(12, min=1, help="quality: tables loading a batch of rows each hour (JSON lines only)"),
+    incident_rate: Optional[float] = typer.Option(None, min=0.0, max=10.0, help="every scenario but transactions: incidents per entity "
+                                                  "per day after the first day [default: the scenario's, e.g. 0.03 per host]"),
     seed: int = typer.Option(7),
 ) -> None:
     """Write a labelled dataset to a file: card transactions (is_fraud, fraud_type), or host metrics, request logs
     or sensor readings (is_incident, incident; the incident table goes to OUT.incidents.json)."""
     from tocsin.sources.file import infer_format
-    from tocsin.simulate import HostMetricsSimulator, RequestLogSimulator, SensorSimulator, TransactionSimulator, write_events
+    from tocsin.simulate import TransactionSimulator, simulator_class, write_events
     from tocsin.simulate.daily import write_fields
 
     try:
@@ -346,18 +374,30 @@ def simulate(
     out.parent.mkdir(parents=True, exist_ok=True)
     fmt = "jsonl" if fmt == "json" else fmt
     if scenario is not SimulateScenario.transactions:
-        simulator_class, params = {
-            SimulateScenario.hosts: (HostMetricsSimulator, {"hosts": hosts}),
-            SimulateScenario.requests: (RequestLogSimulator, {"services": services, "request_rate": request_rate}),
-            SimulateScenario.sensors: (SensorSimulator, {"sensors": sensors}),
+        params: dict[str, float] = {
+            SimulateScenario.hosts: {"hosts": hosts},
+            SimulateScenario.requests: {"services": services, "request_rate": request_rate},
+            SimulateScenario.sensors: {"sensors": sensors},
+            SimulateScenario.logins: {"accounts": accounts},
+            SimulateScenario.behaviour: {"visitors": visitors},
+            SimulateScenario.retail: {"stores": stores},
+            SimulateScenario.quality: {"tables": tables},
         }[scenario]
         if incident_rate is not None:
             params["incident_rate"] = incident_rate
-        incident_simulator = simulator_class(**params, seed=seed)
+        incident_simulator = simulator_class(scenario.value)(**params, seed=seed)
         batch = incident_simulator.generate(events)
-        write_fields(batch, incident_simulator.FIELDS, out, fmt)
+        if hasattr(incident_simulator, "write"):  # rows that change shape (quality) are written as they are
+            try:
+                incident_simulator.write(batch, out, fmt)
+            except ValueError as error:
+                console.print(f"[red]{error}[/]")
+                raise typer.Exit(2) from None
+        else:
+            write_fields(batch, incident_simulator.FIELDS, out, fmt)
         incidents_path = Path(f"{out}.incidents.json")
-        span = (float(batch.times[0]), float(batch.times[-1])) if len(batch) else (incident_simulator.start_time,) * 2
+        # the first and last event time (a stream in load order, quality's, is not in time order)
+        span = (float(batch.times.min()), float(batch.times.max())) if len(batch) else (incident_simulator.start_time,) * 2
         # every incident that starts by the last event (times have millisecond resolution)
         table = incident_simulator.incidents(span[1] + 0.001) if len(batch) else []
         incidents_path.write_text(json.dumps({"from": span[0], "to": span[1], "events": len(batch), "incidents": table}, indent=1) + "\n")

@@ -61,6 +61,7 @@ def backtest(
     incidents: list[dict[str, Any]] | None = None,
     catch_within: float = 300.0,
     warmup_days: float = 0.0,
+    bucket: float | None = None,
 ) -> dict[str, Any]:
     """Replay ``path`` through the pipeline from a fresh state and report quality and speed.
 
@@ -73,7 +74,9 @@ def backtest(
     the incident-level figures of :mod:`tocsin.engine.incidents`: per kind incidents caught within
     ``catch_within`` seconds of their start and the detection delay, incident precision of the
     replay's grouped alerts, false alerts per 100 entities per day and VUS-PR, over the span from
-    ``warmup_days`` after the first event on. Silence anomalies, which have no event, count."""
+    ``warmup_days`` after the first event on. Silence anomalies, which have no event, count. A pipeline
+    that turns events into readings (``aggregate:``, ``quality:``) has each reading, timed at its
+    bucket's start, cover its bucket (``bucket``: that width; None: the spec's, 0: none)."""
     spec = with_file_source(spec, path, label_column)
     rows = ScoredRows()
     delayed = DelayedLabels(label_delay)
@@ -110,11 +113,12 @@ def backtest(
         report[f"final_{test_days:g}d"] = {**ranking_metrics(table["label"][final], table["score"][final]),
                                            **daily_top_k({k: v[final] for k, v in table.items()}, top_k)}
     if seen is not None and seen.first_time is not None:
-        anomalies = AnomalyTimes([*table["entity"][table["is_anomaly"]], *seen.silence_entities],
-                                 [*table["event_time"][table["is_anomaly"]], *seen.silence_times])
-        report["silence_anomalies"] = len(seen.silence_times)
+        anomalies = AnomalyTimes([*table["entity"][table["is_anomaly"]], *seen.notice_entities],
+                                 [*table["event_time"][table["is_anomaly"]], *seen.notice_times])
+        report["silence_anomalies"] = len(seen.notice_times)
         report.update(evaluate(incidents, anomalies, replay_alerts(store, spec.name), table, seen.entities,
-                               seen.first_time, seen.last_time, catch_within, warmup_days))
+                               seen.first_time, seen.last_time, catch_within, warmup_days,
+                               reading_bucket(spec) if bucket is None else bucket))
     if scores_path is not None:
         write_scores(table, Path(scores_path), label_delay)
         report["scores_file"] = str(scores_path)
@@ -133,8 +137,8 @@ class SeenEntities:
         self.entities: set[str] = set()
         self.first_time: float | None = None
         self.last_time: float | None = None
-        self.silence_entities: list[str] = []
-        self.silence_times: list[float] = []
+        self.notice_entities: list[str] = []
+        self.notice_times: list[float] = []
 
     def add(self, scored: ScoredBatch) -> None:
         events = scored.events
@@ -143,22 +147,36 @@ class SeenEntities:
             lo, hi = float(np.min(events.times)), float(np.max(events.times))
             self.first_time = lo if self.first_time is None else min(self.first_time, lo)
             self.last_time = hi if self.last_time is None else max(self.last_time, hi)
-        for row in scored.silences:
-            self.silence_entities.append(str(row["entity"]))
-            self.silence_times.append(float(row["event_time"]))
+        for row in scored.notices:
+            self.notice_entities.append(str(row["entity"]))
+            self.notice_times.append(float(row["event_time"]))
+
+
+def reading_bucket(spec: PipelineSpec) -> float:
+    """The width of the buckets a pipeline's readings stand for (timed at the bucket's start): its
+    ``aggregate.every`` or ``quality.every``; 0 when it scores events one by one."""
+    if spec.aggregate is not None:
+        return float(spec.aggregate.every)
+    if spec.quality is not None:
+        return float(spec.quality.every)
+    return 0.0
 
 
 def replay_alerts(store: Store, pipeline: str) -> list[Alert]:
-    """The replay's grouped alerts (from its store), suppressed repeats left out: they reach nobody."""
+    """The replay's grouped alerts (from its store), suppressed repeats left out: they reach nobody. With
+    ``alerting.group_by`` each lists its members (the event entities it grouped)."""
     from sqlalchemy import select
 
     from tocsin.alerting.tables import alert_details
     from tocsin.store.tables import alerts
 
-    statement = (select(alerts.c.entity, alert_details.c.window_start, alert_details.c.last_event_time)
+    statement = (select(alerts.c.entity, alert_details.c.window_start, alert_details.c.last_event_time,
+                        alert_details.c.attributes)
                  .join(alert_details, (alert_details.c.pipeline == alerts.c.pipeline) & (alert_details.c.alert_key == alerts.c.alert_key))
                  .where(alerts.c.pipeline == pipeline, alert_details.c.suppressed.is_(False)))
-    return [Alert(str(row["entity"]), float(row["window_start"]), float(row["last_event_time"])) for row in store.fetch(statement)]
+    return [Alert(str(row["entity"]), float(row["window_start"]), float(row["last_event_time"]),
+                  tuple(str(m) for m in ((row["attributes"] or {}).get("members") or ())))
+            for row in store.fetch(statement)]
 
 
 class DelayedLabels:

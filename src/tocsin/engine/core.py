@@ -291,13 +291,17 @@ class DriverCore:
                     if not stream.between_batches:
                         continue
                     stream.position = max(stream.position, raw.next_position - 1)
-                    watermark = stream.idle_clock(time.time())
-                    scored = stream.pipeline.idle(watermark)  # silence deadlines that fell due while idle
+                    if raw.ended:
+                        watermark = stream.pipeline.clock
+                        scored = stream.pipeline.finish()  # the input ended: its open buckets close as they are
+                    else:
+                        watermark = stream.idle_clock(time.time())
+                        scored = stream.pipeline.idle(watermark)  # silence deadlines that fell due while idle
                     if scored is None:
                         continue
                 else:
                     scored = stream.pipeline.process_raw(raw, stream.source)
-                    watermark = stream.pipeline.admission.watermark
+                    watermark = stream.pipeline.clock
                     stream.clock_at = (watermark, time.time())
                 stream.between_batches = False
                 outputs = stream.alerts.prepare(scored, watermark, self.sealer)

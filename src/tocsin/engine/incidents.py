@@ -4,7 +4,7 @@ For series use cases (hosts, services, sensors) one incident covers many reading
 entities, and a host gone silent has no reading at all; per-reading precision and recall miscount
 all of that, and point-adjusted F1 (a whole labelled range counted as found when one reading in it
 is flagged) rewards a detector that fires once per incident by luck. Given the incident table (each
-``{kind, entity, hosts | entities, start, end}``, as ``tocsin simulate`` writes it to
+``{kind, entity, hosts | entities, ips?, start, end}``, as ``tocsin simulate`` writes it to
 ``OUT.incidents.json``) this module reports, per incident kind:
 
 * **caught / recall**: incidents with an anomaly (a scored event over the threshold, or a silence
@@ -25,6 +25,23 @@ and over all kinds:
 Only incidents starting, and alerts opening, inside the evaluated span count: from ``warmup_days``
 after the first event (and never before the first scored event: the pipeline's own warm-up) to the
 last event. Alerts of non-entities (drift alerts are about ``model``) are left out.
+
+**Alerts grouped by another field** (``alerting.group_by``, e.g. ``ip``): such an alert is keyed by the
+field's value (the attacker's IP) and lists the event entities it grouped (the accounts, its
+``members``). It counts, and is about an incident, when its key or any of its members is one of the
+incident's entities, or one of the incident's ``ips`` when the row lists them (the logins simulator
+does). Only the first members an alert stored (at most 100) are known.
+
+**Bucketed readings** (pipelines with ``aggregate:`` or ``quality:``; ``bucket`` is the bucket width,
+``aggregate.every`` or ``quality.every``): a reading is timed at its bucket's start ``b`` and covers
+``[b, b + bucket)``, and so does every anomaly of such a pipeline (a silence or schema-change anomaly is
+timed on the readings' clock too). An anomaly at ``t`` catches an incident when ``[t, t + bucket)``
+meets ``(start, start + catch_within]``: an incident is caught *within its first bucket* when the
+reading of the bucket holding its start is anomalous (not the bucket before it: a whole bucket early is no catch), even
+though that reading's time ``b`` is before the start. The detection delay of such an anomaly is counted
+to its bucket's end ``t + bucket`` (the earliest the reading could be known), so it is never negative. An alert, from its first anomaly at ``t0`` to its last at ``t1``, covers ``[t0, t1 + bucket)``
+and is about an incident when that meets the incident's window. The evaluated span ends at the last
+reading's bucket end. With ``bucket`` 0 (events scored one by one) every figure is as without it.
 """
 
 from __future__ import annotations
@@ -52,11 +69,17 @@ MAX_VUS_BUFFER = 50
 
 @dataclass(frozen=True)
 class Alert:
-    """One grouped alert: its entity and the event times of its first and last anomaly."""
+    """One grouped alert: its entity, the event times of its first and last anomaly and, with
+    ``alerting.group_by``, its members (the event entities it grouped, its entity being the field's value)."""
 
     entity: str
     start: float
     end: float
+    members: tuple[str, ...] = ()
+
+    def names(self) -> tuple[str, ...]:
+        """What the alert is about: its entity and its members."""
+        return (self.entity, *self.members)
 
 
 def load_incidents(path: Path) -> list[dict[str, Any]]:
@@ -84,6 +107,12 @@ def members(incident: dict[str, Any]) -> list[str]:
     return [str(incident["entity"])] if incident.get("entity") is not None else []
 
 
+def alert_names(incident: dict[str, Any]) -> list[str]:
+    """What an alert about the incident may be keyed by: its entities and, when the row lists them, its
+    ``ips`` (alerts grouped by the IP)."""
+    return [*members(incident), *(str(ip) for ip in incident.get("ips") or ())]
+
+
 class AnomalyTimes:
     """Every anomaly's event time, per entity, sorted: what catches incidents."""
 
@@ -97,14 +126,15 @@ class AnomalyTimes:
             for part_entities, part_times in zip(np.split(entities, cuts), np.split(times, cuts)):
                 self.by_entity[str(part_entities[0])] = part_times
 
-    def first(self, entities: Sequence[str], since: float, until: float) -> float | None:
-        """The earliest anomaly time of ``entities`` within [since, until], or None."""
+    def first(self, entities: Sequence[str], since: float, until: float, bucket: float = 0.0) -> float | None:
+        """The earliest anomaly time of ``entities`` within [since, until], or None; with a ``bucket``
+        width, the earliest anomaly at ``t`` whose bucket ``[t, t + bucket)`` meets [since, until]."""
         best = None
         for entity in entities:
             times = self.by_entity.get(entity)
             if times is None:
                 continue
-            i = int(np.searchsorted(times, since, side="left"))
+            i = int(np.searchsorted(times, since - bucket, side="right") if bucket > 0 else np.searchsorted(times, since, side="left"))
             if i < len(times) and times[i] <= until and (best is None or times[i] < best):
                 best = float(times[i])
         return best
@@ -124,12 +154,16 @@ def evaluate(
     last_time: float,
     catch_within: float = 300.0,
     warmup_days: float = 0.0,
+    bucket: float = 0.0,
 ) -> dict[str, Any]:
     """The incident-level figures (see the module docstring). ``table``: the backtest's scored rows
     (entity, event_time, score, label); ``entities``: every key seen; ``first_time``/``last_time``:
-    the data's first and last event time."""
+    the data's first and last event time; ``bucket``: the readings' bucket width (0: events, not
+    readings), each anomaly and alert covering that much after its time."""
+    bucket = max(float(bucket), 0.0)
     scored_from = float(table["event_time"].min()) if len(table["event_time"]) else last_time
     since = max(first_time + warmup_days * DAY, scored_from)
+    last_time = last_time + bucket  # the last reading covers its bucket
     days = max(last_time - since, 0.0) / DAY
 
     per_kind: dict[str, dict[str, Any]] = {}
@@ -142,11 +176,12 @@ def evaluate(
         figures = per_kind.setdefault(kind, {"incidents": 0, "caught": 0, "detected": 0})
         affected = members(incident)
         figures["incidents"] += 1
-        figures["caught"] += anomalies.first(affected, start - EARLY, start + catch_within) is not None
-        first = anomalies.first(affected, start - EARLY, max(end, start + catch_within))
+        early = EARLY if bucket == 0 else -0.001  # a bucketed reading counts from the bucket holding the start on
+        figures["caught"] += anomalies.first(affected, start - early, start + catch_within, bucket) is not None
+        first = anomalies.first(affected, start - early, max(end, start + catch_within), bucket)
         if first is not None:
             figures["detected"] += 1
-            delays.setdefault(kind, []).append(first - start)
+            delays.setdefault(kind, []).append(first + bucket - start)  # a reading is known at its bucket's end
     report_kinds: dict[str, dict[str, Any]] = {}
     for kind in sorted(per_kind):
         figures = per_kind[kind]
@@ -161,10 +196,17 @@ def evaluate(
 
     windows: dict[str, list[tuple[float, float]]] = {}
     for incident in incidents:
-        for entity in members(incident):
-            windows.setdefault(entity, []).append((float(incident["start"]) - EXPLAIN_BEFORE, float(incident["end"]) + EXPLAIN_AFTER))
-    counted = [a for a in alerts if a.entity in entities and since <= a.start <= last_time]
-    false = [a for a in counted if not any(a.start <= hi and a.end >= lo for lo, hi in windows.get(a.entity, ()))]
+        window = (float(incident["start"]) - EXPLAIN_BEFORE, float(incident["end"]) + EXPLAIN_AFTER)
+        for name in dict.fromkeys(alert_names(incident)):
+            windows.setdefault(name, []).append(window)
+
+    def explained(alert: Alert) -> bool:
+        return any(alert.start <= hi and (alert.end + bucket > lo if bucket > 0 else alert.end >= lo)
+                   for name in alert.names() for lo, hi in windows.get(name, ()))
+
+    counted = [a for a in alerts if (a.entity in entities or any(m in entities for m in a.members))
+               and since <= a.start <= last_time]
+    false = [a for a in counted if not explained(a)]
 
     vus, buffer, label_rate = _vus(table, since, catch_within)
     return {
@@ -175,7 +217,7 @@ def evaluate(
         "vus_pr": None if vus is None else round(vus, 4),
         "incident_scope": {
             "from": since, "to": last_time, "days": round(days, 3), "entities": len(entities),
-            "catch_within_s": catch_within, "alerts": len(counted), "false_alerts": len(false),
+            "catch_within_s": catch_within, "bucket_s": bucket, "alerts": len(counted), "false_alerts": len(false),
             "vus_pr_max_buffer": buffer, "label_rate": None if label_rate is None else round(label_rate, 5),
         },
     }

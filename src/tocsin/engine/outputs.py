@@ -102,7 +102,7 @@ class AlertGrouping:
         """The batch's rows and alert changes; folds its anomalies into the alert manager (so call it
         once per batch, in stream order) and moves the alerts' event-time ``watermark``. With a
         ``sealer`` sensitive values are sealed before anything (alerts included) sees them."""
-        anomalies = scored.anomaly_records(self.spec.detector.kind) + self._drift_anomalies(scored) + scored.silences
+        anomalies = scored.anomaly_records(self.spec.detector.kind) + self._drift_anomalies(scored) + scored.notices
         dead = [letter.as_row() for letter in scored.dead_letters]
         if sealer is not None:
             anomalies = [sealer.seal_anomaly(row) for row in anomalies]

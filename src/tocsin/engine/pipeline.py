@@ -35,6 +35,7 @@ from tocsin.engine.admission import Admission
 from tocsin.engine.aggregate import Aggregator
 from tocsin.engine.derive import Derivations
 from tocsin.engine.drift import DriftMonitor
+from tocsin.engine.quality import QualityProfiler
 from tocsin.engine.rules import PipelineRules
 from tocsin.engine.silence import SilenceWatch
 from tocsin.engine.supervised import SupervisedRanker
@@ -64,8 +65,9 @@ class ScoredBatch:
     seconds: float = 0.0
     #: (row, column, PSI) where the model's inputs or score had drifted past ``drift.psi_alert`` at that row
     drift: list[tuple[int, str, float]] = field(default_factory=list)
-    #: silence anomalies due after this batch (``silence.enabled``; :mod:`tocsin.engine.silence`)
-    silences: list[dict[str, Any]] = field(default_factory=list)
+    #: anomalies about no single event: silences due after this batch (:mod:`tocsin.engine.silence`) and
+    #: schema changes of a profiled source (:mod:`tocsin.engine.quality`)
+    notices: list[dict[str, Any]] = field(default_factory=list)
     #: entities that reported again after a silence (their silence alerts resolve)
     returned: list[str] = field(default_factory=list)
 
@@ -199,6 +201,9 @@ class Pipeline:
         self.rules = PipelineRules(spec, self.features.names)
         #: events into per-entity readings per time bucket (spec.aggregate), or None
         self.aggregator: Aggregator | None = Aggregator(spec.aggregate) if spec.aggregate is not None else None
+        #: rows of a table into readings of their health per source and bucket (spec.quality), or None
+        self.profiler: QualityProfiler | None = QualityProfiler(spec) if spec.quality is not None else None
+        self._notices: list[dict[str, Any]] = []  # the profiler's schema changes, out with the next processed batch
         #: entities that stop reporting (spec.silence.enabled), or None
         self.silence: SilenceWatch | None = None
         if spec.silence.enabled:
@@ -208,7 +213,13 @@ class Pipeline:
     # --- inputs -------------------------------------------------------------
 
     def decode(self, raw: SourceBatch, source: str) -> tuple[EventBatch, list[DeadLetter]]:
-        """A source's raw records as a validated batch plus dead letters."""
+        """A source's raw records as a validated batch plus dead letters (with ``spec.quality``: the readings of
+        the buckets the rows closed; their schema changes go out with the next processed batch)."""
+        if self.profiler is not None:
+            self.profiler.source = source
+            readings, dead, notices = self.profiler.fold(raw)
+            self._notices += notices
+            return readings, dead
         if raw.events is not None:
             return raw.events, []
         decoder = self._decoders.get(source)
@@ -296,31 +307,54 @@ class Pipeline:
             if self.rules:
                 self.rules.apply(frame, score, is_anomaly, severity, scored, explanations)
                 raw[np.isnan(raw) & is_anomaly] = 0.0  # a rule hit during the model's warm-up has no raw score
-        silences: list[dict[str, Any]] = []
+        notices, self._notices = self._notices, []
         returned: list[str] = []
         if self.silence is not None:
             entities = self.features.interners[ENTITY]
             if n:
-                silences, returned = self.silence.observe(frame.entity_ids, events.times, entities)
-            silences += self.silence.due(self.admission.watermark, entities)
+                silent, returned = self.silence.observe(frame.entity_ids, events.times, entities)
+                notices += silent
+            notices += self.silence.due(self.admission.watermark, entities)
         return ScoredBatch(
             events=events, features=frame, raw_score=raw, score=score, is_anomaly=is_anomaly,
             severity=severity, explanations=explanations, dead_letters=rejected, scored=scored,
-            seconds=time.perf_counter() - started, drift=drift, silences=silences, returned=returned,
+            seconds=time.perf_counter() - started, drift=drift, notices=notices, returned=returned,
         )
 
+    @property
+    def clock(self) -> float:
+        """The stream's event-time clock: the latest admitted event time (a profiled source's: its latest row's)."""
+        return self.profiler.clock if self.profiler is not None else self.admission.watermark
+
     def idle(self, clock: float) -> ScoredBatch | None:
-        """The silence anomalies due at event time ``clock`` while no event arrives (an idle input whose
-        clock the driver moves by wall time), as an empty batch; None when there are none."""
+        """What falls due at event time ``clock`` while no event arrives (an idle input whose clock the driver
+        moves by wall time): a profiled source's buckets that closed, scored, and silence anomalies; None when
+        nothing did."""
+        if self.profiler is not None:
+            readings, notices = self.profiler.close_at(clock)
+            if len(readings) or notices:
+                self._notices += notices
+                return self.process(readings)
         if self.silence is None:
             return None
-        silences = self.silence.due(clock, self.features.interners[ENTITY])
-        if not silences:
+        notices = self.silence.due(clock, self.features.interners[ENTITY])
+        if not notices:
             return None
         empty = EventBatch.empty(self.spec.event_schema.numeric, self.spec.event_schema.categorical)
         nothing = np.empty(0)
         return ScoredBatch(events=empty, features=None, raw_score=nothing, score=nothing, is_anomaly=np.zeros(0, dtype=bool),
-                           severity=np.zeros(0, dtype=np.int8), scored=np.zeros(0, dtype=bool), silences=silences)
+                           severity=np.zeros(0, dtype=np.int8), scored=np.zeros(0, dtype=bool), notices=notices)
+
+    def finish(self) -> ScoredBatch | None:
+        """The input ended: a profiled source's open buckets close as they are and are scored (a file of batch
+        loads says its last load's health); None when nothing was open."""
+        if self.profiler is None:
+            return None
+        readings, notices = self.profiler.close_all()
+        if not len(readings) and not notices:
+            return None
+        self._notices += notices
+        return self.process(readings)
 
     def _score(self, X, frame, start, raw, score, is_anomaly, severity, explanations, drift) -> None:
         """Score rows ``start:`` in segments that end where the scored-event count crosses a
@@ -522,6 +556,8 @@ class Pipeline:
             state.update({f"silence/{k}": v for k, v in self.silence.state_dict().items()})
         if self.aggregator is not None:
             state.update({f"aggregate/{k}": v for k, v in self.aggregator.state_dict().items()})
+        if self.profiler is not None:
+            state.update({f"quality/{k}": v for k, v in self.profiler.state_dict().items()})
         if self.supervised is not None:
             state.update({f"supervised/{k}": v for k, v in self.supervised.state_dict().items()})
             state["pending/blend"] = np.concatenate(self._pending_blend) if self._pending_blend else np.empty(0)
@@ -559,6 +595,8 @@ class Pipeline:
             self._pending_blend = [blend] if blend is not None and len(blend) else []
         if self.aggregator is not None and part("aggregate"):
             self.aggregator.load_state_dict(part("aggregate"))
+        if self.profiler is not None and part("quality"):
+            self.profiler.load_state_dict(part("quality"))
         silence = part("silence")
         if self.silence is not None and silence:
             self.silence.load_state_dict(silence)

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from tocsin.checkpoint import open_checkpoint_store
 from tocsin.checkpoint.base import CheckpointStore
 from tocsin.engine.core import DriverCore, Stream
@@ -24,7 +26,7 @@ from tocsin.engine.gc_tuning import tune_gc_for_hot_loop
 from tocsin.engine.metrics import DriverMetrics
 from tocsin.engine.pipeline import Pipeline, ScoredBatch
 from tocsin.engine.stats import RunStats, empty_run_problem
-from tocsin.sources.base import Source
+from tocsin.sources.base import Source, SourceBatch
 from tocsin.spec import AlertingSpec, PipelineSpec
 from tocsin.store.sql import Store
 
@@ -141,6 +143,9 @@ class Runner:
                 received = time.monotonic()
                 raw = self.source.read(batch_size, max_wait)
                 if raw is None:
+                    if stream.pipeline.profiler is not None:  # a profiled file's last buckets close as they are
+                        ended = SourceBatch(positions=np.empty(0, dtype=np.int64), next_position=stream.position + 1, ended=True)
+                        self.core.process([(stream, ended)], path="stream", received=received)
                     break
                 self.core.process([(stream, raw)], path="stream", received=received)
                 if time.monotonic() - self._last_checkpoint >= self.spec.checkpoint.interval:

@@ -70,9 +70,9 @@ def _observe(key_ids, times, state, factor, min_reports, min_interval, out_kind,
             m += 1
         if gap > 0 and (row[REPORTS] < min_reports or gap <= factor * usual):  # a gap that was a silence teaches nothing
             row[INTERVAL] += (gap - row[INTERVAL]) / min(row[REPORTS], 20.0)
-        if t > row[LAST]:
+        if t > row[LAST]:  # readings at one time (a bucket's measures) are one report
             row[LAST] = t
-        row[REPORTS] += 1.0
+            row[REPORTS] += 1.0
     return m
 
 

@@ -29,6 +29,8 @@ class SourceBatch:
     table: Any = None
     events: EventBatch | None = None
     records: list[dict[str, Any]] | None = None
+    #: no record, and none will come: the input ended (a profiled source's open buckets close as they are)
+    ended: bool = False
 
     def __len__(self) -> int:
         return len(self.positions)

@@ -22,11 +22,9 @@ class SimulatorSource(Source):
     """
 
     def __init__(self, spec: SimulatorSpec, rate: float = 0.0, max_events: int | None = None) -> None:
-        from tocsin.simulate import HostMetricsSimulator, RequestLogSimulator, SensorSimulator, TransactionSimulator
+        from tocsin.simulate import simulator_class
 
-        simulators = {"transactions": TransactionSimulator, "hosts": HostMetricsSimulator, "requests": RequestLogSimulator,
-                      "sensors": SensorSimulator}
-        self.simulator = simulators[spec.scenario].from_spec(spec)
+        self.simulator = simulator_class(spec.scenario).from_spec(spec)
         self.rate = rate
         self.max_events = max_events
         self.name = f"simulator:{spec.scenario}:{spec.seed}"

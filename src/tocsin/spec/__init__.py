@@ -30,13 +30,14 @@ from tocsin.spec.features import (
     WindowFeature,
 )
 from tocsin.spec.pipeline import PipelineSpec, load_spec, parse_spec
+from tocsin.spec.quality import QualitySpec
 from tocsin.spec.runtime import CheckpointSpec, MetricsSpec, RegistrySpec, RunnerSpec, StoreSpec, StreamSettings
 from tocsin.spec.schema import AdmissionSpec, SchemaSpec
 from tocsin.spec.sources import FileSource, KafkaSource, SimulatorSource, SourceSpec
 
 __all__ = [
     "AdmissionSpec", "AlertingSpec", "CalibrationSpec", "CheckpointSpec", "DecayedStatsFeature", "DetectorSpec", "DriftSpec", "SupervisedSpec", "Duration",
-    "EnvironmentOverrides", "FeatureSpec", "FileSource", "KafkaSource", "MetricsSpec", "NoveltyFeature", "ConfirmedFeature", "PipelineSpec",
+    "EnvironmentOverrides", "FeatureSpec", "FileSource", "KafkaSource", "MetricsSpec", "NoveltyFeature", "ConfirmedFeature", "PipelineSpec", "QualitySpec",
     "RecencyFeature", "RegistrySpec", "RuleSpec", "SeriesFeature", "RunnerSpec", "SchemaSpec", "SeveritySpec", "SilenceSpec", "SimulatorSource", "SourceSpec", "SpecError",
     "SpecModel", "StoreSpec", "StreamSettings", "ThresholdSpec", "TravelFeature", "ValueFeature", "VelocityFeature", "WindowFeature",
     "apply_environment", "format_duration", "load_spec", "parse_duration", "parse_spec",

@@ -9,6 +9,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from tocsin.spec.aggregate import AggregateSpec
+from tocsin.spec.quality import READING_METRIC, READING_VALUE, QualitySpec
 from tocsin.spec.alerting import AlertingSpec
 from tocsin.spec.base import SpecError, SpecModel
 from tocsin.spec.environment import apply_environment
@@ -29,6 +30,9 @@ class PipelineSpec(SpecModel):
     admission: AdmissionSpec = Field(default_factory=AdmissionSpec)
     aggregate: AggregateSpec | None = Field(
         None, description="turn events into per-entity readings per time bucket before the features (request logs)")
+    quality: QualitySpec | None = Field(
+        None, description="profile the rows of a table or topic per source and bucket (data quality): volume, nulls, rejects, "
+                          "freshness, drift and schema changes become readings the features watch")
     features: list[FeatureSpec] = Field(min_length=1)
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
@@ -49,8 +53,31 @@ class PipelineSpec(SpecModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
+    def _quality_reads_readings(self) -> PipelineSpec:
+        """A data-quality pipeline's features read its readings: ``value``, one series per ``metric``."""
+        if self.quality is None:
+            return self
+        if self.aggregate is not None:
+            raise ValueError("quality and aggregate: a pipeline either profiles rows (quality) or aggregates events "
+                             "(aggregate); remove one of them")
+        if self.quality.arrival_field in (self.event_schema.key_field, self.event_schema.time_field):
+            raise ValueError(f"quality.arrival_field: {self.quality.arrival_field!r} is the key or time field; name the "
+                             "field holding when a row arrived")
+        for i, feature in enumerate(self.features):
+            field, metric = getattr(feature, "field", None), getattr(feature, "metric_field", None)
+            by = getattr(feature, "by", "entity")
+            if feature.kind != "series" or field != READING_VALUE or metric != READING_METRIC or by not in ("entity", None):
+                raise ValueError(f"features.{i}: a quality pipeline's features read its readings; use "
+                                 f"{{kind: series, field: {READING_VALUE}, metric_field: {READING_METRIC}}}")
+        if self.alerting.group_by is not None:
+            raise ValueError("alerting.group_by: a quality pipeline's readings carry only their source; remove group_by")
+        return self
+
+    @model_validator(mode="after")
     def _features_name_declared_fields(self) -> PipelineSpec:
         schema = self.event_schema
+        if self.quality is not None:
+            return self  # checked by _quality_reads_readings
         for i, feature in enumerate(self.features):
             by = getattr(feature, "by", "entity")
             if by not in ("entity", "global", None) and by not in schema.categorical:
@@ -63,6 +90,10 @@ class PipelineSpec(SpecModel):
                 if place is not None and place not in schema.numeric_fields:
                     raise ValueError(f"features.{i}.{role}: {place!r} is not a declared numeric field; add it to "
                                      f"schema.numeric or use one of {schema.numeric_fields}")
+            page_field = getattr(feature, "page_field", None)
+            if page_field is not None and page_field not in schema.categorical:
+                raise ValueError(f"features.{i}.page_field: {page_field!r} is not a declared categorical field; add it to "
+                                 f"schema.categorical or use one of {schema.categorical}")
             metric_field = getattr(feature, "metric_field", None)
             if metric_field is not None and metric_field not in schema.categorical:
                 raise ValueError(

@@ -18,9 +18,11 @@ class SimulatorSource(SpecModel):
     the scenario's own default), ``seed``, ``warmup_days`` and ``start`` every scenario."""
 
     kind: Literal["simulator"]
-    scenario: Literal["transactions", "hosts", "requests", "sensors"] = Field(
+    scenario: Literal["transactions", "hosts", "requests", "sensors", "logins", "behaviour", "retail", "quality"] = Field(
         "transactions", description="transactions: card payments with fraud; hosts: host metric readings with incidents; "
-        "requests: microservice request logs with incidents; sensors: IoT sensor readings with incidents")
+        "requests: microservice request logs with incidents; sensors: IoT sensor readings with incidents; logins: login and "
+        "access events with attacks; behaviour: a site's page views with bots; retail: store sales with incidents; quality: "
+        "hourly batch loads of table rows with data-quality incidents")
     seed: int = 7
     users: int = Field(5_000, ge=1)
     merchants: int = Field(2_000, ge=10)
@@ -33,7 +35,7 @@ class SimulatorSource(SpecModel):
     racks: int = Field(10, ge=1, description="hosts scenario: racks the hosts are spread over")
     report_every: Duration | None = Field(
         None, le=86_400, description="hosts and sensors scenarios: time between two readings of a host (null: 60s) "
-        "or of a sensor (null: 10s)")
+        "or of a sensor (null: 10s); quality: between two loads of a table (null: 1h)")
     incident_rate: float | None = Field(
         None, ge=0, le=10, description="hosts, requests and sensors scenarios: incidents per entity per day after warm-up; "
         "null: 0.03 per host (a rack incident counts once), 0.25 per service, 0.1 per sensor")
@@ -42,6 +44,10 @@ class SimulatorSource(SpecModel):
         0.8, gt=0, le=1_000, description="requests scenario: requests per second of a typical service at its weekday peak "
         "(services range about 0.3-3x it; a weekday holds about services x request_rate x 48,000 requests, a weekend day x 36,000)")
     sensors: int = Field(40, ge=1, description="sensors scenario: sensors reporting readings (one site per 8 sensors)")
+    accounts: int = Field(2_000, ge=10, description="logins scenario: user accounts that log in")
+    visitors: int = Field(1_000, ge=10, description="behaviour scenario: people browsing the site in a day")
+    stores: int = Field(20, ge=1, description="retail scenario: stores selling")
+    tables: int = Field(12, ge=1, description="quality scenario: tables loading a batch of rows every report_every (null: 1h)")
 
 
 class FileSource(SpecModel):
