@@ -45,7 +45,7 @@ def rows_of(stream: EventBatch, keys: list[str], start: float, end: float) -> np
 
 def read_back(path, format: str, fields: tuple[FieldInfo, ...]) -> dict[str, list]:
     """A written file's columns, read with the types of ``fields`` (and checked to have them)."""
-    arrow_type = {"float": pa.float64(), "int": pa.int64(), "int8": pa.int8(), "str": pa.string()}
+    arrow_type = {"float": pa.float64(), "int": pa.int64(), "int8": pa.int8(), "bool": pa.bool_(), "str": pa.string()}
     schema = pa.schema([(field.name, arrow_type[field.type]) for field in fields])
     if format == "jsonl":
         table = pyarrow.json.read_json(path, parse_options=pyarrow.json.ParseOptions(explicit_schema=schema))

@@ -62,40 +62,50 @@ def condition_mask(where: str, events: EventBatch) -> np.ndarray:
     return _OPS[op](column, float(value))
 
 
-def _needed(metric: MetricSpec) -> str | None:
-    """The pending column a metric reads: its field, or its condition's mask."""
-    if metric.kind == "share":
-        return f"where:{metric.name}"
-    return metric.field
+def _needed(metric: MetricSpec) -> list[str]:
+    """The pending columns a metric reads: its condition's mask (``where``), then its field."""
+    columns = [f"where:{metric.name}"] if metric.where is not None else []
+    return columns + ([metric.field] if metric.field is not None else [])
 
 
-def _worst_share(metric: MetricSpec, mask: np.ndarray, of: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per group, the largest share of ``mask`` among the values of ``of`` with at least ``min_events`` rows."""
+def _worst(metric: MetricSpec, values: np.ndarray | None, of: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group, the largest share (of the mask ``values``), sum (of ``values``) or count (of the rows, or of the
+    mask ``values`` with a ``where``) among the values of ``of`` with at least ``min_events`` rows (0 when none)."""
     codes = np.unique(of, return_inverse=True)[1]
     width = int(codes.max()) + 1 if len(codes) else 1
     cells, cell_of_row, cell_counts = np.unique(groups * width + codes, return_inverse=True, return_counts=True)
-    shares = np.bincount(cell_of_row, weights=mask.astype(np.float64), minlength=len(cells)) / cell_counts
+    if metric.kind == "count" and values is None:
+        totals = cell_counts.astype(np.float64)
+    else:
+        totals = np.bincount(cell_of_row, weights=values.astype(np.float64), minlength=len(cells))
+    if metric.kind == "share":
+        totals = totals / cell_counts
     eligible = cell_counts >= metric.min_events
-    worst = np.zeros(n_groups)
-    np.maximum.at(worst, cells[eligible] // width, shares[eligible])
-    return worst
+    worst = np.full(n_groups, -np.inf)
+    np.maximum.at(worst, cells[eligible] // width, totals[eligible])
+    return np.where(np.isfinite(worst), worst, 0.0)
 
 
 def _group_reduce(metric: MetricSpec, values: np.ndarray | None, groups: np.ndarray, counts: np.ndarray,
-                  starts: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """One metric for every group; rows are sorted by group through ``order`` (``starts``: each group's first)."""
+                  starts: np.ndarray, order: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """One metric for every group; rows are sorted by group through ``order`` (``starts``: each group's first);
+    ``mask``: the rows a ``where`` keeps (count, sum, distinct)."""
     n_groups = len(counts)
     if metric.kind == "count":
-        return counts.astype(np.float64)
+        return counts.astype(np.float64) if mask is None else np.bincount(groups, weights=mask.astype(np.float64), minlength=n_groups)
     if metric.kind == "share":
         return np.bincount(groups, weights=values.astype(np.float64), minlength=n_groups) / counts
     if metric.kind in ("sum", "mean"):
-        total = np.bincount(groups, weights=values, minlength=n_groups)
+        total = np.bincount(groups, weights=values if mask is None else values * mask, minlength=n_groups)
         return total if metric.kind == "sum" else total / counts
     if metric.kind in ("min", "max"):
         reduce = np.minimum if metric.kind == "min" else np.maximum
         return reduce.reduceat(values[order], starts)
     if metric.kind == "distinct":
+        if mask is not None:  # distinct values among the matching rows only
+            width = int(values.max()) + 1 if len(values) else 1
+            pairs = np.unique(groups[mask] * width + values[mask])
+            return np.bincount(pairs // width, minlength=n_groups).astype(np.float64)
         sorted_rows = np.lexsort((values, groups))
         codes, grouped = values[sorted_rows], groups[sorted_rows]
         new = np.ones(len(codes), dtype=np.int64)
@@ -130,7 +140,7 @@ class Aggregator:
 
     def __init__(self, spec: AggregateSpec) -> None:
         self.spec = spec
-        self.columns = sorted({c for m in spec.metrics if (c := _needed(m)) is not None}
+        self.columns = sorted({c for m in spec.metrics for c in _needed(m)}
                               | {m.worst_of for m in spec.metrics if m.worst_of is not None})
         self.pending: dict[str, np.ndarray] = self._empty()
         #: buckets starting before this are closed (their readings were emitted)
@@ -156,12 +166,12 @@ class Aggregator:
         for metric in self.spec.metrics:
             if metric.worst_of is not None and metric.worst_of not in out:
                 out[metric.worst_of] = np.asarray(events.categorical[metric.worst_of], dtype=str)
-            column = _needed(metric)
+            if metric.where is not None:
+                out[f"where:{metric.name}"] = condition_mask(metric.where, events)
+            column = metric.field
             if column is None or column in out:
                 continue
-            if metric.kind == "share":
-                out[column] = condition_mask(metric.where, events)
-            elif column in events.numeric:
+            if column in events.numeric:
                 out[column] = events.numeric[column].astype(np.float64)
             elif column in events.categorical:
                 out[column] = np.asarray(events.categorical[column], dtype=str)
@@ -203,14 +213,20 @@ class Aggregator:
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         numeric = {}
         for metric in self.spec.metrics:
-            column = _needed(metric)
-            values = rows[column] if column is not None else None
+            mask = rows[f"where:{metric.name}"] if metric.where is not None else None
+            values = rows[metric.field] if metric.field is not None else None
+            if metric.kind == "share":
+                values, mask = mask, None
             if metric.kind == "distinct":
                 values = np.unique(values, return_inverse=True)[1]
             if metric.worst_of is not None:
-                numeric[metric.name] = _worst_share(metric, values, rows[metric.worst_of], groups, len(counts))
-                continue
-            numeric[metric.name] = _group_reduce(metric, values, groups, counts, starts, order)
+                if mask is not None:  # count or sum over the matching rows
+                    values = mask if values is None else values * mask
+                numeric[metric.name] = _worst(metric, values, rows[metric.worst_of], groups, len(counts))
+            else:
+                numeric[metric.name] = _group_reduce(metric, values, groups, counts, starts, order, mask)
+            if metric.transform == "sqrt":  # Anscombe: a Poisson count's noise becomes about 1
+                numeric[metric.name] = 2.0 * np.sqrt(np.maximum(numeric[metric.name], 0.0) + 0.375)
         group_keys = keys[group_ids % len(keys)]
         group_times = starts_of[group_ids // len(keys)]
         ids = np.array([f"{k}@{t:.0f}" if float(t).is_integer() else f"{k}@{t!r}" for k, t in zip(group_keys.tolist(), group_times.tolist())],

@@ -515,6 +515,8 @@ def field_columns(batch: EventBatch, fields: tuple[FieldInfo, ...]) -> dict[str,
             columns[field.name] = getattr(batch, group)
         if field.type == "int":
             columns[field.name] = columns[field.name].astype(np.int64)
+        elif field.type == "bool":  # JSON true/false, Arrow booleans (login events carry "success": true)
+            columns[field.name] = columns[field.name].astype(bool)
     return columns
 
 
@@ -523,8 +525,8 @@ def write_fields(batch: EventBatch, fields: tuple[FieldInfo, ...], path: str | P
 
     ``format`` is "jsonl" (via msgspec), "csv" or "parquet" (via pyarrow); when
     omitted it is taken from the file suffix. "int" fields are written as
-    integers (JSON numbers without a fraction); in CSV and Parquet, "float"
-    fields are float64, "int" int64, "int8" int8 and the rest strings.
+    integers (JSON numbers without a fraction) and "bool" fields as true/false; in CSV and Parquet, "float"
+    fields are float64, "int" int64, "int8" int8, "bool" boolean and the rest strings.
     """
     path = Path(path)
     if format is None:
@@ -542,7 +544,7 @@ def write_fields(batch: EventBatch, fields: tuple[FieldInfo, ...], path: str | P
         return
     import pyarrow as pa
 
-    arrow_types: dict[str, Any] = {"float": pa.float64(), "int": pa.int64(), "int8": pa.int8()}
+    arrow_types: dict[str, Any] = {"float": pa.float64(), "int": pa.int64(), "int8": pa.int8(), "bool": pa.bool_()}
     table = pa.table({field.name: pa.array(columns[field.name], type=arrow_types.get(field.type, pa.string()))
                       for field in fields})
     if format == "csv":

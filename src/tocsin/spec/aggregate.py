@@ -22,11 +22,16 @@ class MetricSpec(SpecModel):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="the reading's name (what features and explanations call it)")
     kind: Literal["count", "sum", "mean", "min", "max", "share", "quantile", "distinct"]
     field: str | None = Field(None, description="the numeric field (sum, mean, min, max, quantile) or any field (distinct)")
-    where: str | None = Field(None, description="share: the condition, `field op value` (`status >= 500`, `result == 'fail'`)")
+    where: str | None = Field(None, description="share: the condition, `field op value` (`status >= 500`, `result == 'fail'`); "
+                              "count, sum, distinct: only the events matching it count (`kind == 'sale'`)")
     q: float | None = Field(None, gt=0, lt=1, description="quantile: which (0.95 for p95)")
-    worst_of: str | None = Field(None, description="share: the largest share among this categorical field's values in the "
-                                 "bucket (the worst endpoint's error share), over values with at least min_events events")
+    worst_of: str | None = Field(None, description="share, sum, count: the largest share (sum, count) among this categorical "
+                                 "field's values in the bucket (the worst endpoint's error share, the product with the largest "
+                                 "unexplained stock drain), over values with at least min_events events")
     min_events: int = Field(5, ge=1, description="worst_of: values with fewer events in the bucket are not counted")
+    transform: Literal["none", "sqrt"] = Field(
+        "none", description="sqrt: the reading is 2·sqrt(x + 3/8) (Anscombe's transform of a count), whose noise is about 1 "
+        "whatever the count, so a count falling to 0 stands out as much at 5 a bucket as at 50 (a product that stops selling)")
 
     @model_validator(mode="after")
     def _complete(self) -> MetricSpec:
@@ -38,8 +43,10 @@ class MetricSpec(SpecModel):
         if self.where is not None and not CONDITION.match(self.where):
             raise ValueError(f"metric {self.name!r}: where {self.where!r} is not `field op value` "
                              "(op one of >= <= == != > <; a number, or a quoted string)")
-        if self.worst_of is not None and self.kind != "share":
-            raise ValueError(f"metric {self.name!r}: worst_of applies to kind share only")
+        if self.where is not None and self.kind not in ("share", "count", "sum", "distinct"):
+            raise ValueError(f"metric {self.name!r}: where applies to kinds share, count, sum and distinct only")
+        if self.worst_of is not None and self.kind not in ("share", "sum", "count"):
+            raise ValueError(f"metric {self.name!r}: worst_of applies to kinds share, sum and count only")
         if self.kind == "quantile" and self.q is None:
             raise ValueError(f"metric {self.name!r} of kind quantile needs `q` (0.95 for p95)")
         return self
