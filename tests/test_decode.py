@@ -321,3 +321,32 @@ def test_a_line_holding_two_objects_or_half_of_one_is_malformed_whatever_the_bat
             ids += batch.ids.tolist()
             codes += [(letter.position, letter.code) for letter in dead]
         assert ids == ["ok"] and sorted(codes) == [(0, "malformed"), (1, "wrong_type"), (2, "malformed")]
+
+
+OPTIONAL = SchemaSpec(key_field="user", numeric=["amount", "discount"], categorical=["coupon"],
+                      optional={"discount": 0, "coupon": "none"})
+
+
+def test_an_optional_field_absent_or_null_takes_its_default_and_a_required_one_is_still_required():
+    batch, dead = Decoder(OPTIONAL).decode_lines([
+        b'{"id":"a","user":"u","ts":1,"amount":2}',
+        b'{"id":"b","user":"u","ts":1,"amount":2,"discount":null,"coupon":null}',
+        b'{"id":"c","user":"u","ts":1,"amount":2,"discount":5,"coupon":"X"}',
+        b'{"id":"d","user":"u","ts":1,"discount":1}',
+    ])
+    assert batch.ids.tolist() == ["a", "b", "c"]
+    assert batch.numeric["discount"].tolist() == [0.0, 0.0, 5.0] and batch.categorical["coupon"].tolist() == ["none", "none", "X"]
+    assert [(letter.position, letter.code) for letter in dead] == [(3, "missing_field")] and "amount" in dead[0].reason
+
+
+def test_an_optional_field_in_a_table_fills_its_nulls_and_a_missing_column():
+    table = pa.table({"id": ["a", "b"], "user": ["u", "u"], "ts": [1.0, 2.0], "amount": [1.0, 2.0], "coupon": ["X", None]})
+    batch, dead = Decoder(OPTIONAL).decode_table(table)
+    assert not dead and batch.numeric["discount"].tolist() == [0.0, 0.0] and batch.categorical["coupon"].tolist() == ["X", "none"]
+
+
+@pytest.mark.parametrize("optional, says", [({"discount": "zero"}, "is not a number"), ({"coupon": 3}, "is not text"),
+                                            ({"user": "x"}, "key_field"), ({"nope": 1}, "not a declared field")])
+def test_an_optional_field_must_be_declared_and_its_default_of_its_type(optional, says):
+    with pytest.raises(ValueError, match=says):
+        SchemaSpec(key_field="user", numeric=["amount", "discount"], categorical=["coupon"], optional=optional)

@@ -7,7 +7,7 @@ becomes a :class:`DeadLetter` carrying the raw bytes, the reason, a code from
 Such a record is:
 
 - not JSON or not an object, over ``max_event_bytes``, or (HTTP) not JSON-serialisable;
-- without (or null in) its id, key, time or a declared field;
+- without (or null in) its id, key, time or a declared field (but an ``optional`` one, which then takes its default);
 - of a wrong type: text for a number, a float category, a boolean id, key or time;
 - NaN, infinite or beyond float range; an empty id or key; an unreadable time.
 
@@ -88,8 +88,11 @@ def _event_struct(schema: SchemaSpec) -> type:
     time_type: Any = str if schema.time_format == "iso8601" else _Number
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [(schema.id_field, _Scalar)] if schema.id_field is not None else []
     fields += [(schema.key_field, _Scalar), (schema.time_field, time_type)]
-    fields += [(name, _Measure) for name in schema.numeric]
-    fields += [(name, _Category) for name in schema.categorical if name != schema.key_field]  # the key is read once
+    optional = schema.optional
+    # an optional field may be absent or null (None here; its default is filled in by the columns step)
+    fields += [(name, _Measure | None, None) if name in optional else (name, _Measure) for name in schema.numeric]
+    fields += [(name, _Category | None, None) if name in optional else (name, _Category)
+               for name in schema.categorical if name != schema.key_field]  # the key is read once
     if schema.label_field:
         fields.append((schema.label_field, int | float | bool | None, None))
     # Struct field names must be identifiers; rename and map back with `rename`.
@@ -224,8 +227,18 @@ class Decoder:
             if name in names and pa.types.is_boolean(table.column(name).type):
                 flag(~np.asarray(table.column(name).is_null(), dtype=bool), "wrong_type", f"field `{name}`: expected {expected}, got `bool`")
 
+        def column_or_default(name: str) -> Any:
+            """An optional field's column with its nulls (or the whole column, if absent) as its default."""
+            default = schema.optional[name]
+            if name not in names:
+                return pa.array([default] * n)
+            col = table.column(name)
+            if isinstance(default, str) and not pa.types.is_string(col.type):
+                col = pc.cast(col, pa.string())
+            return pc.fill_null(col, default)
+
         def as_text(name: str) -> np.ndarray:
-            col = column(name)
+            col = column_or_default(name) if name in schema.optional else column(name)
             if col is None:
                 return np.full(n, "", dtype=object)
             flag(np.asarray(col.is_null(), dtype=bool), "missing_field", f"missing required field `{name}`")
@@ -234,7 +247,7 @@ class Decoder:
             return values
 
         def as_float(name: str) -> np.ndarray:
-            col = column(name)
+            col = column_or_default(name) if name in schema.optional else column(name)
             if col is None:
                 return np.zeros(n)
             flag(np.asarray(col.is_null(), dtype=bool), "missing_field", f"missing required field `{name}`")
@@ -302,7 +315,11 @@ class Decoder:
         schema, names, n = self.schema, self._names, len(records)
 
         def values(field: str) -> list[Any]:
-            return list(map(attrgetter(names[field]), records))
+            got = list(map(attrgetter(names[field]), records))
+            if field in schema.optional:  # absent or null: the declared default
+                default = schema.optional[field]
+                got = [default if v is None else v for v in got]
+            return got
 
         def text(field: str) -> np.ndarray:
             raw = values(field)

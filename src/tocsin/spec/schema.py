@@ -30,6 +30,10 @@ class SchemaSpec(SpecModel):
         default_factory=dict,
         description="numeric fields computed from the declared numeric fields and the event time, e.g. "
                     "{is_error: 'status >= 500', hour: 'hour_of_day(ts)'} (the rules' expressions; true is 1)")
+    optional: dict[str, float | str] = Field(
+        default_factory=dict,
+        description="declared fields that may be absent or null, with the value they then take: {discount: 0, coupon: 'none'} "
+                    "(a number for a numeric field, text for a categorical one); other declared fields are required")
     max_abs_value: float = Field(
         1e15, gt=0, description="a numeric field beyond ± this is a dead letter (huge values overflow per-entity statistics)")
 
@@ -66,6 +70,17 @@ class SchemaSpec(SpecModel):
                 raise ValueError(f"derived.{name}: {unknown} are not numeric fields (or the time field "
                                  f"{self.time_field!r}, or a derived field above it); choose from {sorted(known)}")
             seen[name] = "derived"
+        for name, default in self.optional.items():
+            role = seen.get(name)
+            if role not in ("numeric", "categorical"):
+                raise ValueError(f"optional: {name!r} is " + (f"the {role}" if role else "not a declared field")
+                                 + "; only numeric and categorical fields may be optional (declare it in one of them)")
+            if role == "numeric" and (isinstance(default, str) or isinstance(default, bool)):
+                raise ValueError(f"optional.{name}: {default!r} is not a number; a numeric field's default is a number")
+            if role == "categorical" and not isinstance(default, str):
+                raise ValueError(f"optional.{name}: {default!r} is not text; a categorical field's default is text, e.g. 'none'")
+            if name == self.key_field:
+                raise ValueError(f"optional: {name!r} is the key field, which every event must carry")
         for name in self.sensitive:
             if name in (self.id_field, self.key_field):
                 raise ValueError(f"sensitive: {name!r} is the id or key field, which lookups need in clear; remove it")
