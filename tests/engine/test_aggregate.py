@@ -145,3 +145,38 @@ def test_the_worst_endpoint_share_is_the_largest_among_endpoints_with_enough_req
     with pytest.raises(SpecError, match=r"worst_of: 'service' is not a declared categorical field"):
         data["aggregate"]["metrics"][-1]["worst_of"] = "service"
         parse_spec(data)
+
+
+def test_where_filters_counts_sums_and_distinct_worst_of_takes_sums_and_sqrt_steadies_counts():
+    """The retail readings: refunds of a bucket (a filtered sum and count), the worst till's refunds (worst_of on a
+    sum) and counts under Anscombe's square root, each against the obvious computation."""
+    with open("examples/requests.yaml") as handle:
+        data = yaml.safe_load(handle)
+    data["aggregate"]["metrics"] = [
+        {"name": "errors", "kind": "count", "where": "status >= 500"},
+        {"name": "error_latency", "kind": "sum", "field": "latency_ms", "where": "status >= 500"},
+        {"name": "error_endpoints", "kind": "distinct", "field": "endpoint", "where": "status >= 500"},
+        {"name": "worst_endpoint_latency", "kind": "sum", "field": "latency_ms", "worst_of": "endpoint", "min_events": 1},
+        {"name": "requests_sqrt", "kind": "count", "transform": "sqrt"},
+    ]
+    data["features"] = [{"kind": "series", "field": "errors", "season": "none"}]
+    data["detector"].update(features=["errors_surprise"], warmup_events=100, train_window=100)
+    records = requests(3_000, seed=5)
+    scored = Pipeline(parse_spec(data)).process_records(records, source="test")
+    events = scored.events
+    groups = {}
+    for r in records:
+        groups.setdefault(f"{r['service']}@{np.floor(r['timestamp'] / 60) * 60:.0f}", []).append(r)
+    assert len(events) > 100
+    for row, reading in enumerate(events.ids.tolist()):
+        rows = groups[reading]
+        failing = [r for r in rows if r["status"] >= 500]
+        by_endpoint = {}
+        for r in rows:
+            by_endpoint[r["endpoint"]] = by_endpoint.get(r["endpoint"], 0.0) + r["latency_ms"]
+        got = {name: float(events.numeric[name][row]) for name in events.numeric}
+        assert got["errors"] == len(failing)
+        assert got["error_latency"] == pytest.approx(sum(r["latency_ms"] for r in failing))
+        assert got["error_endpoints"] == len({r["endpoint"] for r in failing})
+        assert got["worst_endpoint_latency"] == pytest.approx(max(by_endpoint.values()))
+        assert got["requests_sqrt"] == pytest.approx(2 * np.sqrt(len(rows) + 3 / 8))
