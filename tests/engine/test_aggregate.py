@@ -180,3 +180,17 @@ def test_where_filters_counts_sums_and_distinct_worst_of_takes_sums_and_sqrt_ste
         assert got["error_endpoints"] == len({r["endpoint"] for r in failing})
         assert got["worst_endpoint_latency"] == pytest.approx(max(by_endpoint.values()))
         assert got["requests_sqrt"] == pytest.approx(2 * np.sqrt(len(rows) + 3 / 8))
+
+
+def test_a_run_summary_counts_the_records_read_beside_the_readings_scored(tmp_path):
+    """Request logs: 20,000 requests read become a few hundred readings; the summary says both."""
+    from tocsin.engine.runner import Runner
+    from tocsin.sources.simulator import SimulatorSource
+    from tocsin.store.sql import Store
+
+    pipeline_spec = spec()
+    source = SimulatorSource(pipeline_spec.source.model_copy(update={"services": 5}), max_events=20_000)
+    runner = Runner(pipeline_spec, source, store=Store(f"sqlite:///{tmp_path / 'r.db'}"), checkpoints=False)
+    summary = runner.run(resume=False).summary()
+    assert summary["records"] == 20_000 and 0 < summary["events"] < 2_000
+    assert summary["records_per_s"] > summary["events_per_s"] > 0

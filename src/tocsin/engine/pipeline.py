@@ -70,6 +70,9 @@ class ScoredBatch:
     notices: list[dict[str, Any]] = field(default_factory=list)
     #: entities that reported again after a silence (their silence alerts resolve)
     returned: list[str] = field(default_factory=list)
+    #: input records this batch folded in (events, or the rows an aggregating or profiling pipeline turned into
+    #: readings, dead letters included); 0 for what fell due while idle
+    records: int = 0
 
     def __len__(self) -> int:
         return len(self.events)
@@ -239,6 +242,7 @@ class Pipeline:
         scored = self.process(events, source)
         scored.dead_letters = _in_position_order(dead + scored.dead_letters) if dead and scored.dead_letters else dead or scored.dead_letters
         scored.seconds = time.perf_counter() - started
+        scored.records = len(raw)
         return scored
 
     def process_records(self, records: list[dict[str, Any]], source: str = "api") -> ScoredBatch:

@@ -26,7 +26,10 @@ MAX_REASONS = 50
 class RunStats:
     """Running totals of a run, including quality against labels when the source has them."""
 
+    #: what the pipeline scored from: events, or readings of an aggregating or profiling pipeline
     events: int = 0
+    #: input records read (an aggregating pipeline reads many records per reading)
+    records: int = 0
     scored: int = 0
     dead_letters: int = 0
     anomalies: int = 0
@@ -43,6 +46,7 @@ class RunStats:
 
     def add(self, scored: ScoredBatch) -> None:
         self.events += len(scored)
+        self.records += scored.records
         self.dead_letters += len(scored.dead_letters)
         for letter in scored.dead_letters:
             reason = letter.reason if letter.reason in self.dead_letter_reasons or len(self.dead_letter_reasons) < MAX_REASONS else "other reasons"
@@ -106,6 +110,8 @@ class RunStats:
             "false_negatives": self.false_negatives,
             "seconds": round(self.seconds, 3),
             "events_per_s": round(self.events_per_s, 1),
+            "records": self.records,
+            "records_per_s": round(self.records / self.seconds, 1) if self.seconds > 0 else 0.0,
             "p50_batch_ms": round(self.latency_ms(50), 3),
             "p99_batch_ms": round(self.latency_ms(99), 3),
         }
