@@ -65,3 +65,25 @@ def test_score_on_an_aggregating_pipeline_is_refused_with_the_way_to_send_events
         answer = client.post("/v1/score", json={"event": event}, headers=keys.headers("analyst"))
         assert answer.status_code == 409 and "POST /v1/events" in answer.json()["detail"], answer.text
         assert client.post("/v1/events", json={"events": [event]}, headers=keys.headers("analyst")).status_code == 202
+
+
+def test_a_profiled_table_takes_rows_at_events_refuses_score_and_reports_an_added_field(tmp_path, auth, keys) -> None:
+    """spec quality over HTTP: rows go to POST /v1/events; a field appearing in the second hour is a schema anomaly."""
+    with open("examples/quality.yaml") as handle:
+        data = yaml.safe_load(handle)
+    data["store"]["url"] = f"sqlite:///{tmp_path / 'store.db'}"
+    data["checkpoint"]["dir"] = str(tmp_path / "checkpoints")
+    start = 1_767_571_200.0
+    rows = [{"table": "orders", "ts": start + 30.0 * i, "amount": 10.0 + i % 7} for i in range(120)]
+    rows += [{"table": "orders", "ts": start + 3_600.0 + 30.0 * i, "amount": 10.0 + i % 7, "coupon": "X"} for i in range(120)]
+    rows += [{"table": "orders", "ts": start + 7_200.0 + 660.0}]  # the clock passes the second hour's end by 11 min
+    with TestClient(create_app(parse_spec(data), auth)) as client:
+        answer = client.post("/v1/score", json={"event": rows[0]}, headers=keys.headers("analyst"))
+        assert answer.status_code == 409 and "POST /v1/events" in answer.json()["detail"], answer.text
+        assert client.post("/v1/events", json={"events": rows}, headers=keys.headers("analyst")).status_code == 202
+        deadline, schema = time.monotonic() + 20, []
+        while time.monotonic() < deadline and not schema:
+            time.sleep(0.3)
+            items = client.get("/v1/anomalies", params={"limit": 100}, headers=keys.headers("viewer")).json()["items"]
+            schema = [a for a in items if a["detector"] == "schema"]
+    assert [(a["entity"], a["fields"]["change"], a["fields"]["field"]) for a in schema] == [("orders", "added", "coupon")]

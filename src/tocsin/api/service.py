@@ -50,6 +50,7 @@ from tocsin.features.series import SeriesModel
 from tocsin.engine.stats import RunStats
 from tocsin.sources.journal import Journal
 from tocsin.spec import PipelineSpec
+from tocsin.spec.quality import READING_METRIC, READING_VALUE
 from tocsin.store.sql import Store, StoreUnavailable
 from tocsin.vocabulary import SEVERITIES, Words
 
@@ -109,6 +110,8 @@ class Service:
         numeric, categorical = list(schema.numeric), list(schema.categorical)
         if spec.aggregate is not None:  # the pipeline's events are the readings: one field per metric
             numeric, categorical = [metric.name for metric in spec.aggregate.metrics], []
+        elif spec.quality is not None:  # the readings of a profiled source: one measure each, named by `metric`
+            numeric, categorical = [READING_VALUE], [READING_METRIC]
         self.recent = RecentEvents(recent_capacity, numeric, categorical, self.series_metrics)
         self.activity = Activity()
         #: the runner whose stream this service reads (tocsin demo), or None
@@ -275,6 +278,11 @@ class Service:
                 f"pipeline {self.spec.name!r} aggregates events into {aggregate.every:g}-second buckets per "
                 f"{aggregate.by or self.spec.event_schema.key_field} (spec aggregate): an event has no score of its own, and "
                 "a bucket is scored when it closes; send events to POST /v1/events and read anomalies at GET /v1/anomalies")
+        if self.spec.quality is not None:
+            raise NotAccepting(
+                f"pipeline {self.spec.name!r} profiles rows per {self.spec.event_schema.key_field} and "
+                f"{self.spec.quality.every:g}-second bucket (spec quality): a row has no score of its own, and a bucket's "
+                "readings are scored when it closes; send rows to POST /v1/events and read anomalies at GET /v1/anomalies")
         entry = self.inbox.append(records, "score")
         scored = self.inbox.fold_until(entry)
         pipeline = self.pipeline
@@ -465,7 +473,7 @@ class Service:
         schema = self.spec.event_schema
         words = Words.of(schema.key_field, schema.label_field)
         return {"pipeline": self.spec.name, "entity": words.entity, "entities": words.entities, "label": words.label,
-                "labels": words.labels, "events": "readings" if self.spec.aggregate is not None else "events",
+                "labels": words.labels, "events": "readings" if self.spec.aggregate is not None or self.spec.quality is not None else "events",
                 "metrics": list(self.series_metrics)}
 
     def pipeline_info(self) -> dict[str, Any]:
