@@ -249,7 +249,7 @@ class Inbox:
                             self.core.acknowledge_pending()
                         elif self._queue:
                             self.fold_next()
-                        elif time.monotonic() - self._ticked >= 1.0:  # idle: silences still fall due (spec.silence)
+                        elif time.monotonic() - self._ticked >= 1.0:  # idle: silences, a profiled table's buckets fall due
                             self._ticked = time.monotonic()
                             self.core.tick([self.stream()], path="api")
                     pause = self.backoff[0]

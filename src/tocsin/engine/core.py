@@ -352,10 +352,10 @@ class DriverCore:
             self._account(item, path)
 
     def tick(self, streams: Sequence[Stream], *, path: str) -> list[ProcessedBatch]:
-        """Give idle ``streams`` (no input this round) their due silence anomalies: each gets an empty
-        batch, which moves its clock by the wall time since its last event (see :meth:`Stream.idle_clock`)."""
+        """Give idle ``streams`` (no input this round) what fell due (silences, a profiled source's buckets): each
+        gets an empty batch, which moves its clock by the wall time since its last event (see :meth:`Stream.idle_clock`)."""
         work = [(s, SourceBatch(positions=np.empty(0, dtype=np.int64), next_position=s.position + 1))
-                for s in streams if s.pipeline.silence is not None]
+                for s in streams if s.pipeline.has_timers]
         return self.process(work, path=path) if work else []
 
     def follow_models(self) -> list[Stream]:

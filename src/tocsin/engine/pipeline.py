@@ -326,6 +326,12 @@ class Pipeline:
         )
 
     @property
+    def has_timers(self) -> bool:
+        """Whether something falls due by event time with no event arriving (silences, a profiled source's buckets):
+        an idle input must then be ticked (:meth:`idle`)."""
+        return self.silence is not None or self.profiler is not None
+
+    @property
     def clock(self) -> float:
         """The stream's event-time clock: the latest admitted event time (a profiled source's: its latest row's)."""
         return self.profiler.clock if self.profiler is not None else self.admission.watermark

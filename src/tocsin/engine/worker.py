@@ -278,9 +278,9 @@ class KafkaWorker:
             self.core.process(work, path="kafka", received=received)
 
     def _tick_idle(self, parts: list[PartitionBatch]) -> None:
-        """About once a second, owned partitions that brought nothing get their due silence anomalies
-        (``silence.enabled``): a partition whose only host died still reports it."""
-        if not self.spec.silence.enabled or time.monotonic() - self._ticked < 1.0:
+        """About once a second, owned partitions that brought nothing get what fell due (``silence.enabled``: a
+        partition whose only host died still reports it; ``quality``: a table's last load is scored)."""
+        if not (self.spec.silence.enabled or self.spec.quality is not None) or time.monotonic() - self._ticked < 1.0:
             return
         self._ticked = time.monotonic()
         busy = {part.partition for part in parts}

@@ -18,6 +18,7 @@ import numpy as np
 from confluent_kafka import Producer
 
 from tocsin.batch import EventBatch
+from tocsin.decode import RAW_FIELD
 from tocsin.simulate.daily import FieldInfo, field_columns
 from tocsin.simulate.transactions import TransactionSimulator, _columns
 
@@ -26,7 +27,10 @@ T = TypeVar("T")
 
 def event_lines(batch: EventBatch, fields: tuple[FieldInfo, ...] | None = None) -> tuple[list[bytes], list[bytes]]:
     """The batch as JSON records (one bytes object per event) and their keys; ``fields``: the simulator's
-    field table (a transaction batch's when omitted)."""
+    field table (a transaction batch's when omitted). A batch carrying its raw records (rows that change shape,
+    the quality scenario's) is sent as they are."""
+    if RAW_FIELD in batch.extra:
+        return [bytes(line) for line in batch.extra[RAW_FIELD].tolist()], [k.encode() for k in batch.keys.tolist()]
     columns = _columns(batch) if fields is None else field_columns(batch, fields)
     names = list(columns)
     rows = zip(*(column.tolist() for column in columns.values()))

@@ -308,16 +308,17 @@ class TableLoadSimulator(IncidentSimulator):
             return
         column = self._column_of(kind, t, part)
         values = columns[column]
+        # incidents may overlap on a batch: each touches only the values still of the kind it changes
         if kind == "null_surge":
             share = 0.3 + 0.6 * level
-            columns[column] = [None if r < share else v for v, r in zip(values, rng.random(n).tolist())]
+            columns[column] = [None if r < share and v is not _ABSENT else v for v, r in zip(values, rng.random(n).tolist())]
         elif kind == "type_change":
-            columns[column] = [None if v is None else f"{v:.2f}" for v in values]
+            columns[column] = [f"{v:.2f}" if _is_number(v) else v for v in values]
         elif kind == "field_missing":
             columns[column] = [_ABSENT] * n
         elif kind == "distribution_shift":
             if column == "amount":
-                columns[column] = [round(v * (2.0 + 2.0 * level), 2) for v in values]
+                columns[column] = [round(v * (2.0 + 2.0 * level), 2) if _is_number(v) else v for v in values]
             else:
                 columns[column] = [values[0]] * n if n else values
 
@@ -334,3 +335,7 @@ class _Absent:
 
 
 _ABSENT = _Absent()
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
