@@ -289,9 +289,10 @@ class SeriesModel(FeatureOperator):
     def _modelled_values(self, batch: EventBatch) -> tuple[np.ndarray, np.ndarray | None]:
         """The readings as the model sees them: log(1 + value) for the ``log_scale`` metrics (negatives as 0),
         and which rows those are (None: no such metric)."""
-        values = np.array(batch.numeric[self.field], dtype=np.float64)
+        values = np.ascontiguousarray(batch.numeric[self.field], dtype=np.float64)
         if not self.log_scale:
-            return values, None
+            return values, None  # the batch's own column: the kernel only reads it
+        values = values.copy()
         if self.metric_field is None:
             logged = np.full(len(values), self.is_logged(self.field))
         else:
