@@ -165,10 +165,9 @@ class SeriesModel(FeatureOperator):
         self.by = by
         #: metric name patterns modelled on a log scale, and each metric name's verdict (names repeat)
         self.log_scale = tuple(log_scale)
-        self._logged: dict[str, bool] = {}
         #: metric name patterns that follow ``season`` (None: all); the others are modelled without one
         self.seasonal = None if seasonal is None else tuple(seasonal)
-        self._seasonal: dict[str, bool] = {}
+        self._matches = _Patterns(self.log_scale), _Patterns(self.seasonal or ())
         self.metric_field = metric_field
         self.season = season
         self.this = this
@@ -237,7 +236,7 @@ class SeriesModel(FeatureOperator):
         n = len(batch)
         out = {part: np.zeros(n, dtype=np.float64) for part in ("surprise", "trend", "stuck", *self._context)}
         if n:
-            values, logged = self._modelled_values(batch)
+            values, logged, seasons = self._per_metric(batch)
             series_ids, group_ids = self._series_ids(keys)
             self._seen = max(self._seen, int(series_ids.max()) + 1)
             if self.max_series is not None and self._seen > self.max_series:
@@ -247,7 +246,7 @@ class SeriesModel(FeatureOperator):
                 series_ids, group_ids,
                 np.ascontiguousarray(batch.times, dtype=np.float64),
                 values,
-                self._seasons(batch), self._params,
+                seasons, self._params,
                 self._series, *self._day, *self._week, self._pooled,
                 out["surprise"], out["expected"], out["sigma"], out["readings"], out["profile"], out["trend"], out["stuck"],
             )  # fmt: skip
@@ -262,44 +261,34 @@ class SeriesModel(FeatureOperator):
 
     def is_logged(self, metric: str) -> bool:
         """Whether ``metric`` is modelled as log(1 + value) (``log_scale``)."""
-        verdict = self._logged.get(metric)
-        if verdict is None:
-            verdict = self._logged[metric] = any(fnmatch.fnmatchcase(metric, pattern) for pattern in self.log_scale)
-        return verdict
-
-    def _seasons(self, batch: EventBatch) -> np.ndarray:
-        """Each reading's season code: ``season`` for the ``seasonal`` metrics (all by default), else none."""
-        season = np.full(len(batch), SEASONS[self.season], dtype=np.int64)
-        if self.seasonal is None or self.season == "none":
-            return season
-        if self.metric_field is None:
-            follows = np.full(len(batch), self._follows(self.field))
-        else:
-            names, index = np.unique(batch.categorical[self.metric_field].astype(str), return_inverse=True)
-            follows = np.array([self._follows(name) for name in names.tolist()], dtype=bool)[index]
-        season[~follows] = SEASONS["none"]
-        return season
+        return self._matches[0](metric)
 
     def _follows(self, metric: str) -> bool:
-        verdict = self._seasonal.get(metric)
-        if verdict is None:
-            verdict = self._seasonal[metric] = any(fnmatch.fnmatchcase(metric, p) for p in self.seasonal or ())
-        return verdict
+        """Whether ``metric`` follows ``season`` (``seasonal``; every metric when it is null)."""
+        return self.seasonal is None or self._matches[1](metric)
 
-    def _modelled_values(self, batch: EventBatch) -> tuple[np.ndarray, np.ndarray | None]:
-        """The readings as the model sees them: log(1 + value) for the ``log_scale`` metrics (negatives as 0),
-        and which rows those are (None: no such metric)."""
+    def _per_metric(self, batch: EventBatch) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """The readings as the model sees them (log(1 + value), negatives as 0, for the ``log_scale`` metrics),
+        which rows those are (None: no such metric), and each reading's season code (``season`` for the
+        ``seasonal`` metrics, else none); one pass over the batch's metric names serves both."""
         values = np.ascontiguousarray(batch.numeric[self.field], dtype=np.float64)
-        if not self.log_scale:
-            return values, None  # the batch's own column: the kernel only reads it
-        values = values.copy()
+        seasons = np.full(len(batch), SEASONS[self.season], dtype=np.int64)
+        by_name = bool(self.log_scale) or (self.seasonal is not None and self.season != "none")
+        if not by_name:
+            return values, None, seasons  # the batch's own column: the kernel only reads it
         if self.metric_field is None:
-            logged = np.full(len(values), self.is_logged(self.field))
+            names, index = [self.field], np.zeros(len(batch), dtype=np.int64)
         else:
-            names, index = np.unique(batch.categorical[self.metric_field].astype(str), return_inverse=True)
-            logged = np.array([self.is_logged(name) for name in names.tolist()], dtype=bool)[index]
-        values[logged] = np.log1p(np.maximum(values[logged], 0.0))
-        return values, logged
+            unique, index = np.unique(batch.categorical[self.metric_field].astype(str), return_inverse=True)
+            names = unique.tolist()
+        logged = None
+        if self.log_scale:
+            logged = np.array([self.is_logged(name) for name in names], dtype=bool)[index]
+            values = values.copy()
+            values[logged] = np.log1p(np.maximum(values[logged], 0.0))
+        if self.seasonal is not None and self.season != "none":
+            seasons[~np.array([self._follows(name) for name in names], dtype=bool)[index]] = SEASONS["none"]
+        return values, logged, seasons
 
     def key_state(self, key_id: int) -> dict[str, float]:
         """Level and standard deviation of entity ``key_id``'s series (wide format; {} for long)."""
@@ -343,7 +332,7 @@ class SeriesModel(FeatureOperator):
             return (f"{metric} {format_number(x, 4)} {direction} steadily ({format_number(abs(output.columns[name][row]))} "
                     f"sigma accumulated) vs {self.possessive} usual {band}{when}")
         cold = f" (cold start: {readings} readings)" if readings < self._params[3] else ""
-        if not profile and self.season != "none" and (self.seasonal is None or self._follows(metric)):
+        if not profile and self.season != "none" and self._follows(metric):
             cold += " (no profile for this hour yet)"
         return f"{metric} {format_number(x, 4)} vs {self.possessive} usual {band}{when}{cold}"
 
@@ -365,3 +354,17 @@ class SeriesModel(FeatureOperator):
         if self.metric_field is not None:
             self._series_keys = np.array(state["series_keys"], dtype=np.int64)
             self._series_index = {int(k): i for i, k in enumerate(self._series_keys.tolist())}
+
+
+class _Patterns:
+    """Metric-name patterns (``fnmatch``), each name's verdict remembered: a long-format batch repeats a few names."""
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        self.patterns = patterns
+        self._verdicts: dict[str, bool] = {}
+
+    def __call__(self, metric: str) -> bool:
+        verdict = self._verdicts.get(metric)
+        if verdict is None:
+            verdict = self._verdicts[metric] = any(fnmatch.fnmatchcase(metric, pattern) for pattern in self.patterns)
+        return verdict
