@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tocsin.cli.main import SPECS, DemoScenario, app
+from tocsin.cli.main import SPECS, Scenario, app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -18,7 +18,7 @@ def invoke(*args):
     return cli.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
-@pytest.mark.parametrize("scenario", list(DemoScenario), ids=lambda s: s.value)
+@pytest.mark.parametrize("scenario", list(Scenario), ids=lambda s: s.value)
 def test_each_demo_runs_the_packaged_copy_of_its_example_spec(scenario):
     """The demo reads specs/NAME.yaml (in the wheel: package data); it must say what examples/NAME.yaml says."""
     packaged, example = SPECS / f"{scenario.value}.yaml", EXAMPLES / f"{scenario.value}.yaml"
@@ -47,3 +47,9 @@ def test_the_transactions_demo_is_still_the_default(tmp_path):
     text = " ".join(result.output.split())
     assert "300 simulated cards, fraud injected after day 1" in text and "tocsin demo — card transactions" in text
     assert "warm-up" in text or "warmup" in text, text
+
+
+def test_the_cli_scenarios_are_the_simulators_registry():
+    from tocsin.simulate import SCENARIOS
+
+    assert [scenario.value for scenario in Scenario] == list(SCENARIOS)

@@ -37,8 +37,9 @@ SPECS = Path(__file__).resolve().parent.parent / "specs"
 REFERENCE_SPEC = SPECS / "transactions.yaml"
 
 
-class DemoScenario(str, Enum):
-    """What `tocsin demo` runs: the scenario's reference spec (``specs/NAME.yaml``) over its simulator."""
+class Scenario(str, Enum):
+    """A simulated use case: what `tocsin simulate` writes, and what `tocsin demo` runs (its reference spec,
+    ``specs/NAME.yaml``, over its simulator); the names of ``tocsin.simulate.SCENARIOS``."""
 
     transactions = "transactions"
     hosts = "hosts"
@@ -51,23 +52,11 @@ class DemoScenario(str, Enum):
 
 
 #: each demo's subject (its title) and the simulator field that says how many entities it simulates
-DEMO_SUBJECTS = {DemoScenario.transactions: ("card transactions", "users"), DemoScenario.hosts: ("host metrics", "hosts"),
-                 DemoScenario.requests: ("request logs", "services"), DemoScenario.sensors: ("sensor readings", "sensors"),
-                 DemoScenario.logins: ("logins and access", "accounts"), DemoScenario.behaviour: ("page views", "visitors"),
-                 DemoScenario.retail: ("store sales", "stores"), DemoScenario.quality: ("table loads", "tables")}
+DEMO_SUBJECTS = {Scenario.transactions: ("card transactions", "users"), Scenario.hosts: ("host metrics", "hosts"),
+                 Scenario.requests: ("request logs", "services"), Scenario.sensors: ("sensor readings", "sensors"),
+                 Scenario.logins: ("logins and access", "accounts"), Scenario.behaviour: ("page views", "visitors"),
+                 Scenario.retail: ("store sales", "stores"), Scenario.quality: ("table loads", "tables")}
 
-
-class SimulateScenario(str, Enum):
-    """What `tocsin simulate` writes."""
-
-    transactions = "transactions"
-    hosts = "hosts"
-    requests = "requests"
-    sensors = "sensors"
-    logins = "logins"
-    behaviour = "behaviour"
-    retail = "retail"
-    quality = "quality"
 
 
 def _summary_table(summary: dict[str, Any], title: str) -> Table:
@@ -161,7 +150,7 @@ def _fail_if_nothing_was_decided(runner: Any, summary: dict[str, Any], json_out:
 
 @app.command()
 def demo(
-    scenario: DemoScenario = typer.Option(DemoScenario.transactions, help="transactions: card payments with fraud; hosts: host "
+    scenario: Scenario = typer.Option(Scenario.transactions, help="transactions: card payments with fraud; hosts: host "
                                           "metrics (cpu, memory, network) with incidents; requests: microservice request logs "
                                           "with incidents, as per-service readings each minute; sensors: IoT sensor readings "
                                           "(temperature, vibration) with incidents; logins: login and access events with attacks; "
@@ -340,7 +329,7 @@ def backtest(
 @app.command()
 def simulate(
     out: Path = typer.Option(..., help="file to write: .jsonl, .csv or .parquet"),
-    scenario: SimulateScenario = typer.Option(SimulateScenario.transactions, help="transactions: card payments with fraud; "
+    scenario: Scenario = typer.Option(Scenario.transactions, help="transactions: card payments with fraud; "
                                               "hosts: host metric readings, requests: microservice request logs, "
                                               "sensors: IoT sensor readings, each with incidents"),
     events: int = typer.Option(200_000, help="number of events"),
@@ -373,15 +362,15 @@ def simulate(
         raise typer.Exit(2) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     fmt = "jsonl" if fmt == "json" else fmt
-    if scenario is not SimulateScenario.transactions:
+    if scenario is not Scenario.transactions:
         params: dict[str, float] = {
-            SimulateScenario.hosts: {"hosts": hosts},
-            SimulateScenario.requests: {"services": services, "request_rate": request_rate},
-            SimulateScenario.sensors: {"sensors": sensors},
-            SimulateScenario.logins: {"accounts": accounts},
-            SimulateScenario.behaviour: {"visitors": visitors},
-            SimulateScenario.retail: {"stores": stores},
-            SimulateScenario.quality: {"tables": tables},
+            Scenario.hosts: {"hosts": hosts},
+            Scenario.requests: {"services": services, "request_rate": request_rate},
+            Scenario.sensors: {"sensors": sensors},
+            Scenario.logins: {"accounts": accounts},
+            Scenario.behaviour: {"visitors": visitors},
+            Scenario.retail: {"stores": stores},
+            Scenario.quality: {"tables": tables},
         }[scenario]
         if incident_rate is not None:
             params["incident_rate"] = incident_rate
