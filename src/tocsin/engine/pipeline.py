@@ -340,31 +340,29 @@ class Pipeline:
         """What falls due at event time ``clock`` while no event arrives (an idle input whose clock the driver
         moves by wall time): a profiled source's buckets that closed, scored, and silence anomalies; None when
         nothing did."""
-        if self.profiler is not None:
-            readings, notices = self.profiler.close_at(clock)
-            if len(readings) or notices:
-                self._notices += notices
-                return self.process(readings)
-        if self.silence is None:
-            return None
-        notices = self.silence.due(clock, self.features.interners[ENTITY])
-        if not notices:
-            return None
-        empty = EventBatch.empty(self.spec.event_schema.numeric, self.spec.event_schema.categorical)
-        nothing = np.empty(0)
-        return ScoredBatch(events=empty, features=None, raw_score=nothing, score=nothing, is_anomaly=np.zeros(0, dtype=bool),
-                           severity=np.zeros(0, dtype=np.int8), scored=np.zeros(0, dtype=bool), notices=notices)
+        return self._fell_due(self.profiler.close_at(clock) if self.profiler is not None else None, clock)
 
     def finish(self) -> ScoredBatch | None:
         """The input ended: a profiled source's open buckets close as they are and are scored (a file of batch
         loads says its last load's health); None when nothing was open."""
-        if self.profiler is None:
-            return None
-        readings, notices = self.profiler.close_all()
-        if not len(readings) and not notices:
-            return None
-        self._notices += notices
-        return self.process(readings)
+        return self._fell_due(self.profiler.close_all(), None) if self.profiler is not None else None
+
+    def _fell_due(self, closed: tuple[EventBatch, list[dict[str, Any]]] | None, clock: float | None) -> ScoredBatch | None:
+        """One batch of what fell due with no event: the ``closed`` buckets' readings (scored) and schema changes,
+        then the silences due by ``clock`` (None: none are looked for); None when there is nothing."""
+        scored = None
+        if closed is not None and (len(closed[0]) or closed[1]):
+            self._notices += closed[1]
+            scored = self.process(closed[0])
+        due = self.silence.due(clock, self.features.interners[ENTITY]) if clock is not None and self.silence is not None else []
+        if due and scored is None:
+            empty = EventBatch.empty(self.spec.event_schema.numeric, self.spec.event_schema.categorical)
+            nothing = np.empty(0)
+            scored = ScoredBatch(events=empty, features=None, raw_score=nothing, score=nothing, is_anomaly=np.zeros(0, dtype=bool),
+                                 severity=np.zeros(0, dtype=np.int8), scored=np.zeros(0, dtype=bool))
+        if due:
+            scored.notices += due
+        return scored
 
     def _score(self, X, frame, start, raw, score, is_anomaly, severity, explanations, drift) -> None:
         """Score rows ``start:`` in segments that end where the scored-event count crosses a
