@@ -5,10 +5,12 @@ shadow and ``compare`` sums what it saw."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from fastapi.testclient import TestClient
@@ -18,12 +20,15 @@ from typer.testing import CliRunner
 from tocsin.api import AuthConfig, KeyStore, create_app
 from tocsin.checkpoint import LocalCheckpointStore
 from tocsin.cli.main import app as cli
+from tocsin.engine.core import DriverCore
 from tocsin.engine.runner import Runner
 from tocsin.registry import CHALLENGER, CHAMPION, open_registry
 from tocsin.simulate import TransactionSimulator, write_events
 from tocsin.simulate.transactions import _columns
 from tocsin.sources.simulator import SimulatorSource
+from tocsin.sources.base import SourceBatch
 from tocsin.spec import load_spec
+from tocsin.store.sql import Store
 
 REFERENCE = Path(__file__).resolve().parents[2] / "examples" / "transactions.yaml"
 
@@ -49,7 +54,6 @@ def train(tmp_path, spec_path: Path, seed: int, events: int = 30_000, *extra: st
     result = CliRunner().invoke(cli, ["train", str(spec_path), "--data", str(history), "--label-column", "is_fraud",
                                       "--json", str(tmp_path / "version.json"), *extra], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    import json
 
     return json.loads((tmp_path / "version.json").read_text())["version"]
 
@@ -95,11 +99,37 @@ def test_a_running_runner_switches_to_the_promoted_champion_without_losing_an_ev
     assert scored["n"] == scored["d"] == runner.stats.scored, "every scored event stored once"
     assert runner.stats.events + runner.stats.dead_letters == runner.position, "nothing lost"
     saved = LocalCheckpointStore(Path(spec.checkpoint.dir) / spec.name).load(runner.partition)
-    import json
 
     meta = json.loads(str(saved.state["pipeline/meta"]))
     assert meta["model_version"] == version and [switch_position, version] in [list(s) for s in meta["model_switches"]]
     print(f"switched {took:.2f} s after the promotion, at position {switch_position + 1}")
+
+
+def test_a_switch_waits_until_the_replay_of_what_a_previous_owner_may_have_emitted_is_done(tmp_path) -> None:
+    """After a crash, events past the checkpoint are scored again and their first outputs stand (insert or
+    ignore): a promotion switching inside that replay would score them, and all that follows, otherwise."""
+    spec_path = spec_file(tmp_path)
+    spec = load_spec(spec_path)
+    version = train(tmp_path, spec_path, seed=23)
+    open_registry(spec).promote(spec.name, version, CHAMPION, by="test")
+    core = DriverCore(spec, driver="worker", store=Store(spec.store.url))
+    try:
+        core.follower.poll()
+        assert core.follower.model(CHAMPION).version == version
+        stream = core.open_stream("p0", "test:p0", resume=False)
+        stream.replay_until = 5_999  # as a Kafka worker sets it: the partition's last offset when assigned
+        lines = [json.dumps(r).encode() for r in _records(spec, 9_000)]
+        switched_at = []
+        for start in range(0, 9_000, 1_000):
+            raw = SourceBatch(positions=np.arange(start, start + 1_000), next_position=start + 1_000,
+                              lines=lines[start:start + 1_000])
+            core.process([(stream, raw)], path="stream")
+            switched_at.append(stream.pipeline.model_version)
+        # the follower is consulted before each batch: at position 5,999 (after six batches) it switches
+        assert switched_at == [0] * 6 + [version] * 3, switched_at
+        assert stream.pipeline.model_switches == [(5_999, version)]
+    finally:
+        core.close()
 
 
 def test_a_version_trained_for_another_spec_is_refused(tmp_path) -> None:
@@ -147,7 +177,6 @@ def test_the_http_service_switches_and_a_challenger_scores_in_shadow(tmp_path) -
     assert service.core.stats.events == 30_000 and stored["n"] == stored["d"] == service.core.stats.scored == 30_000 - 5_000, "every posted event scored and stored once across the switch"
     result = CliRunner().invoke(cli, ["models", "compare", str(spec_path), "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    import json
 
     compared = json.loads(result.stdout)
     assert compared["champion"] == champion and compared["challenger"] == challenger

@@ -109,6 +109,10 @@ class Stream:
     resumed_at: int | None = None
     #: the metadata of the checkpoint it resumed from (sinks read what they saved there)
     resumed_meta: dict[str, Any] = field(default_factory=dict)
+    #: the last position a previous owner may have emitted outputs for (-1: none known). A model switch waits
+    #: until the stream is past it: events replayed after a crash must score as they first did, since their
+    #: stored outputs stand (insert-or-ignore); switching inside the replay would change the state that follows
+    replay_until: int = -1
     #: pipeline.events_seen when the last durable checkpoint was taken (a pipeline handed in warm has
     #: state worth saving before its first position)
     checkpointed_events: int = 0
@@ -361,7 +365,8 @@ class DriverCore:
     def follow_models(self) -> list[Stream]:
         """Between batches: install the champion the registry names into every stream that runs another
         model, then checkpoint those streams at once, so the switch (version and position) is in the
-        state a crash resumes from. A version trained for another spec is refused (logged, health
+        state a crash resumes from. A stream still replaying what a previous owner may have emitted
+        (:attr:`Stream.replay_until`) switches once past it. A version trained for another spec is refused (logged, health
         ``registry`` down) and not tried again. The streams switched."""
         champion = self.follower.model(CHAMPION) if self.follower is not None else None
         if champion is None:
@@ -370,7 +375,8 @@ class DriverCore:
         with self.lock:
             for stream in self.streams:
                 pipeline = stream.pipeline
-                if pipeline.model_version == champion.version or not stream.between_batches or self._unacknowledged:
+                if (pipeline.model_version == champion.version or not stream.between_batches or self._unacknowledged
+                        or stream.position < stream.replay_until):
                     continue
                 try:
                     pipeline.install_model(champion.arrays, champion.version, stream.position)

@@ -177,6 +177,7 @@ class KafkaWorker:
             stream = self.core.open_stream(self.partition_name(tp.partition), f"kafka:{self.partition_name(tp.partition)}",
                                            key=tp.partition)
             self.streams[tp.partition] = stream
+            stream.replay_until = self._log_end(consumer, tp) - 1  # a previous owner read no further
             tp.offset = stream.position + 1 if stream.position >= 0 else OFFSET_BEGINNING
             log.info("partition %s: resuming at offset %d", stream.name, stream.position + 1)
         self._owned_changed("assigned", [tp.partition for tp in partitions])
@@ -184,6 +185,14 @@ class KafkaWorker:
             self.labels.rewind(s.pipeline for s in self.streams.values())
         log.info("worker %s assigned %s", self.worker_id, [(tp.partition, tp.offset) for tp in partitions])
         consumer.assign(partitions)
+
+    def _log_end(self, consumer: Consumer, tp: TopicPartition) -> int:
+        """The partition's end offset now (0 when the broker does not answer: no replay guard then)."""
+        try:
+            return int(consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)[1])
+        except KafkaException as error:
+            log.warning("partition %d: end offset unknown (%s): a promotion may switch inside a replay", tp.partition, error)
+            return 0
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = [tp.partition for tp in partitions if tp.partition in self.streams]
