@@ -47,6 +47,29 @@ def test_features_with_many_ties_are_measured_without_blowing_up() -> None:
     assert np.isfinite(psi) and psi < 0.01 and ks < 0.01
 
 
+def test_the_folding_kernel_adds_what_a_weighted_bincount_of_the_bins_adds() -> None:
+    """Bit for bit, NaN rows, NaN cut points and values on a cut point included."""
+    rng = np.random.default_rng(3)
+    train = rng.normal(size=(2_000, 3)).round(1)
+    train[:, 2] = np.nan  # a column with no reference: NaN cut points
+    monitor = DriftMonitor(DriftSpec(), ["a", "b", "c"])
+    monitor.set_reference(train, rng.random(2_000))
+    X = rng.normal(size=(1_500, 3)).round(1)
+    X[::7, 0] = np.nan
+    X[:10, 1] = monitor.edges[1][:1]  # exactly on a cut point
+    scores = rng.random(1_500)
+    scores[::11] = np.nan
+    before = monitor.counts.copy() + 1.0
+    monitor.counts = before.copy()
+    monitor.observe(X, scores)
+    weights = monitor._decay ** np.arange(1_499, -1, -1, dtype=np.float64)
+    expected = before * monitor._decay ** 1_500
+    columns = np.column_stack([X, scores])
+    for j in range(4):
+        expected[j] += np.bincount(np.searchsorted(monitor.edges[j], columns[:, j], side="right"), weights=weights, minlength=10)
+    np.testing.assert_array_equal(monitor.counts, expected)
+
+
 def test_distances_do_not_depend_on_batch_cuts(tmp_path) -> None:
     spec = parse_spec(small_spec_dict(tmp_path))
     events = TransactionSimulator.from_spec(spec.source).generate(12_000)

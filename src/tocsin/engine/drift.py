@@ -34,6 +34,7 @@ features co-vary); a reference from too few rows.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from tocsin.spec import DriftSpec
 
@@ -82,10 +83,8 @@ class DriftMonitor:
         n = len(X)
         # a row i of n is decayed decay^(n-1-i): the same result as folding the rows one by one
         weights = self._decay ** np.arange(n - 1, -1, -1, dtype=np.float64)
-        columns = np.column_stack([X, scores])
         self.counts *= self._decay ** n
-        for j in range(columns.shape[1]):
-            self.counts[j] += np.bincount(self._bins(j, columns[:, j]), weights=weights, minlength=BINS)
+        _fold_rows(np.asarray(X, dtype=np.float64), np.asarray(scores, dtype=np.float64), self.edges, weights, self.counts)
 
     def distances(self) -> dict[str, tuple[float, float]]:
         """Per column (PSI, KS) of the live shares against the reference; {} until there are enough rows."""
@@ -126,3 +125,26 @@ class DriftMonitor:
         self.edges = np.array(state["edges"], dtype=np.float64).reshape(-1, BINS - 1)
         self.reference = np.array(state["reference"], dtype=np.float64).reshape(-1, BINS)
         self.counts = np.array(state["counts"], dtype=np.float64).reshape(-1, BINS)
+
+
+@njit(cache=True, nogil=True)
+def _fold_rows(X, scores, edges, weights, counts):  # pragma: no cover - compiled
+    """Add each row's weight to its bin, per column (the features, then the score): what a weighted
+    ``bincount`` of ``searchsorted(edges[j], column, side="right")`` adds, in the same order, so the sums
+    are bit-identical; one pass with no per-column Python (it ran 2 numpy calls per column per segment)."""
+    n, m = X.shape
+    added = np.zeros((m + 1, edges.shape[1] + 1))
+    for j in range(m + 1):
+        cuts = edges[j]
+        for i in range(n):
+            value = scores[i] if j == m else X[i, j]
+            if value != value:  # NaN sorts after every edge
+                b = cuts.size
+            else:
+                b = 0
+                while b < cuts.size and cuts[b] <= value:
+                    b += 1
+            added[j, b] += weights[i]
+    for j in range(m + 1):
+        for b in range(added.shape[1]):
+            counts[j, b] += added[j, b]

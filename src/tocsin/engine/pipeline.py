@@ -367,15 +367,20 @@ class Pipeline:
     def _score(self, X, frame, start, raw, score, is_anomaly, severity, explanations, drift) -> None:
         """Score rows ``start:`` in segments that end where the scored-event count crosses a
         multiple of ``calibration.update_every``; calibration, threshold and refits change only
-        at those ends, so the decisions do not depend on how the stream was cut into batches."""
+        at those ends, so the decisions do not depend on how the stream was cut into batches.
+
+        The detector scores every row up front in one call (a raw score depends on the model alone, not on
+        calibration: one call shares the rows out between the cores once, not once per segment); a refit
+        mid-batch scores the rows after it again with the new model."""
         step = self.spec.calibration.update_every
         refit_every = self.spec.detector.refit_every
         pos, n = start, len(X)
+        ahead_from, ahead = pos, self.detector.score_samples(np.ascontiguousarray(X[pos:]))
         while pos < n:
             end = min(n, pos + step - self._scored_total % step)
             rows = slice(pos, end)
             segment = np.ascontiguousarray(X[rows])
-            raw[rows] = self.detector.score_samples(segment)
+            raw[rows] = ahead[pos - ahead_from:end - ahead_from]
             score[rows] = self.calibrator.transform(raw[rows])
             supervised = None
             if self.supervised is not None:  # it learns from every feature, the ones the detector leaves out too
@@ -414,6 +419,8 @@ class Pipeline:
                 self._pending_raw, self._pending_score, self._pending_X = [], [], []
                 if refit_every is not None and not self.frozen and self._since_fit >= self._refit_interval():
                     self._refit()  # a model installed from the registry is not replaced by a local refit
+                    if end < n:
+                        ahead_from, ahead = end, self.detector.score_samples(np.ascontiguousarray(X[end:]))
             pos = end
 
     def _say_what_labels_added(self, explanations: dict, flagged: np.ndarray, pos: int,
