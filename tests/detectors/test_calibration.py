@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tocsin.detectors.calibration import RingBuffer, ScoreCalibrator
+from tocsin.detectors.calibration import RingBuffer, ScoreCalibrator, _two_sided_ranks
 from tocsin.spec import CalibrationSpec
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
@@ -161,3 +161,13 @@ def test_incremental_sorted_reference_equals_a_fresh_sort(window, batches, queri
         fresh.update(calibrator.reference())
         np.testing.assert_array_equal(calibrator.transform(queries), fresh.transform(queries))
         assert (calibrator.tail_start, calibrator.tail_scale) == (fresh.tail_start, fresh.tail_scale)
+
+
+@settings(max_examples=200, deadline=None)
+@given(reference=st.lists(st.integers(-20, 20), min_size=1, max_size=300),
+       queries=st.lists(st.one_of(st.integers(-30, 30).map(float), st.sampled_from([np.inf, -np.inf, np.nan])), max_size=300))
+def test_the_ranks_kernel_equals_numpy_searchsorted_on_both_sides(reference, queries) -> None:
+    ordered, asked = np.sort(np.array(reference, dtype=np.float64)), np.array(queries, dtype=np.float64)
+    expected = np.searchsorted(ordered, asked, "left") + np.searchsorted(ordered, asked, "right")
+    known = ~np.isnan(asked)  # a NaN query's score is NaN whatever its rank
+    np.testing.assert_array_equal(_two_sided_ranks(ordered, asked)[known], expected[known])
