@@ -512,29 +512,27 @@ class Pipeline:
         self.fit(self.training.rows())
 
     def _explain(self, X: np.ndarray, frame: FeatureFrame, rows: np.ndarray) -> dict[int, list[dict[str, Any]]]:
+        """Each flagged row's top contributions, worded by the features (one sort for all the rows; then only
+        the few leading features of each row are put into words)."""
         contributions = self.detector.explain(np.ascontiguousarray(X[rows]))
+        top = np.argsort(-contributions, axis=1, kind="stable")[:, : TOP_CONTRIBUTIONS + 2]
+        shares = np.take_along_axis(contributions, top, axis=1).tolist()
+        values = np.take_along_axis(X[rows], top, axis=1).tolist()
+        names = self.feature_names
         out: dict[int, list[dict[str, Any]]] = {}
         for i, row in enumerate(rows.tolist()):
-            order = np.argsort(-contributions[i], kind="stable")[: TOP_CONTRIBUTIONS + 2]
-            items: list[dict[str, Any]] = []
-            for j in order.tolist():
-                if contributions[i, j] <= 0:
+            items: dict[str, dict[str, Any]] = {}  # by text: the z-score and the ratio of one field may say one thing
+            for j, share, value in zip(top[i].tolist(), shares[i], values[i]):
+                if share <= 0:
                     break
-                name = self.feature_names[j]
+                name = names[j]
                 text = frame.describe(name, row)
-                same = next((item for item in items if item["text"] == text), None)
-                if same is not None:  # e.g. the z-score and the ratio of one field say one thing
-                    same["contribution"] = round(same["contribution"] + float(contributions[i, j]), 4)
+                same = items.get(text)
+                if same is not None:
+                    same["contribution"] = round(same["contribution"] + share, 4)
                     continue
-                items.append(
-                    {
-                        "feature": name,
-                        "value": float(X[row, j]),
-                        "contribution": round(float(contributions[i, j]), 4),
-                        "text": text,
-                    }
-                )
-            out[row] = items[:TOP_CONTRIBUTIONS]
+                items[text] = {"feature": name, "value": value, "contribution": round(share, 4), "text": text}
+            out[row] = list(items.values())[:TOP_CONTRIBUTIONS]
         return out
 
     # --- labels -------------------------------------------------------------
