@@ -1,7 +1,6 @@
 """Event-time buckets: readings equal a plain per-bucket computation whatever the batch cuts (and across a
 checkpoint), late events become dead letters with their reason, and spec mistakes name the field and the fix."""
 
-import io
 
 import numpy as np
 import pytest
@@ -9,6 +8,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.state_helpers import through_npz
 from tocsin.engine.pipeline import Pipeline
 from tocsin.spec import SpecError, parse_spec
 
@@ -61,12 +61,7 @@ def run(pipeline_spec, records, cuts, state_at=None):
         i += size
         c += 1
         if state_at == c:
-            buffer = io.BytesIO()
-            np.savez(buffer, **pipeline.state_dict())
-            buffer.seek(0)
-            pipeline = Pipeline(pipeline_spec)
-            with np.load(buffer, allow_pickle=False) as saved:
-                pipeline.load_state_dict({k: saved[k] for k in saved.files})
+            pipeline = through_npz(pipeline.state_dict(), Pipeline(pipeline_spec))
     return readings, late, pipeline
 
 

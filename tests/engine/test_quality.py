@@ -4,7 +4,6 @@ letters instead of crashes, an end-to-end run into the store, and the spec's che
 
 from __future__ import annotations
 
-import io
 import json
 import math
 
@@ -16,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from tests.state_helpers import through_npz
 from tocsin.cli.main import app
 from tocsin.engine.quality import QualityProfiler
 from tocsin.spec import SpecError, parse_spec
@@ -298,12 +298,7 @@ def run_cut(lines, sizes, state_at=None, **quality):
         dead += [(x.position, x.code, x.reason, x.raw) for x in d]
         notices += n
         if state_at == c:
-            buffer = io.BytesIO()
-            np.savez(buffer, **p.state_dict())
-            buffer.seek(0)
-            p = QualityProfiler(spec)
-            with np.load(buffer, allow_pickle=False) as saved:
-                p.load_state_dict({k: saved[k] for k in saved.files})
+            p = through_npz(p.state_dict(), QualityProfiler(spec))
     r, n = p.close_all()
     readings += list(zip(r.ids.tolist(), table(r), r.labels.tolist()))
     return readings, dead, notices + n
@@ -386,12 +381,7 @@ def run_pipeline(records, cuts, state_at=None):
         i += size
         c += 1
         if state_at == c:
-            buffer = io.BytesIO()
-            np.savez(buffer, **pipeline.state_dict())
-            buffer.seek(0)
-            pipeline = Pipeline(spec)
-            with np.load(buffer, allow_pickle=False) as saved:
-                pipeline.load_state_dict({k: saved[k] for k in saved.files})
+            pipeline = through_npz(pipeline.state_dict(), Pipeline(spec))
     last = pipeline.finish()
     if last is not None:
         out += scores(last)

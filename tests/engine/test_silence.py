@@ -1,14 +1,13 @@
 """Silence: a host that stops reporting is flagged while silent, at the time it fell due whatever the batch
 cuts, its alert stays open while it lasts and resolves when the host reports again; checkpointed."""
 
-import io
 
-import numpy as np
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.state_helpers import through_npz
 from tocsin.engine.pipeline import Pipeline
 from tocsin.engine.runner import Runner
 from tocsin.simulate.hosts import HostMetricsSimulator
@@ -55,12 +54,7 @@ def run(spec, rows, cuts, state_at=None):
         i += size
         c += 1
         if state_at is not None and c == state_at:
-            buffer = io.BytesIO()
-            np.savez(buffer, **pipeline.state_dict())
-            buffer.seek(0)
-            pipeline = Pipeline(spec)
-            with np.load(buffer, allow_pickle=False) as saved:
-                pipeline.load_state_dict({k: saved[k] for k in saved.files})
+            pipeline = through_npz(pipeline.state_dict(), Pipeline(spec))
     return found, back
 
 

@@ -3,14 +3,13 @@ reveal, keeps the blended score calibrated, says so in explanations, and survive
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
 from sklearn.metrics import average_precision_score
 
+from tests.state_helpers import through_npz
 from tocsin.engine.backtest import backtest
 from tocsin.engine.pipeline import Pipeline
 from tocsin.simulate import TransactionSimulator, write_events
@@ -72,12 +71,7 @@ def test_explanations_say_the_supervised_model_spoke_and_state_round_trips(tmp_p
         pipeline.apply_labels(labelled, labelled.times, "t-labels", np.arange(start, start + len(labelled)))
     assert pipeline.supervised.is_fitted and pipeline.supervised.fits >= 1
     batch = table[24_000:26_000]
-    buffer = io.BytesIO()
-    np.savez(buffer, **pipeline.state_dict())
-    buffer.seek(0)
-    restored = Pipeline(spec)
-    with np.load(buffer, allow_pickle=False) as saved:
-        restored.load_state_dict(dict(saved))
+    restored = through_npz(pipeline.state_dict(), Pipeline(spec))
     a, b = pipeline.process_records(batch, source="t"), restored.process_records(batch, source="t")
     np.testing.assert_array_equal(a.score, b.score)
     texts = [items[0]["text"] for items in a.explanations.values() if items and items[0]["feature"] == "supervised"]

@@ -1,10 +1,10 @@
-import io
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.state_helpers import through_npz
 from tocsin.features.featureset import FeatureSet
 from tocsin.spec import parse_spec
 
@@ -59,12 +59,7 @@ def run_set(features, events, sizes, state_at=None):
     parts = []
     for i, chunk in enumerate(split(events, sizes)):
         if i == state_at:
-            buffer = io.BytesIO()
-            np.savez(buffer, **feature_set.state_dict())
-            buffer.seek(0)
-            feature_set = FeatureSet.from_spec(spec)
-            with np.load(buffer, allow_pickle=False) as saved:
-                feature_set.load_state_dict({k: saved[k] for k in saved.files})
+            feature_set = through_npz(feature_set.state_dict(), FeatureSet.from_spec(spec))
         frame = feature_set.transform_update(make_batch(chunk))
         assert frame.X.flags.c_contiguous and frame.X.dtype == np.float64 and np.isfinite(frame.X).all()
         assert frame.names == feature_set.names
