@@ -297,6 +297,31 @@ def test_nothing_is_lost(items, schema, path):
         assert batch.ids.tolist() == [str(e["tx_id"]) for e in events]
 
 
+VALID = st.fixed_dictionaries(
+    {"tx_id": st.one_of(st.text(min_size=1, max_size=4), st.integers(0, 99)), "card_id": st.sampled_from(["c1", "c2", 3]),
+     "ts": st.one_of(st.floats(0, 2e9), st.integers(0, 2_000_000_000)),
+     "amount": st.one_of(st.booleans(), st.integers(-10**6, 10**6), st.floats(-1e9, 1e9)),
+     "merchant_id": st.one_of(st.booleans(), st.sampled_from(["m1", "m2", 5]))},
+    optional={"is_fraud": st.one_of(st.booleans(), st.sampled_from([0, 1, 2]), st.none())},
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(VALID, min_size=1, max_size=20))
+def test_valid_batches_decode_alike_whether_their_values_fit_the_strict_struct_or_not(records) -> None:
+    """Batches of plain values take the strict struct (no per-value type checks); a batch with an integer id,
+    a boolean category or a null label takes the lenient one: both give the columns the rules say."""
+    batch, dead = Decoder(SCHEMA, source="prop").decode_lines([json.dumps(r).encode() for r in records])
+    assert dead == [] and len(batch) == len(records)
+    assert batch.ids.tolist() == [str(r["tx_id"]) for r in records]
+    assert batch.keys.tolist() == [str(r["card_id"]) for r in records]
+    assert batch.times.tolist() == [float(r["ts"]) for r in records]
+    assert batch.numeric["amount"].tolist() == [float(r["amount"]) for r in records]
+    assert batch.categorical["merchant_id"].tolist() == [_category(r["merchant_id"]) for r in records]
+    assert batch.labels.tolist() == [1 if r.get("is_fraud") else 0 for r in records]
+    assert all(type(v) is str for v in [*batch.ids, *batch.keys, *batch.categorical["merchant_id"]])
+
+
 def test_a_huge_number_is_a_dead_letter_not_a_poisoned_state():
     """amount=1e308 once passed as finite and turned a card's decayed statistics to NaN."""
     decoder = Decoder(SCHEMA, source="unit")
