@@ -60,8 +60,11 @@ DEMO_SUBJECTS = {Scenario.transactions: ("card transactions", "users"), Scenario
 
 
 def _summary_table(summary: dict[str, Any], title: str) -> Table:
+    """One row per figure; a nested dict (``active``, ``final_7d`` …) as rows ``name.key``."""
     table = Table(title=title, show_header=False)
-    for key, value in summary.items():
+    flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+    flat.update({f"{k}.{name}": v for k, part in summary.items() if isinstance(part, dict) for name, v in part.items()})
+    for key, value in flat.items():
         if isinstance(value, float):
             value = f"{value:,.4f}" if abs(value) < 100 else f"{value:,.1f}"
         elif isinstance(value, int):
@@ -314,9 +317,7 @@ def backtest(
         report = run_backtest(spec, data, label_column, progress=lambda n: progress.advance(task, n), scores_path=scores,
                               label_delay=delay, top_k=top_k, test_days=test_days, incidents=incident_table,
                               catch_within=catch if incident_table is not None else 300.0, warmup_days=warmup_days)
-    shown = {k: v for k, v in report.items() if k not in ("problem", "incidents") and not isinstance(v, dict)}
-    shown.update({f"{k}.{name}": v for k, part in report.items() if isinstance(part, dict) and k != "incidents"
-                  for name, v in part.items()})
+    shown = {k: v for k, v in report.items() if k not in ("problem", "incidents")}
     console.print(_summary_table(shown, f"backtest of {spec.name} on {data.name}"))
     if "incidents" in report:
         console.print(_incident_table(report))

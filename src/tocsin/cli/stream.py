@@ -85,11 +85,19 @@ def bench_kafka_command(
     partitions: int = typer.Option(2, help="partitions of the events topic"),
     runs: int = typer.Option(3, min=1, help="throughput trials; the median is reported"),
     brokers: Optional[str] = typer.Option(None, help="use this broker instead of starting tansu"),
+    workers: str = typer.Option("1,2", help="worker counts of the scaling run, comma-separated (\"\" or \"none\": no scaling run)"),
+    scaling_events: int = typer.Option(400_000, min=1, help="events for each worker count of the scaling run"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the figures to this file"),
 ) -> None:
-    """End-to-end events/s through a broker for one worker, and event-to-alert latency at a fixed rate."""
-    from tocsin.bench.kafka import run_kafka_bench
+    """End-to-end events/s through a broker for one worker, event-to-alert latency at a fixed rate, and how
+    events/s and events per CPU second change with 1, 2… worker processes on 4 partitions."""
+    from tocsin.bench.kafka import parse_workers, run_kafka_bench
 
+    try:
+        counts = parse_workers(workers)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--workers") from None
     result = run_kafka_bench(events=events, rate=rate, latency_seconds=latency_seconds, users=users,
-                             partitions=partitions, brokers=brokers, console=console, runs=runs)
+                             partitions=partitions, brokers=brokers, console=console, runs=runs,
+                             workers=counts, scaling_events=scaling_events)
     write_json(json_out, result)

@@ -43,9 +43,22 @@ class RunStats:
     dead_letter_reasons: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    #: the active window, from the end of the first batch with events to the end of the latest one (see
+    #: :meth:`active`): figures without the start-up before the first batch (imports, loading compiled
+    #: kernels, joining a group) or the idle time after the last
+    first_batch_wall: float | None = None
+    first_batch_cpu: float = 0.0
+    first_batch_events: int = 0
+    last_batch_wall: float | None = None
+    last_batch_cpu: float = 0.0
 
     def add(self, scored: ScoredBatch) -> None:
         self.events += len(scored)
+        if len(scored):  # idle ticks (empty batches) neither open nor extend the active window
+            wall, cpu = time.time(), time.process_time()
+            if self.first_batch_wall is None:
+                self.first_batch_wall, self.first_batch_cpu, self.first_batch_events = wall, cpu, len(scored)
+            self.last_batch_wall, self.last_batch_cpu = wall, cpu
         self.records += scored.records
         self.dead_letters += len(scored.dead_letters)
         for letter in scored.dead_letters:
@@ -87,6 +100,18 @@ class RunStats:
         actual = self.true_positives + self.false_negatives
         return self.true_positives / actual if self.labelled and actual else None
 
+    def active(self) -> dict[str, float | int | None]:
+        """Events after the first batch with events, and the wall and CPU seconds from the end of that batch to the
+        end of the latest one. CPU is ``time.process_time()``: every thread of the process (the Kafka client's, the
+        checkpoint writer), which is what a worker costs. Times are ``time.time()`` so that windows of different
+        processes can be laid side by side; ``None`` before any batch with events."""
+        if self.first_batch_wall is None or self.last_batch_wall is None:
+            return {"events": 0, "seconds": 0.0, "cpu_seconds": 0.0, "started_at": None, "ended_at": None}
+        return {"events": self.events - self.first_batch_events,
+                "seconds": round(self.last_batch_wall - self.first_batch_wall, 6),
+                "cpu_seconds": round(self.last_batch_cpu - self.first_batch_cpu, 6),
+                "started_at": self.first_batch_wall, "ended_at": self.last_batch_wall}
+
     def latency_ms(self, q: float) -> float:
         return float(np.percentile(self.batch_seconds, q) * 1000) if self.batch_seconds else 0.0
 
@@ -114,6 +139,7 @@ class RunStats:
             "records_per_s": round(self.records / self.seconds, 1) if self.seconds > 0 else 0.0,
             "p50_batch_ms": round(self.latency_ms(50), 3),
             "p99_batch_ms": round(self.latency_ms(99), 3),
+            "active": self.active(),
         }
 
 
