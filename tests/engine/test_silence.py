@@ -2,6 +2,7 @@
 cuts, its alert stays open while it lasts and resolves when the host reports again; checkpointed."""
 
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -10,9 +11,10 @@ from hypothesis import strategies as st
 from tests.state_helpers import through_npz
 from tocsin.engine.pipeline import Pipeline
 from tocsin.engine.runner import Runner
+from tocsin.engine.silence import SilenceWatch
 from tocsin.simulate.hosts import HostMetricsSimulator
 from tocsin.sources.simulator import SimulatorSource
-from tocsin.spec import parse_spec
+from tocsin.spec import SilenceSpec, parse_spec
 from tocsin.store.sql import Store
 
 START = 1_767_571_200.0  # a Monday
@@ -72,6 +74,46 @@ def test_what_is_found_and_when_does_not_depend_on_batch_cuts_or_a_restart(cuts,
     spec = host_spec(repeat_every="10m")
     rows = readings(minutes=180)
     assert run(spec, rows, cuts, state_at) == run(spec, rows, [len(rows)])
+
+
+def quiet_readings(hosts=3, minutes=2_880, outage=("h1", 2_000, 2_060), seed=5):
+    """Hosts whose minute readings come and go (each minute reported with chance 0.6, as a service's minute
+    has a request or not), plus one outage of an hour."""
+    rng = np.random.default_rng(seed)
+    rows = [(START + 60.0 * m + i, f"h{i}") for m in range(minutes) for i in range(hosts) if rng.random() < 0.6]
+    host, a, b = outage
+    return [(t, h) for t, h in rows if not (h == host and a <= (t - START) // 60 < b)]
+
+
+def test_with_spread_a_quiet_entity_keeps_its_usual_gaps_and_an_outage_is_still_flagged():
+    rows = quiet_readings()  # its gaps are geometric: gaps of 3-6 minutes occur by chance
+    plain, _ = run(host_spec(repeat_every=None), rows, [10_000])
+    spread, back = run(host_spec(repeat_every=None, spread=10), rows, [10_000])
+    outage = [(t - START) / 60 for e, t in spread.values() if e == "h1" and 2_000 < (t - START) / 60 < 2_060]
+    assert len(plain) >= 100, "factor 3 alone calls chance gaps of a quiet host silences"
+    assert len(spread) - len(outage) <= 2, "with spread, chance gaps are silences only at their rarest (13 minutes here)"
+    assert len(outage) == 1 and outage[0] < 2_000 + 15, "the outage is flagged within a quarter of an hour"
+    assert "h1" in back
+
+
+def test_spread_leaves_a_regular_reporters_deadline_at_factor_intervals():
+    found, _ = run(host_spec(repeat_every="10m", spread=10), readings(), [10_000])
+    h2 = sorted((t - START) / 60 for e, t in found.values() if e == "h2")
+    assert h2 == pytest.approx([99 + 3, 112, 122], abs=0.05)
+
+
+@settings(max_examples=15, deadline=None)
+@given(cuts=st.lists(st.integers(1, 2_000), min_size=1, max_size=6), state_at=st.one_of(st.none(), st.integers(1, 6)))
+def test_with_spread_what_is_found_does_not_depend_on_batch_cuts_or_a_restart(cuts, state_at):
+    spec, rows = host_spec(repeat_every="10m", spread=10), quiet_readings(minutes=2_200)
+    (found, back), (whole, whole_back) = run(spec, rows, cuts, state_at), run(spec, rows, [len(rows)])
+    assert found == whole and set(back) == set(whole_back)  # (a batch names a returning entity once, however often)
+
+
+def test_a_checkpoint_from_before_the_gap_spread_loads_with_no_spread():
+    watch = SilenceWatch(SilenceSpec(enabled=True, spread=10), noun="host")
+    watch.load_state_dict({"state": np.array([[600.0, 60.0, 10.0, np.nan, -np.inf, 0.0]]), "clock": np.array(600.0)})
+    assert [round(a["event_time"]) for a in watch.due(781.0, ["web-1"])] == [780], "3 intervals after its last report"
 
 
 def test_the_runner_flags_every_silent_host_within_three_intervals_and_resolves_its_alert(tmp_path):

@@ -4,8 +4,9 @@ Hosts, sensors and services report at a steady pace; one that falls silent is
 often the worst incident of all (a crashed host, a cut cable), and a detector
 that scores events never sees it: there is no event. Each entity learns its
 usual reporting interval (a running mean of the gaps between its events,
-gaps that were themselves silences left out); when the stream's event-time
-clock passes ``factor`` times that interval after its last event, the entity
+gaps that were themselves silences left out) and their spread; when the stream's event-time
+clock passes ``factor`` times that interval after its last event (or, with ``spread``,
+the interval plus that many standard deviations of the gaps, when longer), the entity
 gets a ``silence`` anomaly ("host web-17 silent for 6 min; usually reports
 every 60 s"), again every ``repeat_every`` while the silence lasts (so its alert
 stays open), and its open silence alert resolves when it reports again.
@@ -20,7 +21,8 @@ derived from the entity and the time it fell silent, so a replay after a crash
 rewrites the same rows.
 
 Good at: regular reporters (metrics every minute, sensors every 10 s, a
-service's request stream). Where it fails: entities with irregular, bursty
+service's request stream; with ``spread``, a quiet one whose minute readings
+come and go with its traffic). Where it fails: entities with irregular, bursty
 activity (cards, users): their gaps vary by orders of magnitude, so keep it
 off for them (``silence.enabled`` is false by default); an entity that
 never reported ``min_reports`` times is not watched.
@@ -28,6 +30,7 @@ never reported ``min_reports`` times is not watched.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -37,18 +40,28 @@ from tocsin.features.kernels import grow
 from tocsin.spec import SilenceSpec
 from tocsin.vocabulary import score_100
 
-LAST, INTERVAL, REPORTS, SILENT_SINCE, ANNOUNCED, ANNOUNCEMENTS = range(6)
-COLUMNS = 6
-_EMPTY = np.array([-np.inf, 0.0, 0.0, np.nan, -np.inf, 0.0])
+LAST, INTERVAL, REPORTS, SILENT_SINCE, ANNOUNCED, ANNOUNCEMENTS, GAP_VAR = range(7)
+COLUMNS = 7
+_EMPTY = np.array([-np.inf, 0.0, 0.0, np.nan, -np.inf, 0.0, 0.0])
 #: what :func:`_observe` saw at a row: a silence that began and ended between two of its events, or the
 #: return of an entity already announced silent
 GAP, RETURNED = 1, 2
+#: gaps the running interval and the running spread of the gaps remember (about)
+INTERVAL_MEMORY, SPREAD_MEMORY = 20.0, 200.0
 #: at most this many reminders per silence and call (a clock that jumped months ahead)
 MAX_REMINDERS = 100
 
 
 @njit(cache=True, nogil=True)
-def _observe(key_ids, times, state, factor, min_reports, min_interval, out_kind, out_key, out_since, out_at, out_until):
+def _allowed(usual, variance, factor, spread):  # pragma: no cover - compiled
+    """The longest gap that is not a silence: ``factor`` usual intervals, or the usual interval plus ``spread``
+    standard deviations of the gaps when that is longer (an entity whose gaps vary, as a quiet service's
+    minutes with and without a request do)."""
+    return max(factor * usual, usual + spread * math.sqrt(variance))
+
+
+@njit(cache=True, nogil=True)
+def _observe(key_ids, times, state, factor, spread, min_reports, min_interval, out_kind, out_key, out_since, out_at, out_until):
     """Fold events into each entity's last time and interval, in arrival order. For a row whose entity
     was announced silent: (RETURNED, k, since, last announcement, t). For a row after a gap longer than
     ``factor`` usual intervals that nobody announced (it began and ended between two batches' clocks):
@@ -59,17 +72,21 @@ def _observe(key_ids, times, state, factor, min_reports, min_interval, out_kind,
         row = state[k]
         t = times[i]
         usual = max(row[INTERVAL], min_interval)
+        allowed = _allowed(usual, row[GAP_VAR], factor, spread)
         gap = t - row[LAST] if row[LAST] > -np.inf else 0.0
         if row[SILENT_SINCE] == row[SILENT_SINCE]:  # not NaN: announced silent, and back now
             out_kind[m], out_key[m], out_since[m], out_at[m], out_until[m] = RETURNED, k, row[SILENT_SINCE], row[ANNOUNCED], t
             m += 1
             row[SILENT_SINCE] = np.nan
             row[ANNOUNCEMENTS] = 0.0
-        elif row[REPORTS] >= min_reports and gap > factor * usual:
-            out_kind[m], out_key[m], out_since[m], out_at[m], out_until[m] = GAP, k, row[LAST], row[LAST] + factor * usual, t
+        elif row[REPORTS] >= min_reports and gap > allowed:
+            out_kind[m], out_key[m], out_since[m], out_at[m], out_until[m] = GAP, k, row[LAST], row[LAST] + allowed, t
             m += 1
-        if gap > 0 and (row[REPORTS] < min_reports or gap <= factor * usual):  # a gap that was a silence teaches nothing
-            row[INTERVAL] += (gap - row[INTERVAL]) / min(row[REPORTS], 20.0)
+        if gap > 0 and (row[REPORTS] < min_reports or gap <= allowed):  # a gap that was a silence teaches nothing
+            delta = gap - row[INTERVAL]
+            row[INTERVAL] += delta / min(row[REPORTS], INTERVAL_MEMORY)
+            weight = 1.0 / min(row[REPORTS], SPREAD_MEMORY)  # a longer memory: a tail needs many gaps to be known
+            row[GAP_VAR] = (1.0 - weight) * (row[GAP_VAR] + weight * delta * delta)
         if t > row[LAST]:  # readings at one time (a bucket's measures) are one report
             row[LAST] = t
             row[REPORTS] += 1.0
@@ -127,28 +144,34 @@ class SilenceWatch:
         self.state = grow(self.state, int(key_ids.max()) + 1, _EMPTY)
         n = len(key_ids)
         kind, key, since, at, until = (np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n), np.empty(n), np.empty(n))
-        marked = _observe(key_ids, np.ascontiguousarray(times, dtype=np.float64), self.state, self.spec.factor,
+        marked = _observe(key_ids, np.ascontiguousarray(times, dtype=np.float64), self.state, self.spec.factor, self.spec.spread,
                           float(self.spec.min_reports), self.spec.min_interval, kind, key, since, at, until)
         anomalies, returned = [], []
         for j in range(marked):
             k, entity = int(key[j]), str(keys[int(key[j])])
-            usual = max(float(self.state[k, INTERVAL]), self.spec.min_interval)
+            usual, allowed = self._usual_and_allowed(k)
             if kind[j] == GAP:
                 anomalies.append(self._anomaly(entity, float(since[j]), float(at[j]), 1, usual))
                 count = 1
             else:
                 count = None
-            anomalies.extend(self._reminders(entity, float(since[j]), float(at[j]), count, float(until[j]), usual, before=True))
+            anomalies.extend(self._reminders(entity, float(since[j]), float(at[j]), count, float(until[j]), usual, allowed,
+                                             before=True))
             returned.append(entity)
         return anomalies, list(dict.fromkeys(returned))
 
+    def _usual_and_allowed(self, k: int) -> tuple[float, float]:
+        """Entity ``k``'s usual interval and the longest gap that is not a silence."""
+        usual = max(float(self.state[k, INTERVAL]), self.spec.min_interval)
+        return usual, float(_allowed(usual, float(self.state[k, GAP_VAR]), self.spec.factor, self.spec.spread))
+
     def _reminders(self, entity: str, since: float, last: float, count: int | None, clock: float, usual: float,
-                   before: bool = False) -> list[dict[str, Any]]:
+                   allowed: float, before: bool = False) -> list[dict[str, Any]]:
         """Reminders after the announcement at ``last`` up to ``clock`` (strictly before it when ``before``)."""
         every = self.spec.repeat_every
         if every is None:
             return []
-        count = count if count is not None else 1 + int(round((last - (since + self.spec.factor * usual)) / every))
+        count = count if count is not None else 1 + int(round((last - (since + allowed)) / every))
         rows = []
         while len(rows) < MAX_REMINDERS and (last + every < clock if before else last + every <= clock):
             last += every
@@ -157,8 +180,8 @@ class SilenceWatch:
         return rows
 
     def due(self, clock: float, keys) -> list[dict[str, Any]]:
-        """Silence anomalies due by event time ``clock``: entities whose deadline (last event + ``factor``
-        usual intervals) passed, each at its deadline, and reminders of lasting silences; ``keys[i]`` names
+        """Silence anomalies due by event time ``clock``: entities whose deadline (last event + the longest
+        gap that is not a silence) passed, each at its deadline, and reminders of lasting silences; ``keys[i]`` names
         entity id ``i``. Every anomaly carries the time it fell due, so where batches are cut does not
         change what is found or when."""
         if not np.isfinite(clock) or clock <= self.clock or not len(self.state):
@@ -166,7 +189,7 @@ class SilenceWatch:
         self.clock = clock
         state = self.state
         interval = np.maximum(state[:, INTERVAL], self.spec.min_interval)
-        deadline = state[:, LAST] + self.spec.factor * interval
+        deadline = state[:, LAST] + np.maximum(self.spec.factor * interval, interval + self.spec.spread * np.sqrt(state[:, GAP_VAR]))
         silent = ~np.isnan(state[:, SILENT_SINCE])
         new = np.flatnonzero((state[:, REPORTS] >= self.spec.min_reports) & ~silent & (deadline <= clock))
         rows = []
@@ -178,7 +201,7 @@ class SilenceWatch:
             lasting = np.flatnonzero(silent & (state[:, ANNOUNCED] + self.spec.repeat_every <= clock))
             for k in np.concatenate([lasting, new]).tolist():
                 more = self._reminders(str(keys[k]), float(state[k, SILENT_SINCE]), float(state[k, ANNOUNCED]),
-                                       int(state[k, ANNOUNCEMENTS]), clock, float(interval[k]))
+                                       int(state[k, ANNOUNCEMENTS]), clock, *self._usual_and_allowed(k))
                 if more:
                     state[k, ANNOUNCED] = more[-1]["event_time"]
                     state[k, ANNOUNCEMENTS] += len(more)
@@ -199,5 +222,8 @@ class SilenceWatch:
         return {"state": self.state.copy(), "clock": np.array(self.clock)}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self.state = np.array(state["state"], dtype=np.float64).reshape(-1, COLUMNS)
+        saved = np.array(state["state"], dtype=np.float64)
+        saved = saved.reshape(-1, saved.shape[-1] if saved.ndim == 2 else COLUMNS)
+        self.state = np.zeros((len(saved), COLUMNS))  # checkpoints from before GAP_VAR have one column fewer: spread 0
+        self.state[:, : saved.shape[1]] = saved
         self.clock = float(state["clock"])

@@ -93,6 +93,9 @@ class SilenceSpec(SpecModel):
 
     enabled: bool = Field(False, description="watch every entity's reporting interval (for regular reporters: hosts, sensors, services)")
     factor: float = Field(3.0, ge=1.5, description="an entity silent for this many of its usual intervals is an anomaly")
+    spread: float = Field(0.0, ge=0.0, description=(
+        "or, when longer, for its usual interval plus this many standard deviations of its gaps: entities whose gaps "
+        "vary (a quiet service's minutes with and without a request) are given the gaps they usually take; 0: off"))
     min_reports: int = Field(5, ge=2, description="events an entity must have sent before its silences count")
     min_interval: Duration = Field(1.0, description="the usual interval is at least this (entities reporting in bursts)")
     repeat_every: Duration | None = Field(
