@@ -7,6 +7,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import binomtest
 
 from tests.state_helpers import through_npz
 from tocsin.engine.pipeline import Pipeline
@@ -42,8 +43,9 @@ def expected_readings(records, until):
         if minute + 60 + 10 > until:
             continue
         latency = np.array([r["latency_ms"] for r in rows])
-        out[f"{service}@{minute:.0f}"] = (len(rows), np.mean([r["status"] >= 500 for r in rows]),
-                                          np.quantile(latency, 0.5), np.quantile(latency, 0.95))
+        errors = sum(r["status"] >= 500 for r in rows)  # the spec's error_rate is the share's Wilson lower bound
+        at_least = binomtest(errors, len(rows)).proportion_ci(confidence_level=0.95, method="wilson").low
+        out[f"{service}@{minute:.0f}"] = (len(rows), max(at_least, 0.0), np.quantile(latency, 0.5), np.quantile(latency, 0.95))
     return out
 
 
@@ -175,6 +177,40 @@ def test_where_filters_counts_sums_and_distinct_worst_of_takes_sums_and_sqrt_ste
         assert got["error_endpoints"] == len({r["endpoint"] for r in failing})
         assert got["worst_endpoint_latency"] == pytest.approx(max(by_endpoint.values()))
         assert got["requests_sqrt"] == pytest.approx(2 * np.sqrt(len(rows) + 3 / 8))
+
+
+def test_a_share_as_a_lower_bound_is_what_the_share_is_at_least_for_its_worst_value_too():
+    """transform: lower_bound, against scipy's Wilson interval: per bucket, and per endpoint before worst_of picks."""
+    with open("examples/requests.yaml") as handle:
+        data = yaml.safe_load(handle)
+    data["aggregate"]["metrics"] = [
+        {"name": "error_rate", "kind": "share", "where": "status >= 500"},
+        {"name": "errors_at_least", "kind": "share", "where": "status >= 500", "transform": "lower_bound"},
+        {"name": "worst_at_least", "kind": "share", "where": "status >= 500", "worst_of": "endpoint", "min_events": 3,
+         "transform": "lower_bound"},
+    ]
+    data["features"] = [{"kind": "series", "field": "errors_at_least", "season": "none"}]
+    data["detector"].update(features=["errors_at_least_surprise"], warmup_events=100, train_window=100)
+    records = requests(3_000, seed=6)
+    events = Pipeline(parse_spec(data)).process_records(records, source="test").events
+
+    def at_least(flags):
+        return max(binomtest(int(sum(flags)), len(flags)).proportion_ci(confidence_level=0.95, method="wilson").low, 0.0)
+
+    cells = {}
+    for r in records:
+        reading = f"{r['service']}@{np.floor(r['timestamp'] / 60) * 60:.0f}"
+        cells.setdefault(reading, {}).setdefault(r["endpoint"], []).append(r["status"] >= 500)
+    assert len(events) > 100
+    for row, reading in enumerate(events.ids.tolist()):
+        flags = [f for endpoint in cells[reading].values() for f in endpoint]
+        assert events.numeric["errors_at_least"][row] == pytest.approx(at_least(flags), rel=1e-9, abs=1e-12)
+        assert events.numeric["errors_at_least"][row] <= events.numeric["error_rate"][row]
+        worst = max((at_least(v) for v in cells[reading].values() if len(v) >= 3), default=0.0)
+        assert events.numeric["worst_at_least"][row] == pytest.approx(worst, rel=1e-9, abs=1e-12)
+    with pytest.raises(SpecError, match=r"transform lower_bound applies to kind share only"):
+        data["aggregate"]["metrics"].append({"name": "n", "kind": "count", "transform": "lower_bound"})
+        parse_spec(data)
 
 
 def test_a_run_summary_counts_the_records_read_beside_the_readings_scored(tmp_path):

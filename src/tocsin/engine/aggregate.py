@@ -68,6 +68,24 @@ def _needed(metric: MetricSpec) -> list[str]:
     return columns + ([metric.field] if metric.field is not None else [])
 
 
+#: the lower_bound transform's z: the lower end of a two-sided 95% interval (the normal's 97.5% quantile)
+LOWER_BOUND_Z = 1.959963984540054
+
+
+def wilson_lower_bound(share: np.ndarray, n: np.ndarray, z: float = LOWER_BOUND_Z) -> np.ndarray:
+    """The lower end of the Wilson score interval of a share of ``n`` events: what the share is at least, given
+    how few events it rests on. One failure in 6 requests (0.17) is at least 0.03; 9 in 30 (0.30) at least 0.17.
+
+    >>> wilson_lower_bound(np.array([1 / 6, 9 / 30, 0.0]), np.array([6, 30, 40])).round(3).tolist()
+    [0.03, 0.167, 0.0]
+    """
+    n = np.asarray(n, dtype=np.float64)
+    z2 = z * z
+    centre = share + z2 / (2 * n)
+    margin = z * np.sqrt(share * (1 - share) / n + z2 / (4 * n * n))
+    return np.where(share > 0, np.maximum((centre - margin) / (1 + z2 / n), 0.0), 0.0)  # exactly 0 for no failure
+
+
 def _worst(metric: MetricSpec, values: np.ndarray | None, of: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
     """Per group, the largest share (of the mask ``values``), sum (of ``values``) or count (of the rows, or of the
     mask ``values`` with a ``where``) among the values of ``of`` with at least ``min_events`` rows (0 when none)."""
@@ -80,6 +98,8 @@ def _worst(metric: MetricSpec, values: np.ndarray | None, of: np.ndarray, groups
         totals = np.bincount(cell_of_row, weights=values.astype(np.float64), minlength=len(cells))
     if metric.kind == "share":
         totals = totals / cell_counts
+        if metric.transform == "lower_bound":
+            totals = wilson_lower_bound(totals, cell_counts)
     eligible = cell_counts >= metric.min_events
     worst = np.full(n_groups, -np.inf)
     np.maximum.at(worst, cells[eligible] // width, totals[eligible])
@@ -94,7 +114,8 @@ def _group_reduce(metric: MetricSpec, values: np.ndarray | None, groups: np.ndar
     if metric.kind == "count":
         return counts.astype(np.float64) if mask is None else np.bincount(groups, weights=mask.astype(np.float64), minlength=n_groups)
     if metric.kind == "share":
-        return np.bincount(groups, weights=values.astype(np.float64), minlength=n_groups) / counts
+        share = np.bincount(groups, weights=values.astype(np.float64), minlength=n_groups) / counts
+        return wilson_lower_bound(share, counts) if metric.transform == "lower_bound" else share
     if metric.kind in ("sum", "mean"):
         total = np.bincount(groups, weights=values if mask is None else values * mask, minlength=n_groups)
         return total if metric.kind == "sum" else total / counts
