@@ -7,7 +7,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import binomtest
+from scipy.stats import binom, binomtest
 
 from tests.state_helpers import through_npz
 from tocsin.engine.pipeline import Pipeline
@@ -32,6 +32,15 @@ def requests(n=3_000, seed=0):
             for i, t in enumerate(times)]
 
 
+def quantile_at_least(values, q):
+    """The spec's latency quantiles are lower bounds: the largest order statistic X_(l) with P(X_(l) <= the q quantile)
+    = P(Binomial(n, q) >= l) of at least 0.975 (the first one when none is)."""
+    ordered = np.sort(values)
+    n = len(ordered)
+    ranks = [l for l in range(1, n + 1) if binom.sf(l - 1, n, q) >= 0.975]
+    return ordered[max(ranks, default=1) - 1]
+
+
 def expected_readings(records, until):
     """Per (service, minute) readings of the closed minutes, computed the obvious way."""
     groups = {}
@@ -45,7 +54,8 @@ def expected_readings(records, until):
         latency = np.array([r["latency_ms"] for r in rows])
         errors = sum(r["status"] >= 500 for r in rows)  # the spec's error_rate is the share's Wilson lower bound
         at_least = binomtest(errors, len(rows)).proportion_ci(confidence_level=0.95, method="wilson").low
-        out[f"{service}@{minute:.0f}"] = (len(rows), max(at_least, 0.0), np.quantile(latency, 0.5), np.quantile(latency, 0.95))
+        out[f"{service}@{minute:.0f}"] = (len(rows), max(at_least, 0.0), quantile_at_least(latency, 0.5),
+                                          quantile_at_least(latency, 0.95))
     return out
 
 
@@ -208,7 +218,7 @@ def test_a_share_as_a_lower_bound_is_what_the_share_is_at_least_for_its_worst_va
         assert events.numeric["errors_at_least"][row] <= events.numeric["error_rate"][row]
         worst = max((at_least(v) for v in cells[reading].values() if len(v) >= 3), default=0.0)
         assert events.numeric["worst_at_least"][row] == pytest.approx(worst, rel=1e-9, abs=1e-12)
-    with pytest.raises(SpecError, match=r"transform lower_bound applies to kind share only"):
+    with pytest.raises(SpecError, match=r"transform lower_bound applies to kinds share and quantile only"):
         data["aggregate"]["metrics"].append({"name": "n", "kind": "count", "transform": "lower_bound"})
         parse_spec(data)
 

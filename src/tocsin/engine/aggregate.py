@@ -86,6 +86,20 @@ def wilson_lower_bound(share: np.ndarray, n: np.ndarray, z: float = LOWER_BOUND_
     return np.where(share > 0, np.maximum((centre - margin) / (1 + z2 / n), 0.0), 0.0)  # exactly 0 for no failure
 
 
+def quantile_lower_rank(n: np.ndarray, q: float, confidence: float = 0.975) -> np.ndarray:
+    """The 0-based rank, among ``n`` sorted values, of what their ``q`` quantile is at least (with ``confidence``):
+    the largest order statistic below the quantile with that chance, since how many values fall below the
+    quantile is Binomial(n, q). Distribution-free. Of 5 latencies the p95 is at least the second largest (one slow
+    request does not make a slow minute); of 100, at least about the 90th.
+
+    >>> quantile_lower_rank(np.array([1, 5, 20, 100]), 0.95).tolist()
+    [0, 3, 16, 89]
+    """
+    from scipy.stats import binom
+
+    return (np.maximum(binom.ppf(1 - confidence, n, q), 1) - 1).astype(np.int64)
+
+
 def _worst(metric: MetricSpec, values: np.ndarray | None, of: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
     """Per group, the largest share (of the mask ``values``), sum (of ``values``) or count (of the rows, or of the
     mask ``values`` with a ``where``) among the values of ``of`` with at least ``min_events`` rows (0 when none)."""
@@ -134,6 +148,8 @@ def _group_reduce(metric: MetricSpec, values: np.ndarray | None, groups: np.ndar
         return np.add.reduceat(new, starts).astype(np.float64)
     # quantile: linear interpolation between the closest ranks of each group's sorted values
     sorted_values = values[np.lexsort((values, groups))]
+    if metric.transform == "lower_bound":
+        return sorted_values[starts + quantile_lower_rank(counts, metric.q)]
     position = metric.q * (counts - 1)
     low = np.floor(position).astype(np.int64)
     high = np.minimum(low + 1, counts - 1)

@@ -32,8 +32,9 @@ class MetricSpec(SpecModel):
     transform: Literal["none", "sqrt", "lower_bound"] = Field(
         "none", description="sqrt: the reading is 2·sqrt(x + 3/8) (Anscombe's transform of a count), whose noise is about 1 "
         "whatever the count, so a count falling to 0 stands out as much at 5 a bucket as at 50 (a product that stops selling); "
-        "lower_bound (share): the reading is what the share is at least, the lower end of its 95% Wilson interval, so one "
-        "error in 6 requests (at least 0.03) does not look like 30 in 180 (at least 0.12)")
+        "lower_bound (share, quantile): the reading is what the share or quantile is at least, the lower end of its 95% "
+        "interval (Wilson's for a share, the binomial order statistic for a quantile), so one error in 6 requests (at least "
+        "0.03) does not look like 30 in 180 (at least 0.12), nor one slow request among 5 like a slow minute")
 
     @model_validator(mode="after")
     def _complete(self) -> MetricSpec:
@@ -49,8 +50,8 @@ class MetricSpec(SpecModel):
             raise ValueError(f"metric {self.name!r}: where applies to kinds share, count, sum and distinct only")
         if self.worst_of is not None and self.kind not in ("share", "sum", "count"):
             raise ValueError(f"metric {self.name!r}: worst_of applies to kinds share, sum and count only")
-        if self.transform == "lower_bound" and self.kind != "share":
-            raise ValueError(f"metric {self.name!r}: transform lower_bound applies to kind share only (it bounds a share)")
+        if self.transform == "lower_bound" and self.kind not in ("share", "quantile"):
+            raise ValueError(f"metric {self.name!r}: transform lower_bound applies to kinds share and quantile only (it bounds them)")
         if self.kind == "quantile" and self.q is None:
             raise ValueError(f"metric {self.name!r} of kind quantile needs `q` (0.95 for p95)")
         return self
