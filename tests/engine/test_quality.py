@@ -13,6 +13,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import binomtest
 from typer.testing import CliRunner
 
 from tests.state_helpers import through_npz
@@ -88,6 +89,22 @@ def test_null_wrong_type_rows_and_lag_of_a_hand_made_bucket_are_exact():
     assert bucket["rejected.late"] == bucket["rejected.bad_time"] == bucket["rejected.out_of_window"] == 0.0
     assert dead == [] and notices == []
     assert not any(metric.startswith(("table.", "ts.", "loaded_at.")) for metric in bucket), "key, time, arrival unwatched"
+
+
+def test_with_lower_bound_shares_are_what_they_are_at_least():
+    """``quality.shares: lower_bound``: the same hand-made bucket, each share the low end of its Wilson interval
+    (scipy's), so 5 nulls in 20 rows read 0.11, not 0.25."""
+    p = profiler(arrival_field="loaded_at", shares="lower_bound")
+    rows = [{"table": "t", "ts": T0 + 100.0 * i, "loaded_at": T0 + 100.0 * i + 30,
+             "a": None if i % 4 == 0 else "12.5" if i % 5 == 0 else 1.5, "b": "k"} for i in range(20)]
+    (bucket,) = fold_all(p, rows)[0].values()
+
+    def at_least(hits, n):
+        return binomtest(hits, n).proportion_ci(confidence_level=0.95, method="wilson").low
+
+    assert bucket["a.null_share"] == pytest.approx(at_least(5, 20), rel=1e-9)
+    assert bucket["a.wrong_type_share"] == pytest.approx(at_least(3, 15), rel=1e-9)
+    assert bucket["b.null_share"] == 0.0 and bucket["rows"] == 20
 
 
 @pytest.mark.parametrize("time_format", ["epoch_s", "epoch_ms", "iso8601"])

@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from tocsin.batch import EventBatch
+from tocsin.engine.bounds import quantile_lower_rank, wilson_lower_bound
 from tocsin.spec.aggregate import CONDITION, AggregateSpec, MetricSpec
 
 _OPS = {">=": np.greater_equal, "<=": np.less_equal, "==": np.equal, "!=": np.not_equal, ">": np.greater, "<": np.less}
@@ -66,38 +67,6 @@ def _needed(metric: MetricSpec) -> list[str]:
     """The pending columns a metric reads: its condition's mask (``where``), then its field."""
     columns = [f"where:{metric.name}"] if metric.where is not None else []
     return columns + ([metric.field] if metric.field is not None else [])
-
-
-#: the lower_bound transform's z: the lower end of a two-sided 95% interval (the normal's 97.5% quantile)
-LOWER_BOUND_Z = 1.959963984540054
-
-
-def wilson_lower_bound(share: np.ndarray, n: np.ndarray, z: float = LOWER_BOUND_Z) -> np.ndarray:
-    """The lower end of the Wilson score interval of a share of ``n`` events: what the share is at least, given
-    how few events it rests on. One failure in 6 requests (0.17) is at least 0.03; 9 in 30 (0.30) at least 0.17.
-
-    >>> wilson_lower_bound(np.array([1 / 6, 9 / 30, 0.0]), np.array([6, 30, 40])).round(3).tolist()
-    [0.03, 0.167, 0.0]
-    """
-    n = np.asarray(n, dtype=np.float64)
-    z2 = z * z
-    centre = share + z2 / (2 * n)
-    margin = z * np.sqrt(share * (1 - share) / n + z2 / (4 * n * n))
-    return np.where(share > 0, np.maximum((centre - margin) / (1 + z2 / n), 0.0), 0.0)  # exactly 0 for no failure
-
-
-def quantile_lower_rank(n: np.ndarray, q: float, confidence: float = 0.975) -> np.ndarray:
-    """The 0-based rank, among ``n`` sorted values, of what their ``q`` quantile is at least (with ``confidence``):
-    the largest order statistic below the quantile with that chance, since how many values fall below the
-    quantile is Binomial(n, q). Distribution-free. Of 5 latencies the p95 is at least the second largest (one slow
-    request does not make a slow minute); of 100, at least about the 90th.
-
-    >>> quantile_lower_rank(np.array([1, 5, 20, 100]), 0.95).tolist()
-    [0, 3, 16, 89]
-    """
-    from scipy.stats import binom
-
-    return (np.maximum(binom.ppf(1 - confidence, n, q), 1) - 1).astype(np.int64)
 
 
 def _worst(metric: MetricSpec, values: np.ndarray | None, of: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:

@@ -64,6 +64,7 @@ import numpy as np
 
 from tocsin.batch import EventBatch
 from tocsin.decode import RAW_FIELD, DeadLetter, _iso_or_nan
+from tocsin.engine.bounds import wilson_lower_bound
 from tocsin.sources.base import SourceBatch
 from tocsin.spec import PipelineSpec
 from tocsin.spec.quality import READING_METRIC, READING_VALUE
@@ -444,11 +445,18 @@ class QualityProfiler:
                 known[name] = kind
             established = known[name]
             if rows >= self.spec.min_rows:  # a share of a handful of rows is noise: a small bucket has none
-                measured[f"{name}.null_share"] = 1.0 - field.non_null / rows
+                measured[f"{name}.null_share"] = self._share(rows - field.non_null, rows)
                 if field.non_null:
-                    measured[f"{name}.wrong_type_share"] = 1.0 - field.count(established) / field.non_null
+                    measured[f"{name}.wrong_type_share"] = self._share(field.non_null - field.count(established), field.non_null)
             self._drift(key, name, established, field, references, measured)
         return measured
+
+    def _share(self, hits: int, out_of: int) -> float:
+        """``hits`` of ``out_of`` rows, as a share or as what the share is at least (``quality.shares``)."""
+        share = hits / out_of
+        if self.spec.shares == "lower_bound":
+            return float(wilson_lower_bound(np.array([share]), np.array([out_of]))[0])
+        return share
 
     def _drift(self, key: str, name: str, kind: str, field: _Field, references: dict[str, deque[list[Any]]],
                measured: dict[str, float]) -> None:
@@ -473,7 +481,8 @@ class QualityProfiler:
                 if drift is not None:  # a column of categories, not of ids
                     measured[f"{name}.drift"] = drift
                     seen = set(pooled)
-                    measured[f"{name}.unseen_share"] = sum(n for value, n in counts.items() if value not in seen) / len(field.texts)
+                    measured[f"{name}.unseen_share"] = self._share(sum(n for value, n in counts.items() if value not in seen),
+                                                                   len(field.texts))
             top = sum(n for _value, n in counts.most_common(self.spec.bins - 1))
             if top < 0.5 * len(field.texts) and len(field.texts) >= self.spec.min_rows:  # ids, emails: repeats are duplicates
                 measured[f"{name}.distinct_share"] = len(counts) / len(field.texts)

@@ -4,6 +4,8 @@ features then watch like any metric (``tocsin.engine.quality``)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from tocsin.durations import Duration
@@ -31,6 +33,10 @@ class QualitySpec(SpecModel):
     bins: int = Field(10, ge=2, le=100, description="drift bins: quantiles of the reference for numbers, its commonest values for text")
     min_rows: int = Field(30, ge=1, description="a bucket with fewer rows reports no shares (nulls, wrong types, duplicates): "
                           "the shares of a handful of rows are noise")
+    shares: Literal["share", "lower_bound"] = Field(
+        "share", description="how null, wrong-type and unseen shares are read: share as they are; lower_bound as what they "
+        "are at least (the lower end of their 95% Wilson interval), so 5 nulls in a night load of 34 rows (at least 0.06) "
+        "is not read like 50 in 340 (at least 0.11)")
     schema_severity: Severity = Field("warning", description="severity of a schema change (field added, removed, type changed)")
 
     @model_validator(mode="after")
