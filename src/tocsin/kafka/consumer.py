@@ -9,11 +9,13 @@ Python work between the broker and the columnar decoder.
 from __future__ import annotations
 
 import logging
+from itertools import repeat
+from operator import is_not
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, Message
 
 from tocsin.spec import KafkaSource
 from tocsin.sources.base import SourceBatch
@@ -72,20 +74,21 @@ class PartitionBatch(SourceBatch):
 
 def split_by_partition(messages: list[Any]) -> list[PartitionBatch]:
     """Group a consume() result by partition, keeping each partition's order."""
+    # the accessors are mapped in C (no Python frame per message): ~4 calls per event were a tenth of a worker's time
     good = messages
-    if any(m.error() is not None for m in messages):
+    errors = list(map(Message.error, messages))
+    if any(map(is_not, errors, repeat(None))):  # (not list.count(None): a KafkaError refuses == None)
         good = []
-        for m in messages:
-            error = m.error()
+        for m, error in zip(messages, errors):
             if error is None:
                 good.append(m)
             elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", error)
     if not good:
         return []
-    partitions = np.fromiter((m.partition() for m in good), dtype=np.int64, count=len(good))
-    offsets = np.fromiter((m.offset() for m in good), dtype=np.int64, count=len(good))
-    values = [m.value() for m in good]
+    partitions = np.fromiter(map(Message.partition, good), dtype=np.int64, count=len(good))
+    offsets = np.fromiter(map(Message.offset, good), dtype=np.int64, count=len(good))
+    values = list(map(Message.value, good))
     out = []
     if (partitions == partitions[0]).all():
         groups = [(int(partitions[0]), None)]
