@@ -107,3 +107,22 @@ def check_operator(make_operator, make_reference, events: list[dict], sizes: lis
     expected = np.array([reference.step(e) for e in events], dtype=np.float64).reshape(len(events), len(reference.names))
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(got, whole)
+
+
+def series_batch(keys, times, values, metrics=None) -> EventBatch:
+    """Readings of ``amount`` for series-model tests: ``keys`` one per reading, or one key (a str) for all;
+    ``metrics`` the metric name of each (``merchant_id``, for long-format series)."""
+    n = len(times)
+    keys = [keys] * n if isinstance(keys, str) else keys
+    return EventBatch(
+        ids=np.arange(n).astype(str).astype(object), keys=np.asarray(keys, dtype=object), times=np.asarray(times, float),
+        numeric={"amount": np.asarray(values, float)},
+        categorical={"merchant_id": np.asarray(metrics if metrics is not None else ["m"] * n, dtype=object),
+                     "city": np.asarray(["x"] * n, dtype=object)},
+    )
+
+
+def series_surprise(op, batch):
+    """A series operator's output over ``batch`` and its first column (the surprise)."""
+    out = op.transform_update(batch, Interner().keys(batch))
+    return out, out.columns[op.names[0]]

@@ -4,29 +4,15 @@ confirmed shifts learned, long-format series keys, and the spec's errors at load
 import numpy as np
 import pytest
 
-from tocsin.batch import EventBatch
 from tocsin.features.featureset import FeatureSet
 from tocsin.features.series import SeriesModel
 from tocsin.spec import SpecError, parse_spec
 
 from .streams import Interner
+from .streams import series_batch as batch_of
+from .streams import series_surprise as surprise
 
 MONDAY = 1_767_571_200.0  # 2026-01-05 00:00 UTC, a Monday
-
-
-def batch_of(keys, times, values, metrics=None):
-    n = len(times)
-    return EventBatch(
-        ids=np.arange(n).astype(str).astype(object), keys=np.asarray(keys, dtype=object), times=np.asarray(times, float),
-        numeric={"amount": np.asarray(values, float)},
-        categorical={"merchant_id": np.asarray(metrics if metrics is not None else ["m"] * n, dtype=object),
-                     "city": np.asarray(["x"] * n, dtype=object)},
-    )
-
-
-def surprise(op, batch):
-    out = op.transform_update(batch, Interner().keys(batch))
-    return out, out.columns[op.names[0]]
 
 
 def test_a_spike_is_flagged_and_not_learned_and_a_lasting_shift_becomes_normal():

@@ -11,29 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tocsin.batch import EventBatch
 from tocsin.features.series import SeriesModel
 from tocsin.spec import SpecError, parse_spec
 
 from .streams import Interner, cuts, make_batch, split, streams
+from .streams import series_batch as batch_of
+from .streams import series_surprise as run
 
 MONDAY = 1_767_571_200.0  # 2026-01-05 00:00 UTC
 BAND = re.compile(r"usual (-?[\d.,]+[kM]?)–(-?[\d.,]+[kM]?)")
-
-
-def batch_of(times, values, metrics=None, key="t"):
-    n = len(times)
-    return EventBatch(
-        ids=np.arange(n).astype(str).astype(object), keys=np.asarray([key] * n, dtype=object), times=np.asarray(times, float),
-        numeric={"amount": np.asarray(values, float)},
-        categorical={"merchant_id": np.asarray(metrics if metrics is not None else ["m"] * n, dtype=object),
-                     "city": np.asarray(["x"] * n, dtype=object)},
-    )
-
-
-def run(op, batch):
-    out = op.transform_update(batch, Interner().keys(batch))
-    return out, out.columns[op.names[0]]
 
 
 def band(text):
@@ -60,12 +46,12 @@ def test_a_tenfold_collapse_is_more_surprising_on_a_log_scale():
     values = proportional_noise()
     values[-1] = 10.0  # a collapse from ~100 to 10
     times = MONDAY + 3_600.0 * np.arange(len(values))
-    _, plain = run(SeriesModel("amount", season="none"), batch_of(times, values))
-    _, logged = run(SeriesModel("amount", season="none", log_scale=["amount"]), batch_of(times, values))
+    _, plain = run(SeriesModel("amount", season="none"), batch_of("t", times, values))
+    _, logged = run(SeriesModel("amount", season="none", log_scale=["amount"]), batch_of("t", times, values))
     assert plain[-1] < -4 and logged[-1] < -4, "both see a collapse"
     assert logged[-1] < 1.5 * plain[-1], (logged[-1], plain[-1])
     # a metric not named by log_scale is modelled as before
-    _, other = run(SeriesModel("amount", season="none", log_scale=["rows", "lag_*"]), batch_of(times, values))
+    _, other = run(SeriesModel("amount", season="none", log_scale=["rows", "lag_*"]), batch_of("t", times, values))
     np.testing.assert_array_equal(other, plain)
 
 
@@ -77,7 +63,7 @@ def test_a_surge_by_the_same_factor_is_symmetric_on_a_log_scale():
     z = {}
     for name, values in (("up", up), ("down", down)):
         for scale in ((), ["amount"]):
-            z[name, bool(scale)] = run(SeriesModel("amount", season="none", log_scale=scale), batch_of(times, values))[1][-1]
+            z[name, bool(scale)] = run(SeriesModel("amount", season="none", log_scale=scale), batch_of("t", times, values))[1][-1]
     assert z["up", False] > 5 * -z["down", False]
     assert 0.6 < z["up", True] / -z["down", True] < 1.6, z
 
@@ -87,7 +73,7 @@ def test_a_log_scale_metric_is_explained_and_given_context_in_its_own_unit():
     values[-1] = 10.0
     times = MONDAY + 3_600.0 * np.arange(len(values))
     metrics = ["rows"] * len(values)
-    batch = batch_of(times, values, metrics)
+    batch = batch_of("t", times, values, metrics)
     op = SeriesModel("amount", metric_field="merchant_id", season="none", log_scale=["rows"])
     out, _ = run(op, batch)
     expected = out.context[op._context["expected"]]
@@ -107,7 +93,7 @@ def test_a_log_scale_series_state_is_in_the_metrics_unit():
     times = MONDAY + 3_600.0 * np.arange(len(values))
     plain, logged = SeriesModel("amount", season="none"), SeriesModel("amount", season="none", log_scale=["amount"])
     for op in (plain, logged):
-        run(op, batch_of(times, values))
+        run(op, batch_of("t", times, values))
     assert 90 < plain.key_state(0)["amount_level"] < 110
     assert 80 < logged.key_state(0)["amount_level"] < 120, logged.key_state(0)
     assert 3 < logged.key_state(0)["amount_sigma"] < 30, logged.key_state(0)
@@ -119,7 +105,7 @@ def test_a_mixed_long_batch_logs_only_the_named_metrics():
     metrics = np.array(["rows", "null_share"] * n, dtype=object)
     values = np.where(metrics == "rows", 100 * np.exp(rng.normal(0, 0.1, 2 * n)), 0.02 + rng.normal(0, 0.002, 2 * n))
     times = MONDAY + 600.0 * np.repeat(np.arange(n), 2)
-    batch = batch_of(times, values, metrics)
+    batch = batch_of("t", times, values, metrics)
     op = SeriesModel("amount", metric_field="merchant_id", season="none", log_scale=["rows"])
     out, z = run(op, batch)
     plain_op = SeriesModel("amount", metric_field="merchant_id", season="none")
@@ -149,7 +135,7 @@ def daily_pair(days=5):
     times = MONDAY + 3_600.0 * np.repeat(hours, 2)
     metrics = np.array(["rows", "share"] * len(hours), dtype=object)
     values = np.repeat(level, 2) + rng.normal(0, 5, 2 * len(hours))
-    return batch_of(times, values, metrics), busy
+    return batch_of("t", times, values, metrics), busy
 
 
 def test_seasonal_gives_only_the_matching_metrics_a_season():
