@@ -98,3 +98,36 @@ def test_refits_follow_confirmed_labels_even_when_the_remembered_ones_plateau() 
         t += 500.0
     assert ranker.positives < 2 * 20 + 40, "the remembered positives plateau with the memory"
     assert ranker.fits >= 10 and ranker.confirmed_total > 300
+
+
+def test_the_ranker_fits_and_predicts_on_one_openmp_thread(monkeypatch) -> None:
+    """scikit-learn's thread per core, spinning beside a busy pipeline, once made one backtest's fits take
+    minutes each: the ranker's trees run on one thread, whatever the machine."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_info
+
+    from tocsin.engine.supervised import SupervisedRanker
+    from tocsin.spec.detection import SupervisedSpec
+
+    if not any(lib["user_api"] == "openmp" for lib in threadpool_info()):
+        pytest.skip("no OpenMP runtime loaded: nothing to limit")
+    seen: list[int] = []
+    fit, predict = HistGradientBoostingClassifier.fit, HistGradientBoostingClassifier.predict_proba
+
+    def threads() -> int:
+        return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "openmp")
+
+    before = threads()
+    if before < 2:
+        pytest.skip("OpenMP runs one thread here already")
+    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", lambda self, *a, **k: (seen.append(threads()), fit(self, *a, **k))[1])
+    monkeypatch.setattr(HistGradientBoostingClassifier, "predict_proba", lambda self, *a, **k: (seen.append(threads()), predict(self, *a, **k))[1])
+    ranker = SupervisedRanker(SupervisedSpec(enabled=True, min_positives=20, refit_every=20, label_window=100.0, memory=1_000))
+    X = np.random.default_rng(2).normal(size=(500, 3))
+    ids = np.array([f"e{i}" for i in range(500)], dtype=object)
+    ranker.observe(ids, np.arange(500.0), X, np.zeros(500))
+    ranker.label(ids[X[:, 0] > 1.0], np.ones(int((X[:, 0] > 1.0).sum()), dtype=int))
+    assert ranker.fit_if_due(now=1_000.0, unsupervised=lambda raw: np.full(len(raw), 0.5))
+    ranker.probability(X[:10], np.zeros(10))
+    assert seen == [1, 1, 1], seen  # the fit, the blend's seeding, a segment's scores
+    assert threads() == before, "the limit ends with the call"
