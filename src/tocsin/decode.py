@@ -31,7 +31,7 @@ import math
 import re
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
@@ -89,10 +89,16 @@ _Category = str | int | bool  # categorical fields: a boolean is the category "t
 
 def _event_struct(schema: SchemaSpec, strict: bool = False) -> type:
     """The Struct records decode into. ``strict``: text fields only text, numbers only numbers (an integer
-    is one), the label only an integer: what nearly every producer sends, decoded with no type checks
-    after; a batch it rejects is decoded again with the lenient struct (integer ids, boolean categories
-    and measures), whose values the columns step converts."""
-    scalar, number, measure, category = (str, float, float, str) if strict else (_Scalar, _Number, _Measure, _Category)
+    is one), the label only an integer, ids and keys not empty, measures within ``max_abs_value``: what
+    nearly every producer sends, decoded with no checks after; a batch it rejects is decoded again with
+    the lenient struct (integer ids, boolean categories and measures), whose values the columns step
+    converts and checks."""
+    if strict:  # the columns step's checks, made by msgspec while it decodes: a batch failing one goes the lenient way
+        limit = schema.max_abs_value
+        scalar, number, category = Annotated[str, msgspec.Meta(min_length=1)], float, str
+        measure: Any = Annotated[float, msgspec.Meta(ge=-limit, le=limit)]
+    else:
+        scalar, number, measure, category = _Scalar, _Number, _Measure, _Category
     time_type: Any = str if schema.time_format == "iso8601" else number
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [(schema.id_field, scalar)] if schema.id_field is not None else []
     fields += [(schema.key_field, scalar), (schema.time_field, time_type)]
@@ -332,28 +338,35 @@ class Decoder:
         field holds text and the label an integer (no per-value type checks)."""
         schema, names, n = self.schema, self._names, len(records)
 
-        def values(field: str) -> list[Any]:
-            got = list(map(attrgetter(names[field]), records))
+        def values(field: str) -> Any:
+            got = map(attrgetter(names[field]), records)
             if field in schema.optional:  # absent or null: the declared default
                 default = schema.optional[field]
                 got = [default if v is None else v for v in got]
             return got
 
         def text(field: str) -> np.ndarray:
-            raw = values(field)
+            if strict and field not in schema.optional:  # every value is a str
+                return np.fromiter(values(field), dtype=object, count=n)
+            raw = list(values(field))
             out = np.empty(n, dtype=object)
             if n and not strict and set(map(type, raw)) != {str}:  # ids and categories may arrive as integers, categories as booleans
                 raw = [v if type(v) is str else _BOOL_TEXT[v] if type(v) is bool else str(v) for v in raw]
             out[:] = raw
             return out
 
+        def floats(field: str) -> np.ndarray:
+            if strict:  # floats within range: no overflow to handle
+                return np.fromiter(values(field), dtype=np.float64, count=n)
+            return _floats(list(values(field)))
+
         ids = text(schema.id_field) if schema.id_field is not None else self._derived_ids(positions)
         keys = text(schema.key_field)
         if schema.time_format == "iso8601":
             times = np.array([_iso_or_nan(v) for v in values(schema.time_field)], dtype=np.float64)
         else:
-            times = _floats(values(schema.time_field)) * self._time_scale
-        numeric = {name: _floats(values(name)) for name in schema.numeric}
+            times = floats(schema.time_field) * self._time_scale
+        numeric = {name: floats(name) for name in schema.numeric}
         categorical = {name: keys if name == schema.key_field else text(name) for name in schema.categorical}
         labels = None
         if schema.label_field:
@@ -368,17 +381,22 @@ class Decoder:
                 reasons[int(i)] = (code, reason)
             bad[:] |= mask
 
-        flag(~np.isfinite(times), "bad_time" if schema.time_format == "iso8601" else "not_finite", f"field `{schema.time_field}` is not a valid time")
+        # the strict struct checked ids, keys, epoch times and required measures as it decoded them
+        if not strict or schema.time_format == "iso8601":
+            flag(~np.isfinite(times), "bad_time" if schema.time_format == "iso8601" else "not_finite", f"field `{schema.time_field}` is not a valid time")
         limit = schema.max_abs_value
         for name, column in numeric.items():
+            if strict and name not in schema.optional:
+                continue
             within = np.abs(column) <= limit  # False for NaN too
             if not within.all():
                 finite = np.isfinite(column)
                 flag(~finite, "not_finite", f"field `{name}` is NaN or infinite, expected a finite number")
                 flag(~within, "out_of_range", f"field `{name}` is beyond ±{limit:g} (schema.max_abs_value)")
-        flag(keys == "", "empty_value", f"field `{schema.key_field}` is empty")
-        if schema.id_field is not None:
-            flag(ids == "", "empty_value", f"field `{schema.id_field}` is empty")
+        if not strict:
+            flag(keys == "", "empty_value", f"field `{schema.key_field}` is empty")
+            if schema.id_field is not None:
+                flag(ids == "", "empty_value", f"field `{schema.id_field}` is empty")
 
         raw = np.empty(n, dtype=object)
         raw[:] = lines
