@@ -2,7 +2,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tocsin.features.keys import KeyIndex
+from tocsin.features.keys import KeyIndex, encode_strings
 
 words = st.one_of(st.sampled_from(["", "a", "b", "ab", "ba", "card_1", "é", "日本", "\ud800", "a\x00"]), st.text(max_size=6))
 
@@ -63,3 +63,13 @@ def test_loads_the_earlier_string_array_format():
     restored.load_state_dict({"values": np.array(["b", "a", "日本"], dtype=np.str_)})
     assert restored.values() == ["b", "a", "日本"]
     assert restored.ids(np.array(["a", "c"], dtype=object)).tolist() == [1, 3]
+
+
+@given(st.lists(st.one_of(st.text(max_size=6), st.sampled_from(["", "\x00", "a\x00b", "\x00\x00"])), max_size=30))
+def test_encoded_strings_are_each_string_and_its_hash_whatever_it_holds(values):
+    """Rows are found by the NUL between them; a string holding a NUL (or an empty one) must not shift them."""
+    strings, points, starts, lengths, hashes = encode_strings(np.array(values, dtype=object))
+    assert strings == values
+    assert [points[a : a + n].tobytes().decode("utf-32-le") for a, n in zip(starts.tolist(), lengths.tolist())] == values
+    alone = [encode_strings([v])[4][0] for v in values]  # a string's hash does not depend on its neighbours
+    assert hashes.tolist() == alone

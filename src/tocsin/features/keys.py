@@ -33,20 +33,43 @@ def _hash_rows(points, starts, lengths, hashes):
         hashes[i] = h ^ (h >> np.uint64(31))
 
 
+@njit(cache=True, nogil=True)
+def _split_at_separators(points, starts, lengths):
+    """Each row's start and length in code points joined with one NUL between rows (none inside a row)."""
+    row, start = 0, 0
+    for j in range(points.shape[0]):
+        if points[j] == 0:
+            starts[row] = start
+            lengths[row] = j - start
+            row += 1
+            start = j + 1
+    starts[row] = start
+    lengths[row] = points.shape[0] - start
+
+
 def encode_strings(values) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The strings, their UTF-32 code points, each one's start and length, and their 64-bit hashes
-    (FNV-1a + splitmix64: the same string, the same hash, in every process and run)."""
+    """The strings, their UTF-32 code points (one NUL between strings), each one's start and length, and
+    their 64-bit hashes (FNV-1a + splitmix64: the same string, the same hash, in every process and run).
+
+    The lengths come from the separators, found by a compiled pass: ``map(len, ...)`` over 5,000 strings
+    cost half of this function. Only when a string holds a NUL itself are they counted one by one."""
     strings = values.tolist() if isinstance(values, np.ndarray) else list(values)
     try:
-        joined = "".join(strings)
+        joined = "\x00".join(strings)
     except TypeError:
         strings = [v if isinstance(v, str) else str(v) for v in strings]
-        joined = "".join(strings)
+        joined = "\x00".join(strings)
+    n = len(strings)
     points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
-    starts = np.zeros(len(strings), dtype=np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
-    hashes = np.empty(len(strings), dtype=np.uint64)
+    starts = np.empty(n, dtype=np.int64)
+    lengths = np.empty(n, dtype=np.int64)
+    if n and joined.count("\x00") == n - 1:
+        _split_at_separators(points, starts, lengths)
+    elif n:
+        lengths = np.fromiter(map(len, strings), dtype=np.int64, count=n)
+        starts[0] = 0
+        np.cumsum(lengths[:-1] + 1, out=starts[1:])
+    hashes = np.empty(n, dtype=np.uint64)
     _hash_rows(points, starts, lengths, hashes)
     return strings, points, starts, lengths, hashes
 
