@@ -8,7 +8,13 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from tocsin.detectors._iforest_kernels import grow_forest, path_attributions, path_length_sums_threaded
+from tocsin.detectors._iforest_kernels import (
+    breadth_first_order,
+    grow_forest,
+    node_depths,
+    path_attributions,
+    path_length_sums_threaded,
+)
 from tocsin.detectors.base import Capabilities, Detector, check_positive, check_random_state
 
 _TREE_LEAF = -1  # scikit-learn's marker for "no child"
@@ -184,10 +190,7 @@ class IsolationForest(Detector):
         estimators = []
         for a, b in zip(starts[:-1], starts[1:]):
             tree_left, tree_right = left[a:b], right[a:b]
-            depth = np.ones(b - a, dtype=np.float64)  # root = 1, as scikit-learn counts
-            for node in range(b - a):  # children are created after their parent
-                if tree_left[node] >= 0:
-                    depth[tree_left[node]] = depth[tree_right[node]] = depth[node] + 1
+            depth = node_depths(tree_left, tree_right)  # children are created after their parent
             tree = SimpleNamespace(
                 children_left=tree_left, children_right=tree_right, feature=feature[a:b],
                 threshold=threshold[a:b], n_node_samples=n_samples[a:b], node_count=b - a,
@@ -361,15 +364,7 @@ def _round_down_to_float32(threshold: np.ndarray) -> np.ndarray:
 def _breadth_first_order(children_left: np.ndarray, children_right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Renumber a tree breadth first so each node's two children get consecutive
     ids. Returns ``order`` (new id -> old id) and ``new_index`` (old id -> new id)."""
-    order = [0]
-    for old in order:  # grows while iterating: a queue
-        if children_left[old] != _TREE_LEAF:
-            order.append(int(children_left[old]))
-            order.append(int(children_right[old]))
-    order_array = np.asarray(order, dtype=np.int64)
-    new_index = np.empty_like(order_array)
-    new_index[order_array] = np.arange(len(order_array))
-    return order_array, new_index
+    return breadth_first_order(np.asarray(children_left, dtype=np.int64), np.asarray(children_right, dtype=np.int64))
 
 
 def _check_forest(arrays: dict[str, np.ndarray], n_features: int) -> None:
