@@ -605,3 +605,12 @@ def travel_update(key_ids, times, lats, lons, min_seconds, state, out_km, out_km
         row[1] = lats[i]
         row[2] = lons[i]
     return warm
+
+
+@njit(cache=True, nogil=True)
+def count_before(key_ids, totals, out):
+    """Each row's key's count before it (``totals`` plus the batch's earlier rows of that key), counting it in."""
+    for i in range(key_ids.shape[0]):
+        k = key_ids[i]
+        out[i] = totals[k]
+        totals[k] += 1

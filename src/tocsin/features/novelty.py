@@ -29,7 +29,7 @@ import numpy as np
 
 from tocsin.batch import EventBatch
 from tocsin.features.base import BatchKeys, FeatureOperator, FeatureOutput
-from tocsin.features.kernels import EMPTY_SLOT, grow, novelty_rehash, novelty_update
+from tocsin.features.kernels import EMPTY_SLOT, count_before, grow, novelty_rehash, novelty_update
 
 MIN_TABLE_SIZE = 1024
 
@@ -119,8 +119,8 @@ class Novelty(FeatureOperator):
                 novel, seen, distinct,
             )  # fmt: skip
             self._totals = grow(self._totals, n_keys, 0)
-            prior_total = self._totals[key_ids] + _rank_within_key(key_ids)
-            np.add.at(self._totals, key_ids, 1)
+            prior_total = np.empty(n, dtype=np.int64)
+            count_before(key_ids, self._totals, prior_total)
             np.divide(seen, prior_total, out=share, where=prior_total > 0)
         return FeatureOutput(
             columns={self._novel_name: novel, self._seen_name: seen, self._distinct_name: distinct, self._share_name: share}
@@ -162,14 +162,3 @@ class Novelty(FeatureOperator):
         self._used = np.array(state["used"], dtype=np.int64)
         self._distinct = np.array(state["distinct"], dtype=np.int64)
         self._totals = np.array(state["totals"], dtype=np.int64)
-
-
-def _rank_within_key(key_ids: np.ndarray) -> np.ndarray:
-    """For each row, how many earlier rows of the batch have the same key."""
-    order = np.argsort(key_ids, kind="stable")
-    ordered = key_ids[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    group_start = np.repeat(starts, np.diff(np.r_[starts, len(ordered)]))
-    rank = np.empty(len(key_ids), dtype=np.int64)
-    rank[order] = np.arange(len(key_ids)) - group_start
-    return rank
