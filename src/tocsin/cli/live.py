@@ -38,13 +38,13 @@ class LiveView:
         self.stats = stats
         if scored.scored is not None and scored.scored.any():
             self.warm = True
-        events = scored.events
+        events, on_100 = scored.events, scored.score_100  # once: the property scales the whole batch
         for row in scored.anomaly_rows.tolist():
             self.alerts.appendleft(
                 {
                     "time": float(events.times[row]),
                     "entity": str(events.keys[row]),
-                    "score": float(scored.score_100[row]),
+                    "score": float(on_100[row]),
                     "severity": scored.severity_name(row),
                     "why": "; ".join(item["text"] for item in scored.explanations.get(row, [])),
                     "truth": None if events.labels is None else int(events.labels[row]),
