@@ -373,11 +373,18 @@ class Pipeline:
 
         The detector scores every row up front in one call (a raw score depends on the model alone, not on
         calibration: one call shares the rows out between the cores once, not once per segment); a refit
-        mid-batch scores the rows after it again with the new model."""
+        mid-batch scores the rows after it again with the new model. Flagged rows are explained likewise,
+        in one call per model."""
         step = self.spec.calibration.update_every
         refit_every = self.spec.detector.refit_every
         pos, n = start, len(X)
         ahead_from, ahead = pos, self.detector.score_samples(np.ascontiguousarray(X[pos:]))
+        unexplained: list[np.ndarray] = []  # flagged rows whose explanations wait for one call per model
+
+        def explain_waiting() -> None:
+            if unexplained:
+                explanations.update(self._explain(X, frame, np.concatenate(unexplained)))
+                unexplained.clear()
         while pos < n:
             end = min(n, pos + step - self._scored_total % step)
             rows = slice(pos, end)
@@ -397,8 +404,9 @@ class Pipeline:
             flagged = np.flatnonzero(is_anomaly[rows]) + pos
             if len(flagged):
                 severity[flagged] = assign_severity(score[flagged], self.spec.severity.warning, self.spec.severity.critical)
-                explanations.update(self._explain(X, frame, flagged))
-                if supervised is not None:
+                unexplained.append(flagged)
+                if supervised is not None:  # it puts its words before the explanation's
+                    explain_waiting()
                     self._say_what_labels_added(explanations, flagged, pos, supervised, score, frame)
             self.training.extend(segment)
             self._pending_raw.append(raw[rows].copy())
@@ -420,10 +428,12 @@ class Pipeline:
                     drift.extend((end - 1, column, psi) for column, psi in self.drift.drifted())
                 self._pending_raw, self._pending_score, self._pending_X = [], [], []
                 if refit_every is not None and not self.frozen and self._since_fit >= self._refit_interval():
+                    explain_waiting()  # by the model that scored them
                     self._refit()  # a model installed from the registry is not replaced by a local refit
                     if end < n:
                         ahead_from, ahead = end, self.detector.score_samples(np.ascontiguousarray(X[end:]))
             pos = end
+        explain_waiting()
 
     def _say_what_labels_added(self, explanations: dict, flagged: np.ndarray, pos: int,
                                supervised: tuple[np.ndarray, np.ndarray], score: np.ndarray, frame: Any) -> None:
