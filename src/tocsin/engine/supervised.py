@@ -208,9 +208,11 @@ _CONTROLLER: Any = None
 
 def _one_thread() -> Any:
     """A context in which OpenMP (scikit-learn's trees) runs one thread; the controller is made once (it
-    inspects the loaded libraries, which is slow)."""
+    inspects the loaded libraries, which is slow), after the trees' module has loaded its OpenMP runtime: a
+    controller made before would not know that runtime and limit nothing."""
     global _CONTROLLER
     if _CONTROLLER is None:
+        import sklearn.ensemble  # noqa: F401  (loads the runtime the controller must see)
         from threadpoolctl import ThreadpoolController
 
         _CONTROLLER = ThreadpoolController()
