@@ -40,7 +40,9 @@ def _register_in_a_process(url: str, seed: int, count: int, barrier, out) -> Non
 
 
 def register_from_processes(url: str, processes: int = 3, count: int = 4) -> list[int]:
-    context = multiprocessing.get_context("fork")  # the test process's imports are there already
+    # spawn, not fork: forked from a test process whose other threads (Kafka clients, OpenMP pools left by
+    # earlier tests) may hold a lock at that instant, a child once hung and the suite failed after 60 s
+    context = multiprocessing.get_context("spawn")
     barrier, out = context.Barrier(processes), context.Queue()
     workers = [context.Process(target=_register_in_a_process, args=(url, 1_000 * (p + 1), count, barrier, out)) for p in range(processes)]
     for worker in workers:
