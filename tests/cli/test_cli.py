@@ -5,6 +5,7 @@ import json
 import yaml
 from typer.testing import CliRunner
 
+from tocsin.api.server import free_port
 from tocsin.cli.main import app
 
 cli = CliRunner()
@@ -30,7 +31,9 @@ def small_spec_file(tmp_path, **updates):
 
 def test_demo_runs_and_writes_a_summary(tmp_path):
     out = tmp_path / "summary.json"
-    result = invoke("demo", "--events", 40_000, "--rate", 0, "--state-dir", tmp_path / "demo", "--json", out)
+    # its API on a free port: the default 8000 was taken once by a demo someone ran beside the suite
+    result = invoke("demo", "--events", 40_000, "--rate", 0, "--state-dir", tmp_path / "demo", "--json", out,
+                    "--api-port", free_port())
     assert result.exit_code == 0, result.output
     summary = json.loads(out.read_text())
     assert summary["events"] == 40_000
