@@ -109,15 +109,15 @@ class ScoredBatch:
         """One store row per anomaly, keyed by event id (idempotent on replay)."""
         events, records = self.events, []
         rows = self.anomaly_rows
-        on_100 = dict(zip(rows.tolist(), score_100(self.score[rows]).tolist()))  # once: the property scales the whole batch
-        for row in rows.tolist():
+        # the anomalies' scores scaled once (the property scales the whole batch)
+        for row, on_100 in zip(rows.tolist(), score_100(self.score[rows]).tolist()):
             records.append(
                 {
                     "event_id": str(events.ids[row]),
                     "entity": str(events.keys[row]),
                     "event_time": float(events.times[row]),
                     "score": float(self.score[row]),
-                    "score_100": on_100[row],
+                    "score_100": on_100,
                     "raw_score": float(self.raw_score[row]),
                     "severity": self.severity_name(row),
                     "detector": detector,
