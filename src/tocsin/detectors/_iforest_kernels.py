@@ -234,10 +234,14 @@ def grow_forest(X, n_trees, n_sub, max_depth, seed):
     return tree_start, left[:base], right[:base], feature[:base], threshold[:base], n_samples[:base]
 
 
+TREE_LEAF = -1
+"""scikit-learn's marker for "no child" in ``children_left``/``children_right``."""
+
+
 @njit(cache=True, nogil=True)
 def breadth_first_order(children_left, children_right):
     """Renumber a tree breadth first (children of a node get consecutive ids): ``order`` (new id -> old id)
-    and ``new_index`` (old id -> new id). A leaf has ``children_left == -1``."""
+    and ``new_index`` (old id -> new id). A leaf has ``children_left == TREE_LEAF``."""
     n = children_left.shape[0]
     order = np.empty(n, dtype=np.int64)
     order[0] = 0
@@ -246,7 +250,7 @@ def breadth_first_order(children_left, children_right):
         if head >= tail:
             break
         old = order[head]
-        if children_left[old] != -1:
+        if children_left[old] != TREE_LEAF:
             order[tail] = children_left[old]
             order[tail + 1] = children_right[old]
             tail += 2
@@ -262,7 +266,7 @@ def node_depths(children_left, children_right):
     """Each node's depth, the root 1 (as scikit-learn counts), for trees whose children follow their parent."""
     depth = np.ones(children_left.shape[0], dtype=np.float64)
     for node in range(children_left.shape[0]):
-        if children_left[node] >= 0:
+        if children_left[node] != TREE_LEAF:
             depth[children_left[node]] = depth[node] + 1
             depth[children_right[node]] = depth[node] + 1
     return depth

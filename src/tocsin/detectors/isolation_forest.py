@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from tocsin.detectors._iforest_kernels import (
+    TREE_LEAF,
     breadth_first_order,
     grow_forest,
     node_depths,
@@ -16,8 +17,6 @@ from tocsin.detectors._iforest_kernels import (
     path_length_sums_threaded,
 )
 from tocsin.detectors.base import Capabilities, Detector, check_positive, check_random_state
-
-_TREE_LEAF = -1  # scikit-learn's marker for "no child"
 
 
 def average_path_length(n_samples: np.ndarray) -> np.ndarray:
@@ -215,7 +214,7 @@ class IsolationForest(Detector):
         for t, estimator in enumerate(model.estimators_):
             tree = estimator.tree_
             order, new_index = _breadth_first_order(tree.children_left, tree.children_right)
-            is_leaf = tree.children_left == _TREE_LEAF
+            is_leaf = tree.children_left == TREE_LEAF
             feature = np.where(is_leaf, 0, tree.feature).astype(np.int64)
             if subsampled:
                 feature = np.asarray(model.estimators_features_[t])[feature]
