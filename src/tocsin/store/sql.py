@@ -14,6 +14,7 @@ raises and rolls the whole call back; nothing of that call is written.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -199,9 +200,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # can lose the last transactions on power loss but never corrupts the file,
     # and replay from the checkpoint rewrites whatever was lost.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # Switching to WAL takes the file's exclusive lock and SQLite does not wait for it (the busy timeout does
+    # not apply): processes opening a new store at once got "database is locked". Wait for it here.
+    deadline = time.monotonic() + _WAL_WAIT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+_WAL_WAIT_S = 10.0
+"""How long a new connection waits for the lock that switching to WAL needs, as SQLite's busy timeout would."""
 
 
 class StoreUnavailable(RuntimeError):
