@@ -33,6 +33,8 @@ class EventBatch:
     positions: np.ndarray | None = None
     labels: np.ndarray | None = None
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    #: text columns' encodings made while decoding (:mod:`tocsin.flat_json`), by the column's ``id``; see :meth:`encoding`
+    encodings: dict[int, tuple[np.ndarray, tuple]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -61,6 +63,13 @@ class EventBatch:
         if name in self.categorical:
             return self.categorical[name]
         raise KeyError(f"batch has no field {name!r}")
+
+    def encoding(self, column: np.ndarray) -> tuple | None:
+        """The decoder's ``(strings, code points, starts, lengths)`` of ``column``, one of this batch's own text
+        columns, or None. Keyed by the array itself, so a column taken, joined or replaced has none: an
+        encoding can never describe other rows than the column's."""
+        found = self.encodings.get(id(column))
+        return found[1] if found is not None and found[0] is column else None
 
     def take(self, index: np.ndarray | slice) -> EventBatch:
         """The rows selected by ``index`` (a slice, boolean mask or positions), in order."""

@@ -151,7 +151,7 @@ class Admission:
         admitted = verdicts == ADMITTED
         repeated = np.zeros(n, dtype=bool)
         if self.dedup_capacity and admitted.any():
-            fingerprints = encode_strings(events.ids)[4]
+            fingerprints = encode_strings(events.ids, events.encoding(events.ids))[4]
             _dedup(fingerprints, admitted, self.seen_new, self.seen_old, self.seen_count, self.dedup_capacity, repeated)
             admitted &= ~repeated
         if admitted.all():

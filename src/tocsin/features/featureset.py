@@ -198,9 +198,9 @@ class FeatureSet:
     def batch_keys(self, batch: EventBatch) -> BatchKeys:
         """Interned ids of the batch's keys and categorical values (new ones are added)."""
         # the key field declared as a category too is read from the keys when a source gives it only there (simulators)
-        ids = {name: self.interners[name].ids(batch.categorical[name] if name in batch.categorical else batch.keys)
-               for name in self.categorical_fields}
-        by = {ENTITY: self.interners[ENTITY].ids(batch.keys), GLOBAL: np.zeros(len(batch), dtype=np.int64), **ids}
+        columns = {name: batch.categorical[name] if name in batch.categorical else batch.keys for name in self.categorical_fields}
+        ids = {name: self.interners[name].ids(column, batch.encoding(column)) for name, column in columns.items()}
+        by = {ENTITY: self.interners[ENTITY].ids(batch.keys, batch.encoding(batch.keys)), GLOBAL: np.zeros(len(batch), dtype=np.int64), **ids}
         return BatchKeys(by=by, values=ids)
 
     def transform_update(self, batch: EventBatch) -> FeatureFrame:

@@ -47,12 +47,19 @@ def _split_at_separators(points, starts, lengths):
     lengths[row] = points.shape[0] - start
 
 
-def encode_strings(values) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def encode_strings(values, known: tuple | None = None) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The strings, their UTF-32 code points (one NUL between strings), each one's start and length, and
     their 64-bit hashes (FNV-1a + splitmix64: the same string, the same hash, in every process and run).
 
     The lengths come from the separators, found by a compiled pass: ``map(len, ...)`` over 5,000 strings
-    cost half of this function. Only when a string holds a NUL itself are they counted one by one."""
+    cost half of this function. Only when a string holds a NUL itself are they counted one by one.
+    ``known``: the ``(strings, code points, starts, lengths)`` the decoder already made
+    (:meth:`tocsin.batch.EventBatch.encoding`; ASCII bytes are their own code points): only hashed."""
+    if known is not None:
+        strings, points, starts, lengths = known
+        hashes = np.empty(len(starts), dtype=np.uint64)
+        _hash_rows(points, starts, lengths, hashes)
+        return strings, points, starts, lengths, hashes
     strings = values.tolist() if isinstance(values, np.ndarray) else list(values)
     try:
         joined = "\x00".join(strings)
@@ -152,16 +159,17 @@ class KeyIndex:
     def __len__(self) -> int:
         return len(self._values)
 
-    def _encode(self, values) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return encode_strings(values)
+    def _encode(self, values, known: tuple | None = None) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return encode_strings(values, known)
 
-    def ids(self, values: np.ndarray) -> np.ndarray:
-        """Ids of ``values`` (an object array of str), adding the new ones."""
+    def ids(self, values: np.ndarray, known: tuple | None = None) -> np.ndarray:
+        """Ids of ``values`` (an object array of str), adding the new ones; ``known``: their encoding, if the
+        decoder made it (see :func:`encode_strings`)."""
         n = len(values)
         out = np.empty(n, dtype=np.int64)
         if n == 0:
             return out
-        strings, points, starts, lengths, hashes = self._encode(values)
+        strings, points, starts, lengths, hashes = self._encode(values, known)
         n_ids = len(self._values)
         size = len(self._table)
         if 2 * (n_ids + n) > size:  # room for every row being new at load <= 1/2
