@@ -131,7 +131,9 @@ class DriftMonitor:
 def _fold_rows(X, scores, edges, weights, counts):  # pragma: no cover - compiled
     """Add each row's weight to its bin, per column (the features, then the score): what a weighted
     ``bincount`` of ``searchsorted(edges[j], column, side="right")`` adds, in the same order, so the sums
-    are bit-identical; one pass with no per-column Python (it ran 2 numpy calls per column per segment)."""
+    are bit-identical; one pass with no per-column Python (it ran 2 numpy calls per column per segment).
+    A row's bin is the number of (sorted) edges at or below its value, counted without a branch: a search
+    that stops at the first edge above mispredicted most of its branches, values being spread over the bins."""
     n, m = X.shape
     added = np.zeros((m + 1, edges.shape[1] + 1))
     for j in range(m + 1):
@@ -142,8 +144,8 @@ def _fold_rows(X, scores, edges, weights, counts):  # pragma: no cover - compile
                 b = cuts.size
             else:
                 b = 0
-                while b < cuts.size and cuts[b] <= value:
-                    b += 1
+                for k in range(cuts.size):
+                    b += cuts[k] <= value
             added[j, b] += weights[i]
     for j in range(m + 1):
         for b in range(added.shape[1]):
