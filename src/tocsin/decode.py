@@ -152,15 +152,22 @@ class Decoder:
 
     # --- inputs -------------------------------------------------------------
 
+    def scan_lines(self, lines: list[bytes]) -> tuple | None:
+        """The compiled scanner's part of :meth:`decode_lines` (no GIL held but for a few allocations), for
+        another thread to run ahead: pass what it returns to :meth:`decode_lines` as ``scanned``. None: the
+        scanner does not apply, or did not take these lines."""
+        return self._scanner.scan(lines) if self._scanner is not None and lines else None
+
     def decode_lines(
-        self, lines: list[bytes], positions: np.ndarray | None = None
+        self, lines: list[bytes], positions: np.ndarray | None = None, scanned: tuple | None | bool = False
     ) -> tuple[EventBatch, list[DeadLetter]]:
-        """JSON objects, one per element of ``lines`` (bytes, no trailing newline needed)."""
+        """JSON objects, one per element of ``lines`` (bytes, no trailing newline needed). ``scanned``: what
+        :meth:`scan_lines` returned for these lines (False: not run yet, so run it now)."""
         positions = _positions(positions, len(lines))
-        if self._scanner is not None and lines:  # the compiled scanner, for the plain flat objects nearly everyone sends
-            columns = self._scanner.scan(lines)
-            if columns is not None:
-                return self._scanned(columns, lines, positions), []
+        if scanned is False:  # the compiled scanner, for the plain flat objects nearly everyone sends
+            scanned = self.scan_lines(lines)
+        if scanned is not None:
+            return self._scanned(self._scanner.columns(scanned), lines, positions), []
         dead: list[DeadLetter] = []
         limit = self.schema.max_event_bytes
         if lines and max(map(len, lines)) > limit:

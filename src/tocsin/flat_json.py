@@ -296,6 +296,16 @@ def scan(buf, end, n_lines, max_line, names, name_offsets, kinds, slots, limit,
     return -1
 
 
+@njit(cache=True, nogil=True)
+def _plain_and_scan(words, buf, end, n_lines, max_line, names, name_offsets, kinds, slots, limit,
+                    text_out, text_used, text_starts, text_lengths, numbers, labels):  # pragma: no cover - compiled
+    """:func:`_plain` then :func:`scan` in one call (one release of the GIL); True when every line was taken."""
+    if not _plain(words, buf[words.shape[0] * 8:], n_lines):
+        return False
+    return scan(buf, end, n_lines, max_line, names, name_offsets, kinds, slots, limit,
+                text_out, text_used, text_starts, text_lengths, numbers, labels) < 0
+
+
 class FlatScanner:
     """The scanner set up for one schema's declared fields; :meth:`scan` gives columns or None.
 
@@ -323,27 +333,33 @@ class FlatScanner:
         self.max_line = int(max_line)
         self.usable = all(name.isascii() for name, _ in fields)
 
-    def scan(self, lines: list[bytes]) -> tuple[dict, dict, np.ndarray] | None:
-        """Columns of the ``lines`` (no newlines at their ends): ``(text, numbers, labels)`` by field name, or
-        None when a line is outside what the scanner accepts (the caller decodes the batch another way)."""
+    def scan(self, lines: list[bytes]) -> tuple | None:
+        """The compiled part: the ``lines`` (no newlines at their ends) scanned into arrays, or None when a line
+        is outside what the scanner accepts (the caller decodes the batch another way). Safe on any thread;
+        all but a few allocations run without the GIL, so it can run beside the thread processing the batch
+        before (:meth:`tocsin.engine.pipeline.Pipeline.decode_ahead`). :meth:`columns` makes the columns."""
         n = len(lines)
         if not self.usable or n == 0:
             return None
         buf = np.frombuffer(b"\n".join([*lines, b'"']), dtype=np.uint8)  # the quote ends the last string search
         end = len(buf) - 2
-        whole = len(buf) // 8 * 8
-        if not _plain(buf[:whole].view(np.uint64), buf[whole:], n):
-            return None
         text_out = np.empty((len(self.text_rows), end + n), dtype=np.uint8)
         text_used = np.zeros(len(self.text_rows), dtype=np.int64)
         starts = np.empty((len(self.text_rows), n), dtype=np.int64)
         lengths = np.empty((len(self.text_rows), n), dtype=np.int64)
         numbers = np.empty((len(self.number_rows), n), dtype=np.float64)
         labels = np.empty(n, dtype=np.int64)
-        refused = scan(buf, end, n, self.max_line, self.names, self.name_offsets, self.kinds, self.slots, self.limit,
-                       text_out, text_used, starts, lengths, numbers, labels)
-        if refused >= 0:
+        whole = len(buf) // 8 * 8
+        if not _plain_and_scan(buf[:whole].view(np.uint64), buf, end, n, self.max_line, self.names, self.name_offsets,
+                               self.kinds, self.slots, self.limit, text_out, text_used, starts, lengths, numbers, labels):
             return None
+        return text_out, text_used, starts, lengths, numbers, labels
+
+    def columns(self, scanned: tuple) -> tuple[dict, dict, np.ndarray]:
+        """``(text, numbers, labels)`` by field name from what :meth:`scan` returned. A text column comes as
+        ``(strings, points, starts, lengths)``: its values as ``str`` (made here, under the GIL: one split per
+        column), then the NUL-joined bytes and each value's place in them."""
+        text_out, text_used, starts, lengths, numbers, labels = scanned
         text = {}
         for name, row in self.text_rows.items():
             used = int(text_used[row])

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tocsin.bench.throughput import SOURCE_NAME, generate_lines, reference_spec
 from tocsin.engine.pipeline import Pipeline
@@ -24,16 +25,20 @@ GOLDEN = Path(__file__).parent / "data" / "throughput_decisions.json"
 EVENTS, USERS, SEED, BATCH = 120_000, 20_000, 7, 5_000
 
 
-def decisions() -> dict:
+def decisions(ahead: bool = False) -> dict:
+    """``ahead``: each next batch's decoding started on the helper thread first, as the runner and the bench do."""
     spec = reference_spec(USERS, SEED)
     lines = generate_lines(spec, EVENTS)
     pipeline = Pipeline(spec)
     digests = {name: hashlib.sha256() for name in ("raw", "score", "is_anomaly", "severity", "explanations")}
     anomalies = scored = 0
-    for start in range(0, EVENTS, BATCH):
-        stop = min(start + BATCH, EVENTS)
-        batch = pipeline.process_raw(SourceBatch(positions=np.arange(start, stop, dtype=np.int64), next_position=stop,
-                                                 lines=lines[start:stop]), SOURCE_NAME)
+    batches = [SourceBatch(positions=np.arange(start, min(start + BATCH, EVENTS), dtype=np.int64),
+                           next_position=min(start + BATCH, EVENTS), lines=lines[start:start + BATCH])
+               for start in range(0, EVENTS, BATCH)]
+    for index, raw in enumerate(batches):
+        if ahead and index + 1 < len(batches):
+            pipeline.decode_ahead(batches[index + 1], SOURCE_NAME)
+        batch = pipeline.process_raw(raw, SOURCE_NAME)
         digests["raw"].update(np.round(batch.raw_score, 10).tobytes())
         digests["score"].update(np.round(batch.score, 10).tobytes())
         digests["is_anomaly"].update(batch.is_anomaly.tobytes())
@@ -45,9 +50,10 @@ def decisions() -> dict:
             **{name: digest.hexdigest() for name, digest in digests.items()}}
 
 
-def test_the_reference_pipeline_decides_as_before_the_speed_work() -> None:
+@pytest.mark.parametrize("ahead", [False, True], ids=["in-line", "decoded-ahead"])
+def test_the_reference_pipeline_decides_as_before_the_speed_work(ahead: bool) -> None:
     expected = json.loads(GOLDEN.read_text())
-    got = decisions()
+    got = decisions(ahead)
     assert got["anomalies"] > 100 and got["refits"] >= 2, "the run flags events and refits: the comparison means something"
     assert got == expected
 

@@ -21,12 +21,12 @@ unsigned so the compiled code needs no negative-index wraparound.
 
 from __future__ import annotations
 
-import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
+
+from tocsin.threads import cores, helper_pool
 
 #: Rows walked through one tree together: a block of X (256 x 12 float32 = 12 KB),
 #: its node cursors and one tree (about 9 KB for 256 samples) fit in L1 together.
@@ -70,20 +70,9 @@ def path_length_sums(
 #: Below this many rows a second thread costs more (~50 us to hand over) than it saves.
 PARALLEL_MIN_ROWS = 2 * _ROW_BLOCK
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
 def _helpers() -> ThreadPoolExecutor | None:
-    """One process-wide pool of ``cores - 1`` helper threads (None on one core)."""
-    global _pool
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cores < 2:
-        return None
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=cores - 1, thread_name_prefix="tocsin-iforest")
-        return _pool
+    """The process-wide pool of ``cores - 1`` scoring helpers (None on one core)."""
+    return helper_pool("tocsin-iforest", cores() - 1)
 
 
 def path_length_sums_threaded(X, tree_offset, tree_depth, node_feature, node_threshold, node_left, node_nan_right,

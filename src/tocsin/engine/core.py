@@ -290,7 +290,10 @@ class DriverCore:
             self.mute_refresher.refresh()
             if self.feedback_labels is not None:
                 self.feedback_labels.refresh([s.pipeline for s in self.streams])
-            for stream, raw in work:
+            for index, (stream, raw) in enumerate(work):
+                if index + 1 < len(work):  # the next stream's batch decodes on the second core while this one is processed
+                    following, ahead = work[index + 1]
+                    following.pipeline.decode_ahead(ahead, following.source)
                 if not len(raw):
                     if not stream.between_batches:
                         continue

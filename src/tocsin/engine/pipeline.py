@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ from tocsin.engine.training import TrainingWindow
 from tocsin.features.featureset import ENTITY, FeatureFrame, FeatureSet
 from tocsin.sources.base import SourceBatch
 from tocsin.spec import PipelineSpec, SpecError
+from tocsin.threads import helper_pool
 from tocsin.vocabulary import SEVERITIES, Words, score_100
 
 TOP_CONTRIBUTIONS = 3
@@ -173,6 +175,7 @@ class Pipeline:
         self.calibrator = ScoreCalibrator(window=spec.calibration.window, tail_quantile=spec.calibration.tail_quantile)
         self.threshold = build_threshold(spec.threshold)
         self._decoders: dict[str, Decoder] = {}
+        self._ahead: list[tuple[SourceBatch, str, Future]] = []  # scans started by decode_ahead, oldest first
         #: which decoded events may change state: the event-time clock and repeated ids
         self.admission = Admission(spec.admission)
         self.training = TrainingWindow(spec.detector.train_window, len(self.feature_names))
@@ -217,9 +220,37 @@ class Pipeline:
 
     # --- inputs -------------------------------------------------------------
 
+    def decode_ahead(self, raw: SourceBatch, source: str) -> None:
+        """Start decoding ``raw``, the batch after the one about to be processed, on a helper thread: the
+        compiled scanning (:meth:`Decoder.scan_lines`) holds no GIL, so it runs on the second core while this
+        thread processes the batch before it. The :meth:`process_raw` (or :meth:`decode`) call for ``raw``
+        takes the scan and makes the columns (the strings need the GIL: made on the helper they only waited
+        for it). Scans started for batches that are never processed are dropped (at most two are kept).
+        Scanning is stateless, so the result is the same as decoding in line; a profiled source
+        (``spec.quality``), whose decoding folds rows into its buckets, and inputs other than JSON lines are
+        decoded in line as before."""
+        helper = _decode_helper()
+        if helper is None or raw.lines is None or not len(raw) or self.profiler is not None:
+            return
+        while len(self._ahead) >= 2:
+            _drop(self._ahead.pop(0))
+        self._ahead.append((raw, source, helper.submit(self._decoder(source).scan_lines, raw.lines)))
+
+    def _decoder(self, source: str) -> Decoder:
+        decoder = self._decoders.get(source)
+        if decoder is None:
+            decoder = self._decoders[source] = Decoder(self.spec.event_schema, source=source)
+        return decoder
+
     def decode(self, raw: SourceBatch, source: str) -> tuple[EventBatch, list[DeadLetter]]:
         """A source's raw records as a validated batch plus dead letters (with ``spec.quality``: the readings of
         the buckets the rows closed; their schema changes go out with the next processed batch)."""
+        for index, (ahead, ahead_source, scan) in enumerate(self._ahead):
+            if ahead is raw and ahead_source == source:
+                for skipped in self._ahead[:index]:  # batches before this one that were never processed
+                    _drop(skipped)
+                del self._ahead[: index + 1]
+                return self._decoder(source).decode_lines(raw.lines, raw.positions, scan.result())
         if self.profiler is not None:
             self.profiler.source = source
             readings, dead, notices = self.profiler.fold(raw)
@@ -227,9 +258,7 @@ class Pipeline:
             return readings, dead
         if raw.events is not None:
             return raw.events, []
-        decoder = self._decoders.get(source)
-        if decoder is None:
-            decoder = self._decoders[source] = Decoder(self.spec.event_schema, source=source)
+        decoder = self._decoder(source)
         if raw.lines is not None:
             return decoder.decode_lines(raw.lines, raw.positions)
         if raw.table is not None:
@@ -643,3 +672,13 @@ class Pipeline:
         self.frozen = bool(meta.get("frozen", self.model_version > 0))
         self.model_switches = [tuple(s) for s in meta.get("model_switches", [])]
         self.labels_applied = {str(k): int(v) for k, v in meta.get("labels_applied", {}).items()}
+
+
+def _drop(ahead: tuple[SourceBatch, str, Future]) -> None:
+    """Forget a scan started ahead: cancelled if it has not started, else waited for and its result dropped."""
+    ahead[2].cancel() or ahead[2].exception()
+
+
+def _decode_helper() -> ThreadPoolExecutor | None:
+    """The one thread that decodes next batches ahead (None on one core: it would only take turns)."""
+    return helper_pool("tocsin-decode", 1)

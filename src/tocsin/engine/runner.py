@@ -138,10 +138,21 @@ class Runner:
         stream = self.stream
         batch_size, max_wait = self.spec.runner.batch_size, self.spec.runner.max_wait
         tune_gc_for_hot_loop()
+        ahead: tuple[SourceBatch | None, float] | None = None  # the next batch, read while this one is processed
         try:
             while not self._stop.is_set():
-                received = time.monotonic()
-                raw = self.source.read(batch_size, max_wait)
+                if ahead is None:
+                    received = time.monotonic()
+                    raw = self.source.read(batch_size, max_wait)
+                else:
+                    (raw, received), ahead = ahead, None
+                if raw is not None and len(raw) == batch_size:
+                    # a full batch: the input is ahead of us, so the next is most likely there already; reading it
+                    # now lets its decoding run on the second core while this one is processed (what is read
+                    # ahead is not processed, so a stop or crash here loses nothing: the checkpoint is behind it)
+                    ahead = (self.source.read(batch_size, 0.0), time.monotonic())
+                    if ahead[0] is not None:
+                        stream.pipeline.decode_ahead(ahead[0], stream.source)
                 if raw is None:
                     if stream.pipeline.profiler is not None:  # a profiled file's last buckets close as they are
                         ended = SourceBatch(positions=np.empty(0, dtype=np.int64), next_position=stream.position + 1, ended=True)
