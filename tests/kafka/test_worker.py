@@ -246,3 +246,34 @@ def test_scored_topic_carries_every_scored_event_once_with_its_input_offset(tmp_
     with store.engine.connect() as conn:
         stored = {row.event_id: (row.score, row.is_anomaly) for row in conn.execute(text("select event_id, score, is_anomaly from scored_events"))}
     assert stored == {v["event_id"]: (v["score"], v["is_anomaly"]) for v in values}
+
+
+def test_reading_the_next_poll_ahead_changes_no_score_and_loses_or_repeats_nothing(tmp_path, kafka_brokers, monkeypatch):
+    """After a full poll the worker reads the next one ahead and starts its decoding on the second core; the
+    scores are those of a worker that never reads ahead, every event counted once."""
+    names = topics(kafka_brokers)
+    seed_data = small_spec_data("sqlite:///unused.db", tmp_path / "unused")
+    produce_events({"bootstrap.servers": kafka_brokers}, names["topic"], simulator(seed_data), 12_000)
+    runs = {}
+    read_ahead = []
+    original = KafkaWorker._read_ahead
+
+    def counting(self, batch_size):
+        got = original(self, batch_size)
+        read_ahead.append(got is not None)
+        return got
+
+    for label in ("never ahead", "ahead"):
+        if label == "never ahead":
+            monkeypatch.setattr(KafkaWorker, "_read_ahead", lambda self, batch_size: None)
+        else:
+            monkeypatch.setattr(KafkaWorker, "_read_ahead", counting)
+        data = small_spec_data(f"sqlite:///{tmp_path}/{label.replace(' ', '-')}.db", tmp_path / f"ck-{label}")
+        source = kafka_source(kafka_brokers, {**names, "alerts_topic": None, "dlq_topic": None}).model_copy(
+            update={"fetch_max_messages": 500})  # a fresh group each run: both read the whole topic
+        stats = KafkaWorker(worker_spec(data, source, StreamSettings(checkpoint_url=str(tmp_path / f"ck-{label}"))), idle_exit=2.0).run()
+        assert stats.events == 12_000
+        runs[label] = stored_scores(data["store"]["url"])
+    assert sum(read_ahead) >= 5, read_ahead  # it did read ahead
+    assert runs["ahead"][1] == runs["never ahead"][1] > 0
+    assert_same(runs["never ahead"][0], runs["ahead"][0])

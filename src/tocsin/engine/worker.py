@@ -223,11 +223,19 @@ class KafkaWorker:
         batch_size, max_wait = self.source.fetch_max_messages, self.spec.runner.max_wait
         idle_since = time.monotonic()
         tune_gc_for_hot_loop()
+        ahead: tuple[list[PartitionBatch], float] | None = None  # the next poll, read while this one is processed
         try:
             while not self._stop.is_set():
-                received = time.monotonic()
-                messages = self._next_messages(batch_size, max_wait)
-                parts = [part for part in split_by_partition(messages) if part.partition in self.streams] if messages else []
+                if ahead is None:
+                    received = time.monotonic()
+                    messages = self._next_messages(batch_size, max_wait)
+                    polled = split_by_partition(messages) if messages else []
+                else:
+                    (polled, received), ahead = ahead, None
+                if sum(map(len, polled)) >= batch_size:
+                    ahead = self._read_ahead(batch_size)
+                # after the read ahead: a rebalance inside it may have taken partitions away
+                parts = [part for part in polled if part.partition in self.streams]
                 if parts or not self.streams:
                     if parts:
                         self._process(parts, received)
@@ -256,6 +264,20 @@ class KafkaWorker:
             self.core.close()
             self.health.write(force=True)
         return self.stats
+
+    def _read_ahead(self, batch_size: int) -> tuple[list[PartitionBatch], float] | None:
+        """After a full poll the worker is behind and the client holds more: take what is fetched (no waiting)
+        and start decoding its first partition's batch on the second core, while this poll is processed
+        (:meth:`tocsin.engine.pipeline.Pipeline.decode_ahead`; the driver core starts each next one). What is
+        read ahead is not processed yet, so a stop or crash loses nothing: the checkpoint is behind it."""
+        received = time.monotonic()
+        parts = split_by_partition(self.consumer.consume(num_messages=batch_size, timeout=0))
+        if not parts:  # nothing fetched, or only errors (logged) and partition ends
+            return None
+        stream = self.streams.get(parts[0].partition)
+        if stream is not None:
+            stream.pipeline.decode_ahead(parts[0], stream.source)
+        return parts, received
 
     def _next_messages(self, batch_size: int, max_wait: float) -> list[Any]:
         """Every record already fetched (up to ``batch_size``) without waiting; only when none is, wait up
