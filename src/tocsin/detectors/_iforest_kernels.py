@@ -251,6 +251,43 @@ def breadth_first_order(children_left, children_right):
 
 
 @njit(cache=True, nogil=True)
+def forest_layout(tree_start, children_left, children_right):  # pragma: no cover - compiled
+    """For all trees concatenated (tree-local child ids, children created after their parent, a leaf's left
+    ``TREE_LEAF``): the breadth-first renumbering of each tree as global ids, ``order`` (new -> old) and
+    ``new_index`` (old -> new), each node's depth (the root 1) and each tree's deepest leaf depth minus one:
+    what :func:`breadth_first_order` and :func:`node_depths` give per tree, in one call for the forest."""
+    n = children_left.shape[0]
+    order = np.empty(n, dtype=np.int64)
+    new_index = np.empty(n, dtype=np.int64)
+    depth = np.ones(n, dtype=np.float64)
+    n_trees = tree_start.shape[0] - 1
+    tree_depth = np.empty(n_trees, dtype=np.int32)
+    for t in range(n_trees):
+        a, b = tree_start[t], tree_start[t + 1]
+        order[a] = a
+        tail = a + 1
+        for head in range(a, b):
+            if head >= tail:
+                break
+            old = order[head]
+            if children_left[old] != TREE_LEAF:
+                order[tail] = a + children_left[old]
+                order[tail + 1] = a + children_right[old]
+                tail += 2
+        for new in range(a, b):
+            new_index[order[new]] = new
+        deepest = 1.0
+        for node in range(a, b):
+            if children_left[node] != TREE_LEAF:
+                depth[a + children_left[node]] = depth[node] + 1
+                depth[a + children_right[node]] = depth[node] + 1
+            if depth[node] > deepest:
+                deepest = depth[node]
+        tree_depth[t] = np.int32(deepest) - 1
+    return order, new_index, depth, tree_depth
+
+
+@njit(cache=True, nogil=True)
 def node_depths(children_left, children_right):
     """Each node's depth, the root 1 (as scikit-learn counts), for trees whose children follow their parent."""
     depth = np.ones(children_left.shape[0], dtype=np.float64)
