@@ -45,5 +45,5 @@ class Derivations:
             numeric[name] = columns[name] = value
         derived = EventBatch(ids=events.ids, keys=events.keys, times=events.times, numeric=numeric,
                              categorical=events.categorical, positions=events.positions, labels=events.labels,
-                             extra=events.extra)
+                             extra=events.extra, encodings=events.encodings)  # the same text columns
         return derived, sorted(bad.items())
