@@ -1,6 +1,6 @@
 """Compiled traversal of a flattened isolation forest.
 
-Layout (built by ``IsolationForest._load_sklearn_model``): all trees' nodes in
+Layout (built by ``IsolationForest._flatten``): all trees' nodes in
 parallel arrays with global indices; tree ``t`` starts at ``tree_offset[t]``
 and is ``tree_depth[t]`` levels deep. Within a tree nodes are numbered breadth
 first so that the children of node ``k`` are ``node_left[k]`` and
@@ -228,34 +228,11 @@ TREE_LEAF = -1
 
 
 @njit(cache=True, nogil=True)
-def breadth_first_order(children_left, children_right):
-    """Renumber a tree breadth first (children of a node get consecutive ids): ``order`` (new id -> old id)
-    and ``new_index`` (old id -> new id). A leaf has ``children_left == TREE_LEAF``."""
-    n = children_left.shape[0]
-    order = np.empty(n, dtype=np.int64)
-    order[0] = 0
-    tail = 1
-    for head in range(n):
-        if head >= tail:
-            break
-        old = order[head]
-        if children_left[old] != TREE_LEAF:
-            order[tail] = children_left[old]
-            order[tail + 1] = children_right[old]
-            tail += 2
-    order = order[:tail]
-    new_index = np.empty(tail, dtype=np.int64)
-    for new in range(tail):
-        new_index[order[new]] = new
-    return order, new_index
-
-
-@njit(cache=True, nogil=True)
 def forest_layout(tree_start, children_left, children_right):  # pragma: no cover - compiled
     """For all trees concatenated (tree-local child ids, children created after their parent, a leaf's left
     ``TREE_LEAF``): the breadth-first renumbering of each tree as global ids, ``order`` (new -> old) and
-    ``new_index`` (old -> new), each node's depth (the root 1) and each tree's deepest leaf depth minus one:
-    what :func:`breadth_first_order` and :func:`node_depths` give per tree, in one call for the forest."""
+    ``new_index`` (old -> new), so each node's two children get consecutive ids; each node's depth (the root
+    1, as scikit-learn counts); and each tree's deepest leaf depth minus one."""
     n = children_left.shape[0]
     order = np.empty(n, dtype=np.int64)
     new_index = np.empty(n, dtype=np.int64)
@@ -285,14 +262,3 @@ def forest_layout(tree_start, children_left, children_right):  # pragma: no cove
                 deepest = depth[node]
         tree_depth[t] = np.int32(deepest) - 1
     return order, new_index, depth, tree_depth
-
-
-@njit(cache=True, nogil=True)
-def node_depths(children_left, children_right):
-    """Each node's depth, the root 1 (as scikit-learn counts), for trees whose children follow their parent."""
-    depth = np.ones(children_left.shape[0], dtype=np.float64)
-    for node in range(children_left.shape[0]):
-        if children_left[node] != TREE_LEAF:
-            depth[children_left[node]] = depth[node] + 1
-            depth[children_right[node]] = depth[node] + 1
-    return depth

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from types import SimpleNamespace
 
 import numpy as np
 
 from tocsin.detectors._iforest_kernels import (
     TREE_LEAF,
-    breadth_first_order,
     forest_layout,
     grow_forest,
-    node_depths,
     path_attributions,
     path_length_sums_threaded,
 )
@@ -172,10 +169,8 @@ class IsolationForest(Detector):
         self._load_sklearn_model(model, n_features=X.shape[1])
         return self
 
-    def _grow_compiled(self, X: np.ndarray, flat: bool = False) -> SimpleNamespace | tuple:
-        """Trees grown by the numba kernel, shaped like the scikit-learn objects the
-        flattening reads (a ``tree_`` per estimator); ``flat``: the kernel's concatenated arrays and the
-        subsample size instead."""
+    def _grow_compiled(self, X: np.ndarray) -> tuple:
+        """Trees grown by the numba kernel, concatenated (see :func:`grow_forest`), and the subsample size."""
         n = X.shape[0]
         if self.max_samples == "auto":
             n_sub = min(256, n)
@@ -185,59 +180,18 @@ class IsolationForest(Detector):
             n_sub = min(int(self.max_samples), n)
         max_depth = int(np.ceil(np.log2(max(n_sub, 2))))
         seed = np.random.SeedSequence(self.random_state).generate_state(1)[0] % (2**31)
-        starts, left, right, feature, threshold, n_samples = grow_forest(
-            np.ascontiguousarray(X), int(self.n_estimators), n_sub, max_depth, int(seed)
-        )
-        if flat:
-            return starts, left, right, feature, threshold, n_samples, n_sub
-        estimators = []
-        for a, b in zip(starts[:-1], starts[1:]):
-            tree_left, tree_right = left[a:b], right[a:b]
-            depth = node_depths(tree_left, tree_right)  # children are created after their parent
-            tree = SimpleNamespace(
-                children_left=tree_left, children_right=tree_right, feature=feature[a:b],
-                threshold=threshold[a:b], n_node_samples=n_samples[a:b], node_count=b - a,
-                missing_go_to_left=np.ones(b - a, dtype=np.uint8), compute_node_depths=lambda depth=depth: depth,
-            )  # fmt: skip
-            estimators.append(SimpleNamespace(tree_=tree))
-        return SimpleNamespace(estimators_=estimators, _max_features=X.shape[1], _max_samples=n_sub)
+        return *grow_forest(np.ascontiguousarray(X), int(self.n_estimators), n_sub, max_depth, int(seed)), n_sub
 
     def _load_compiled_forest(self, X: np.ndarray) -> None:
-        """Grow trees with the numba kernel and flatten them with whole-forest array operations: the same
-        arrays as :meth:`_load_sklearn_model` makes of :meth:`_grow_compiled` (a test holds them equal), without
-        its dozen numpy calls per tree (~5 ms a refit of 100 trees, paid inline by every stream)."""
-        grown = self._grow_compiled(X, flat=True)
-        starts, left, right, feature, threshold, n_samples, n_sub = grown
-        order, new_index, depth, tree_depth = forest_layout(starts, left, right)
-        is_leaf = left == TREE_LEAF
-        nodes = np.arange(len(left))
-        tree_of = np.repeat(starts[:-1], np.diff(starts))  # each node's tree's first global id
-        left_global = np.where(is_leaf, nodes, left + tree_of)  # a leaf points to itself
-        extra = average_path_length(n_samples)
-        path_length = np.where(is_leaf, depth + extra - 1.0, 0.0)
-        samples = n_samples.astype(np.float64)
-        isolation_bits = np.zeros(len(left))
-        parents = np.flatnonzero(~is_leaf)
-        for children in (left[parents] + tree_of[parents], right[parents] + tree_of[parents]):
-            isolation_bits[children] = np.log2(samples[parents] / samples[children])
-        arrays = {
-            "node_feature_": np.where(is_leaf, 0, feature).astype(np.int64)[order],
-            "node_threshold_": _round_down_to_float32(np.where(is_leaf, np.inf, threshold))[order],
-            "node_left_": new_index[left_global[order]],
-            "node_nan_right_": np.zeros(len(left), dtype=bool),  # the kernel sends no NaN right
-            "node_path_length_": path_length[order],
-            "node_isolation_bits_": isolation_bits[order],
-        }
-        self.tree_offset_ = starts[:-1].astype(np.uint32)
-        self.tree_depth_ = tree_depth
-        for name, dtype in self._NODE_ARRAYS.items():
-            setattr(self, name, arrays[name].astype(dtype))
+        """Grow trees with the numba kernel and flatten them (no NaN was seen in training: none goes right)."""
+        starts, left, right, feature, threshold, n_samples, n_sub = self._grow_compiled(X)
+        self._flatten(starts, left, right, np.where(left == TREE_LEAF, 0, feature), threshold, n_samples)
         self.max_samples_ = int(n_sub)
         self.n_features_in_ = int(X.shape[1])
 
     def _load_sklearn_model(self, model, n_features: int) -> None:
-        """Flatten a fitted scikit-learn forest into this detector's arrays (layout in
-        :mod:`tocsin.detectors._iforest_kernels`)."""
+        """Flatten a fitted scikit-learn forest into this detector's arrays: its trees' arrays concatenated, then
+        the same whole-forest flattening as the compiled trainer's."""
         # scikit-learn trains each tree on X[:, estimators_features_[t]] only when it
         # subsamples features; otherwise the tree saw X itself and its feature ids
         # are already column ids (estimators_features_ may then be a permutation
@@ -245,45 +199,66 @@ class IsolationForest(Detector):
         subsampled = model._max_features != n_features
         path_lengths = getattr(model, "_decision_path_lengths", None)
         leaf_extra = getattr(model, "_average_path_length_per_tree", None)
-        columns: dict[str, list[np.ndarray]] = {name: [] for name in self._NODE_ARRAYS}
-        offsets, depths = [], []
-        offset = 0
-        for t, estimator in enumerate(model.estimators_):
-            tree = estimator.tree_
-            order, new_index = _breadth_first_order(tree.children_left, tree.children_right)
-            is_leaf = tree.children_left == TREE_LEAF
-            feature = np.where(is_leaf, 0, tree.feature).astype(np.int64)
-            if subsampled:
-                feature = np.asarray(model.estimators_features_[t])[feature]
-            depth = tree.compute_node_depths() if path_lengths is None else path_lengths[t]
-            extra = average_path_length(tree.n_node_samples) if leaf_extra is None else leaf_extra[t]
-            # scikit-learn adds `depth + extra - 1.0` per tree (its depths count the
-            # root as 1); the same expression here keeps the sums bit-identical.
-            path_length = np.where(is_leaf, depth + extra - 1.0, 0.0)
-            # Bits of isolation a split achieves for the rows that reach a child:
-            # log2(samples at the parent / samples at the child). Used by explain().
-            n_samples = tree.n_node_samples.astype(np.float64)
-            isolation_bits = np.zeros(tree.node_count)
-            parents = np.flatnonzero(~is_leaf)
-            for children in (tree.children_left, tree.children_right):
-                isolation_bits[children[parents]] = np.log2(n_samples[parents] / n_samples[children[parents]])
-            # Leaves point to themselves, never go right (+inf, NaN "left"): see the kernel.
-            left = np.where(is_leaf, np.arange(tree.node_count), tree.children_left)
-            columns["node_feature_"].append(feature[order])
-            columns["node_threshold_"].append(_round_down_to_float32(np.where(is_leaf, np.inf, tree.threshold))[order])
-            columns["node_left_"].append(new_index[left[order]] + offset)
-            columns["node_nan_right_"].append(~is_leaf[order] & (tree.missing_go_to_left[order] == 0))
-            columns["node_path_length_"].append(path_length[order])
-            columns["node_isolation_bits_"].append(isolation_bits[order])
-            offsets.append(offset)
-            depths.append(int(depth.max()) - 1)
-            offset += tree.node_count
-        self.tree_offset_ = np.asarray(offsets, dtype=np.uint32)
-        self.tree_depth_ = np.asarray(depths, dtype=np.int32)
-        for name, dtype in self._NODE_ARRAYS.items():
-            setattr(self, name, np.concatenate(columns[name]).astype(dtype))
+        trees = [estimator.tree_ for estimator in model.estimators_]
+        starts = np.zeros(len(trees) + 1, dtype=np.int64)
+        np.cumsum([tree.node_count for tree in trees], out=starts[1:])
+        features = []
+        for t, tree in enumerate(trees):
+            feature = np.where(tree.children_left == TREE_LEAF, 0, tree.feature).astype(np.int64)
+            features.append(np.asarray(model.estimators_features_[t])[feature] if subsampled else feature)
+
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([getattr(tree, name) for tree in trees])
+
+        left = joined("children_left").astype(np.int64)
+        self._flatten(
+            starts, left, joined("children_right").astype(np.int64), np.concatenate(features), joined("threshold"),
+            joined("n_node_samples"), depth=None if path_lengths is None else np.concatenate(path_lengths),
+            extra=None if leaf_extra is None else np.concatenate(leaf_extra),
+            nan_right=(left != TREE_LEAF) & (joined("missing_go_to_left") == 0),
+        )
         self.max_samples_ = int(model._max_samples)
         self.n_features_in_ = int(n_features)
+
+    def _flatten(self, starts, left, right, feature, threshold, n_samples, *, depth=None, extra=None, nan_right=None) -> None:
+        """Set the node and tree arrays (layout in :mod:`tocsin.detectors._iforest_kernels`) from all trees
+        concatenated: tree ``t`` is nodes ``starts[t]:starts[t + 1]`` with tree-local child ids (a leaf's
+        ``TREE_LEAF``), children after their parent. ``depth`` (the root 1) and ``extra`` (the c(n) of each
+        leaf) as scikit-learn stored them, else computed; ``nan_right``: where a split sent missing values right.
+        Whole-forest array operations and one layout kernel: a dozen numpy calls per tree cost ~5 ms a refit."""
+        order, new_index, computed_depth, tree_depth = forest_layout(starts, left, right)
+        if depth is None:
+            depth = computed_depth
+        else:
+            tree_depth = (np.maximum.reduceat(depth, starts[:-1]) - 1).astype(np.int32)
+        if extra is None:
+            extra = average_path_length(n_samples)
+        is_leaf = left == TREE_LEAF
+        tree_of = np.repeat(starts[:-1], np.diff(starts))  # each node's tree's first global id
+        left_global = np.where(is_leaf, np.arange(len(left)), left + tree_of)  # a leaf points to itself
+        # scikit-learn adds `depth + extra - 1.0` per tree (its depths count the root as 1); the same
+        # expression here keeps the sums bit-identical.
+        path_length = np.where(is_leaf, depth + extra - 1.0, 0.0)
+        # Bits of isolation a split achieves for the rows that reach a child: log2(samples at the parent /
+        # samples at the child). Used by explain().
+        samples = n_samples.astype(np.float64)
+        isolation_bits = np.zeros(len(left))
+        parents = np.flatnonzero(~is_leaf)
+        for children in (left[parents] + tree_of[parents], right[parents] + tree_of[parents]):
+            isolation_bits[children] = np.log2(samples[parents] / samples[children])
+        arrays = {
+            "node_feature_": feature[order],
+            # leaves never go right (+inf, NaN "left"): see the kernel
+            "node_threshold_": _round_down_to_float32(np.where(is_leaf, np.inf, threshold))[order],
+            "node_left_": new_index[left_global[order]],
+            "node_nan_right_": np.zeros(len(left), dtype=bool) if nan_right is None else nan_right[order],
+            "node_path_length_": path_length[order],
+            "node_isolation_bits_": isolation_bits[order],
+        }
+        self.tree_offset_ = starts[:-1].astype(np.uint32)
+        self.tree_depth_ = tree_depth.astype(np.int32)
+        for name, dtype in self._NODE_ARRAYS.items():
+            setattr(self, name, arrays[name].astype(dtype))
 
     def _path_length_sums(self, X: np.ndarray) -> np.ndarray:
         out = np.empty(X.shape[0], dtype=np.float64)
@@ -395,12 +370,6 @@ def _round_down_to_float32(threshold: np.ndarray) -> np.ndarray:
     too_high = result.astype(np.float64) > threshold
     result[too_high] = np.nextafter(result[too_high], np.float32(-np.inf))
     return result
-
-
-def _breadth_first_order(children_left: np.ndarray, children_right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Renumber a tree breadth first so each node's two children get consecutive
-    ids. Returns ``order`` (new id -> old id) and ``new_index`` (old id -> new id)."""
-    return breadth_first_order(np.asarray(children_left, dtype=np.int64), np.asarray(children_right, dtype=np.int64))
 
 
 def _check_forest(arrays: dict[str, np.ndarray], n_features: int) -> None:
